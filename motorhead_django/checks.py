@@ -1,0 +1,264 @@
+"""System checks for the ``MOTORHEAD`` setting.
+
+Ids are stable: ``motorhead_django.E001``… for errors that stop the project
+from starting, ``motorhead_django.W001``… for setups that work but are unsafe.
+Each function checks one concern. See docs/settings.md for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from numbers import Real
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import DEFAULTS
+
+_NAMESPACE = "motorhead_django"
+
+
+def _id(code: str) -> str:
+    return f"{_NAMESPACE}.{code}"
+
+
+def _user_settings() -> dict[str, Any] | None:
+    """The MOTORHEAD dict, or None when it is not a dict (E001 reports that)."""
+    value = getattr(settings, "MOTORHEAD", {})
+    return value if isinstance(value, dict) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+@register(Tags.compatibility)
+def check_setting_is_dict(**kwargs: Any) -> list[CheckMessage]:
+    value = getattr(settings, "MOTORHEAD", {})
+    if isinstance(value, dict):
+        return []
+    return [
+        Error(
+            f"MOTORHEAD must be a dict, not {type(value).__name__}.",
+            hint='For example MOTORHEAD = {"URL": "http://127.0.0.1:8080"}.',
+            id=_id("E001"),
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_unknown_keys(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    messages: list[CheckMessage] = []
+    for key in sorted(set(user) - set(DEFAULTS), key=str):
+        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(DEFAULTS)}."
+        messages.append(
+            Warning(f"MOTORHEAD has an unknown key {key!r}.", hint=hint, id=_id("W001"))
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_url(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings()
+    if user is None:
+        return []
+    url = user.get("URL")
+    if url is None or url == "":
+        if user.get("SYNC_ENABLED") is True:
+            return [
+                Error(
+                    "MOTORHEAD['SYNC_ENABLED'] is True but no MOTORHEAD['URL'] is set.",
+                    hint="Set the Motorhead server's base URL, or leave SYNC_ENABLED unset "
+                    "to run in local-only mode.",
+                    id=_id("E003"),
+                )
+            ]
+        return []
+    if not isinstance(url, str):
+        return [Error("MOTORHEAD['URL'] must be a string.", id=_id("E002"))]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        return [Error(f"MOTORHEAD['URL'] is not a valid URL: {exc}.", id=_id("E002"))]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [
+            Error(
+                "MOTORHEAD['URL'] must be an http:// or https:// URL with a host.",
+                hint='For example "http://127.0.0.1:8080" or '
+                '"https://api.getmetal.io/v1/motorhead".',
+                id=_id("E002"),
+            )
+        ]
+    if parts.query or parts.fragment:
+        return [
+            Error(
+                "MOTORHEAD['URL'] must not have a query string or fragment.",
+                hint="Give the base URL only; the client appends /sessions/... to it.",
+                id=_id("E002"),
+            )
+        ]
+    if parts.username or parts.password:
+        return [
+            Error(
+                "MOTORHEAD['URL'] must not carry credentials.",
+                hint="Put them in MOTORHEAD['API_KEY'] and MOTORHEAD['CLIENT_ID'] instead.",
+                id=_id("E002"),
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_credentials_over_http(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    url = user.get("URL")
+    if user.get("API_KEY") and isinstance(url, str) and url.startswith("http://"):
+        return [
+            Warning(
+                "MOTORHEAD['API_KEY'] is sent over plain http://.",
+                hint="Use an https:// URL so the key is not sent in clear text.",
+                id=_id("W002"),
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_credentials(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    messages: list[CheckMessage] = []
+    for key in ("API_KEY", "CLIENT_ID"):
+        if user.get(key) is not None and not isinstance(user[key], str):
+            messages.append(Error(f"MOTORHEAD[{key!r}] must be a string.", id=_id("E004")))
+    if messages:
+        return messages
+    if bool(user.get("API_KEY")) != bool(user.get("CLIENT_ID")):
+        messages.append(
+            Error(
+                "MOTORHEAD['API_KEY'] and MOTORHEAD['CLIENT_ID'] go together.",
+                hint="The hosted Motorhead needs both; a self-hosted server needs neither.",
+                id=_id("E004"),
+            )
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
+    return list(
+        _positive_numbers(
+            (
+                "CONNECT_TIMEOUT",
+                "READ_TIMEOUT",
+                "RETRY_BACKOFF",
+                "RETRY_BACKOFF_MAX",
+                "COMPACTION_TIMEOUT",
+            ),
+            code="E005",
+        )
+    )
+
+
+def _positive_numbers(keys: Iterable[str], code: str) -> Iterable[CheckMessage]:
+    user = _user_settings() or {}
+    for key in keys:
+        if key in user and not (_is_number(user[key]) and user[key] > 0):
+            yield Error(
+                f"MOTORHEAD[{key!r}] must be a positive number of seconds, not {user[key]!r}.",
+                id=_id(code),
+            )
+
+
+def _positive_int(user: dict[str, Any], key: str, minimum: int = 1) -> bool:
+    value = user.get(key, DEFAULTS[key])
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@register(Tags.compatibility)
+def check_window(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    if not _positive_int(user, "WINDOW_SIZE"):
+        return [
+            Error(
+                f"MOTORHEAD['WINDOW_SIZE'] must be a whole number >= 1, "
+                f"not {user['WINDOW_SIZE']!r}.",
+                hint="Use the server's MOTORHEAD_MAX_WINDOW_SIZE (12 by default).",
+                id=_id("E006"),
+            )
+        ]
+    window = user.get("WINDOW_SIZE", DEFAULTS["WINDOW_SIZE"])
+    batch = user.get("BATCH_SIZE")
+    if batch is None:
+        return []
+    if not _positive_int(user, "BATCH_SIZE") or batch > window + 1:
+        return [
+            Error(
+                f"MOTORHEAD['BATCH_SIZE'] must be a whole number from 1 to WINDOW_SIZE + 1 "
+                f"({window + 1}), not {batch!r}.",
+                hint="A larger batch loses messages on the server: it keeps only "
+                "WINDOW_SIZE + 1 of them before it summarises.",
+                id=_id("E007"),
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_limits(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    messages: list[CheckMessage] = []
+    for key in ("MAX_CONTENT_LENGTH", "MAX_MESSAGES_PER_REQUEST", "SWEEP_LIMIT"):
+        if not _positive_int(user, key):
+            messages.append(
+                Error(f"MOTORHEAD[{key!r}] must be a whole number >= 1.", id=_id("E008"))
+            )
+    if not _positive_int(user, "MAX_RETRIES", minimum=0):
+        messages.append(
+            Error("MOTORHEAD['MAX_RETRIES'] must be a whole number >= 0.", id=_id("E008"))
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_text_options(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    messages: list[CheckMessage] = []
+    namespace = user.get("NAMESPACE", "")
+    if namespace is not None and not isinstance(namespace, str):
+        messages.append(Error("MOTORHEAD['NAMESPACE'] must be a string.", id=_id("E009")))
+    for key in ("TASK_QUEUE", "USER_AGENT"):
+        if user.get(key) is not None and not isinstance(user[key], str):
+            messages.append(Error(f"MOTORHEAD[{key!r}] must be a string.", id=_id("E009")))
+    roles = user.get("ALLOWED_ROLES")
+    if roles is not None and (
+        isinstance(roles, str)
+        or not isinstance(roles, Iterable)
+        or not roles
+        or not all(isinstance(role, str) for role in roles)
+    ):
+        messages.append(
+            Error(
+                "MOTORHEAD['ALLOWED_ROLES'] must be None or a non-empty list of strings.",
+                hint='For example ["Human", "AI", "System"].',
+                id=_id("E009"),
+            )
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_flags(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    return [
+        Error(f"MOTORHEAD[{key!r}] must be True or False.", id=_id("E010"))
+        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE")
+        if key in user
+        and not isinstance(user[key], bool)
+        and not (key == "SYNC_ENABLED" and user[key] is None)
+    ]

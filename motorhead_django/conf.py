@@ -1,0 +1,165 @@
+"""The app's settings: one ``MOTORHEAD`` dict, read at access time.
+
+Every key has a documented default in ``DEFAULTS`` and one typed property on
+:class:`MotorheadSettings`. Values are read from ``django.conf.settings`` each
+time a property is used, so ``override_settings`` works in tests. Validation
+lives in :mod:`motorhead_django.checks`; properties here trust the checks and
+only coerce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from . import __version__
+
+DEFAULTS: dict[str, Any] = {
+    # Base URL of the Motorhead server, e.g. "http://127.0.0.1:8080" or the
+    # hosted "https://api.getmetal.io/v1/motorhead". None: local-only mode.
+    "URL": None,
+    # Hosted (Metal) variant: sent as x-metal-api-key / x-metal-client-id.
+    "API_KEY": None,
+    "CLIENT_ID": None,
+    # Seconds to open a connection / to wait for a response.
+    "CONNECT_TIMEOUT": 3.05,
+    "READ_TIMEOUT": 10.0,
+    # The server's MOTORHEAD_MAX_WINDOW_SIZE. It must match the server: the
+    # sync sizes and paces its batches by it.
+    "WINDOW_SIZE": 12,
+    # Messages per POST when pushing; at most WINDOW_SIZE + 1 (what the
+    # server keeps before it compacts). None: WINDOW_SIZE // 2.
+    "BATCH_SIZE": None,
+    # Namespace for sessions created without one ("" is no namespace).
+    "NAMESPACE": "",
+    # None: sync whenever URL is set. False pauses sync with a URL set.
+    "SYNC_ENABLED": None,
+    # Whether the server runs with MOTORHEAD_LONG_TERM_MEMORY=true.
+    "LONG_TERM_MEMORY": False,
+    # Retries of a failed sync step: count, first delay and cap in seconds.
+    "MAX_RETRIES": 10,
+    "RETRY_BACKOFF": 2.0,
+    "RETRY_BACKOFF_MAX": 600.0,
+    # Seconds a push waits for the server to summarise a full window before
+    # it sends more (sending sooner would lose messages from the summary).
+    "COMPACTION_TIMEOUT": 30.0,
+    # Most sessions one sweep enqueues.
+    "SWEEP_LIMIT": 1000,
+    # Celery queue for the sync tasks (None: Celery's default queue).
+    "TASK_QUEUE": None,
+    # Deleting a session locally also deletes it on the server.
+    "DELETE_REMOTE": True,
+    # Roles accepted from clients (None: any role, as the server does).
+    "ALLOWED_ROLES": None,
+    # Limits on what clients may write.
+    "MAX_CONTENT_LENGTH": 100_000,
+    "MAX_MESSAGES_PER_REQUEST": 100,
+    "USER_AGENT": f"motorhead-django/{__version__}",
+}
+
+
+class MotorheadSettings:
+    """Typed access to ``settings.MOTORHEAD``, with defaults."""
+
+    def _get(self, key: str) -> Any:
+        user = getattr(settings, "MOTORHEAD", None)
+        if isinstance(user, dict) and key in user:
+            return user[key]
+        return DEFAULTS[key]
+
+    @property
+    def raw(self) -> Any:
+        """The ``MOTORHEAD`` setting as the project wrote it (may be missing or wrong)."""
+        return getattr(settings, "MOTORHEAD", {})
+
+    @property
+    def URL(self) -> str | None:
+        url = self._get("URL")
+        return url.rstrip("/") if url else None
+
+    @property
+    def API_KEY(self) -> str | None:
+        return self._get("API_KEY") or None
+
+    @property
+    def CLIENT_ID(self) -> str | None:
+        return self._get("CLIENT_ID") or None
+
+    @property
+    def CONNECT_TIMEOUT(self) -> float:
+        return float(self._get("CONNECT_TIMEOUT"))
+
+    @property
+    def READ_TIMEOUT(self) -> float:
+        return float(self._get("READ_TIMEOUT"))
+
+    @property
+    def WINDOW_SIZE(self) -> int:
+        return int(self._get("WINDOW_SIZE"))
+
+    @property
+    def BATCH_SIZE(self) -> int:
+        size = self._get("BATCH_SIZE")
+        return int(size) if size is not None else max(1, self.WINDOW_SIZE // 2)
+
+    @property
+    def NAMESPACE(self) -> str:
+        return self._get("NAMESPACE") or ""
+
+    @property
+    def SYNC_ENABLED(self) -> bool:
+        enabled = self._get("SYNC_ENABLED")
+        return bool(self.URL) if enabled is None else bool(enabled and self.URL)
+
+    @property
+    def LONG_TERM_MEMORY(self) -> bool:
+        return bool(self._get("LONG_TERM_MEMORY"))
+
+    @property
+    def MAX_RETRIES(self) -> int:
+        return int(self._get("MAX_RETRIES"))
+
+    @property
+    def RETRY_BACKOFF(self) -> float:
+        return float(self._get("RETRY_BACKOFF"))
+
+    @property
+    def RETRY_BACKOFF_MAX(self) -> float:
+        return float(self._get("RETRY_BACKOFF_MAX"))
+
+    @property
+    def COMPACTION_TIMEOUT(self) -> float:
+        return float(self._get("COMPACTION_TIMEOUT"))
+
+    @property
+    def SWEEP_LIMIT(self) -> int:
+        return int(self._get("SWEEP_LIMIT"))
+
+    @property
+    def TASK_QUEUE(self) -> str | None:
+        return self._get("TASK_QUEUE") or None
+
+    @property
+    def DELETE_REMOTE(self) -> bool:
+        return bool(self._get("DELETE_REMOTE"))
+
+    @property
+    def ALLOWED_ROLES(self) -> frozenset[str] | None:
+        roles = self._get("ALLOWED_ROLES")
+        return None if roles is None else frozenset(roles)
+
+    @property
+    def MAX_CONTENT_LENGTH(self) -> int:
+        return int(self._get("MAX_CONTENT_LENGTH"))
+
+    @property
+    def MAX_MESSAGES_PER_REQUEST(self) -> int:
+        return int(self._get("MAX_MESSAGES_PER_REQUEST"))
+
+    @property
+    def USER_AGENT(self) -> str:
+        return str(self._get("USER_AGENT"))
+
+
+motorhead_settings = MotorheadSettings()

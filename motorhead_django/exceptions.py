@@ -1,0 +1,119 @@
+"""Errors raised by the client, the memory core and the sync engine.
+
+The hierarchy answers the two questions the sync engine asks of a failure:
+
+* **may it have been applied?** (:func:`may_have_applied`) A timeout, a dropped
+  connection, a 5xx or an unreadable answer can follow a write the server
+  already made: the engine reads the server's window before sending again.
+  A refused connection or a 4xx cannot.
+* **can a retry fix it?** (:func:`is_retryable`) Only what is transient. The
+  answer is "no" for anything not listed, so an unknown error never loops.
+
+Transport errors are also the matching ``requests`` exception, so existing
+``except requests.ConnectionError`` handlers still catch them. Configuration
+errors are ``ImproperlyConfigured`` and sit outside :class:`MotorheadError`, so
+no retry path swallows them. No text here ever contains the API key: the client
+never passes it in, and :meth:`MotorheadClient` redacts response bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from django.core.exceptions import ImproperlyConfigured
+
+# Statuses that a later retry can fix although they are 4xx.
+_RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
+
+class MotorheadError(Exception):
+    """Root of every error about talking to Motorhead or writing memory."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.session_id = session_id
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}: " if self.method and self.path else ""
+        return f"{where}{self.message}"
+
+
+class MotorheadValidationError(MotorheadError, ValueError):
+    """Input we refuse before anything is written or sent.
+
+    ``errors`` maps a field (``"messages"``, ``"messages[2].role"``,
+    ``"session_id"``) to its message, ready for a 400 response.
+    """
+
+    def __init__(self, errors: dict[str, str], **kwargs: Any) -> None:
+        self.errors = dict(errors)
+        text = "; ".join(f"{field}: {message}" for field, message in self.errors.items())
+        super().__init__(text, **kwargs)
+
+
+class MotorheadConfigurationError(ImproperlyConfigured):
+    """The ``MOTORHEAD`` setting does not allow this (for example, no URL)."""
+
+
+class MotorheadTransientError(MotorheadError):
+    """A failure a later retry can fix."""
+
+
+class MotorheadConnectError(MotorheadTransientError, requests.ConnectionError):
+    """No connection could be made: nothing was sent, nothing was applied."""
+
+
+class MotorheadAmbiguousError(MotorheadTransientError):
+    """The request went out and no clear answer came back: a write may have been applied."""
+
+
+class MotorheadTimeoutError(MotorheadAmbiguousError, requests.Timeout):
+    """No answer within the read timeout."""
+
+
+class MotorheadDisconnectedError(MotorheadAmbiguousError, requests.ConnectionError):
+    """The connection dropped after the request was sent."""
+
+
+class MotorheadResponseError(MotorheadAmbiguousError):
+    """The server answered, but not with what the contract says (not JSON, wrong shape)."""
+
+
+class MotorheadAPIError(MotorheadError):
+    """The server answered with an error status; ``status`` and ``body`` say which."""
+
+    def __init__(self, message: str, *, status: int, body: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
+        self.body = body
+
+
+class MotorheadClientError(MotorheadAPIError):
+    """A 4xx: the server refused the request (bad input, bad credentials)."""
+
+
+class MotorheadServerError(MotorheadAPIError, MotorheadAmbiguousError):
+    """A 5xx. Motorhead can fail a POST after writing part of it, so it may have applied."""
+
+
+def may_have_applied(exc: BaseException) -> bool:
+    """Whether a write that failed with ``exc`` may still have reached the server's store."""
+    return isinstance(exc, MotorheadAmbiguousError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether retrying later can succeed. Closed by default: unknown errors are final."""
+    if isinstance(exc, MotorheadClientError):
+        return exc.status in _RETRYABLE_CLIENT_STATUSES
+    return isinstance(exc, MotorheadTransientError)

@@ -1,0 +1,188 @@
+"""The memory core: the one way to read and write conversations.
+
+Every layer (REST views, Motorhead-compatible views, admin, tasks, commands,
+the LangChain adapter) calls these functions. A write stores the messages and
+their outbox state in one transaction, then schedules the push to Motorhead
+once that transaction commits (``transaction.on_commit``). If the broker is
+down at that moment nothing is lost: the messages stay ``pending`` and the
+periodic sweep pushes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .conf import motorhead_settings
+from .exceptions import MotorheadValidationError
+from .models import ChatMessage, ChatSession, MessageOrigin, MessageSyncState, SyncState
+
+MessageInput = Mapping[str, Any] | tuple[str, str] | ChatMessage
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A session's memory as Motorhead shapes it: the newest window, newest first."""
+
+    messages: tuple[ChatMessage, ...]
+    context: str | None
+    tokens: int
+
+    @property
+    def chronological(self) -> tuple[ChatMessage, ...]:
+        return tuple(reversed(self.messages))
+
+
+def get_or_create_session(
+    session_id: str, *, namespace: str | None = None, owner: Any = None
+) -> ChatSession:
+    """The session with this id in this namespace, created when missing."""
+    _validate_session_id(session_id)
+    namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    defaults = {"owner": owner, "sync_state": _idle_state()}
+    try:
+        session, _ = ChatSession.objects.get_or_create(
+            session_id=session_id, namespace=namespace, defaults=defaults
+        )
+    except IntegrityError:
+        # A concurrent request created it between our read and our insert.
+        session = ChatSession.objects.get(session_id=session_id, namespace=namespace)
+    return session
+
+
+def append_messages(
+    session: ChatSession,
+    messages: Iterable[MessageInput],
+    *,
+    context: str | None = _UNSET,
+    origin: str = MessageOrigin.LOCAL,
+) -> list[ChatMessage]:
+    """Add messages (oldest first) to the end of the session, and schedule their push.
+
+    ``context``, when given, replaces the session's summary and is pushed with
+    the messages. Raises :class:`MotorheadValidationError` for an empty batch,
+    a disallowed role or an oversized message; nothing is written then.
+    """
+    pairs = [_as_pair(message) for message in messages]
+    _validate_batch(pairs)
+    now = timezone.now()
+    pushing = origin == MessageOrigin.LOCAL and motorhead_settings.SYNC_ENABLED
+    with transaction.atomic():
+        # The UPDATE takes the session's row lock until commit, so concurrent
+        # writers to one session get consecutive sequences and commit in order.
+        updates: dict[str, Any] = {"last_sequence": F("last_sequence") + len(pairs)}
+        if context is not _UNSET:
+            updates.update(context=context, context_pending=pushing)
+        if pushing:
+            updates.update(sync_state=SyncState.PENDING, next_attempt_at=None)
+        ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
+        session.refresh_from_db()
+        first = session.last_sequence - len(pairs) + 1
+        state = MessageSyncState.PENDING if pushing else MessageSyncState.SYNCED
+        rows = ChatMessage.objects.bulk_create(
+            ChatMessage(
+                session=session,
+                sequence=first + offset,
+                role=role,
+                content=content,
+                origin=origin,
+                sync_state=state,
+                synced_at=None if pushing else now,
+            )
+            for offset, (role, content) in enumerate(pairs)
+        )
+        if pushing:
+            transaction.on_commit(lambda: _schedule_push(session.pk))
+    return rows
+
+
+def set_context(session: ChatSession, context: str | None) -> None:
+    """Replace the session's summary; it is pushed with the next message batch.
+
+    Motorhead only accepts a context together with at least one message, so a
+    context-only change waits for the next write (or a rehydration).
+    """
+    pushing = motorhead_settings.SYNC_ENABLED
+    ChatSession.objects.filter(pk=session.pk).update(
+        context=context, context_pending=pushing, updated_at=timezone.now()
+    )
+    session.refresh_from_db()
+
+
+def get_memory(session: ChatSession, window: int | None = None) -> Memory:
+    """The newest ``window`` messages (default: the server's ``WINDOW_SIZE + 1``)."""
+    size = motorhead_settings.WINDOW_SIZE + 1 if window is None else window
+    newest = tuple(session.messages.order_by("-sequence")[:size])
+    return Memory(messages=newest, context=session.context, tokens=session.tokens)
+
+
+def history(session: ChatSession) -> list[ChatMessage]:
+    """The whole conversation, oldest first."""
+    return list(session.messages.chronological())
+
+
+def _idle_state() -> str:
+    return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
+
+
+def _schedule_push(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_push(session_pk)
+
+
+def _as_pair(message: MessageInput) -> tuple[str, str]:
+    if isinstance(message, ChatMessage):
+        return message.role, message.content
+    if isinstance(message, Mapping):
+        role, content = message.get("role"), message.get("content")
+    elif isinstance(message, Sequence) and not isinstance(message, str) and len(message) == 2:
+        role, content = message
+    else:
+        raise MotorheadValidationError({"messages": "Each message needs a role and a content."})
+    if not isinstance(role, str) or not isinstance(content, str):
+        raise MotorheadValidationError({"messages": "role and content must be strings."})
+    return role, content
+
+
+def _validate_batch(pairs: list[tuple[str, str]]) -> None:
+    if not pairs:
+        raise MotorheadValidationError({"messages": "At least one message is required."})
+    if len(pairs) > motorhead_settings.MAX_MESSAGES_PER_REQUEST:
+        raise MotorheadValidationError(
+            {
+                "messages": f"At most {motorhead_settings.MAX_MESSAGES_PER_REQUEST} "
+                "messages per request."
+            }
+        )
+    allowed = motorhead_settings.ALLOWED_ROLES
+    limit = motorhead_settings.MAX_CONTENT_LENGTH
+    for index, (role, content) in enumerate(pairs):
+        if allowed is not None and role not in allowed:
+            raise MotorheadValidationError(
+                {f"messages[{index}].role": f"Unknown role {role!r}; use one of {sorted(allowed)}."}
+            )
+        if not role or len(role) > 255:
+            raise MotorheadValidationError(
+                {f"messages[{index}].role": "A role is 1 to 255 characters."}
+            )
+        if len(content) > limit:
+            raise MotorheadValidationError(
+                {f"messages[{index}].content": f"At most {limit} characters."}
+            )
+
+
+def _validate_session_id(session_id: str) -> None:
+    if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
+        raise MotorheadValidationError({"session_id": "A session id is 1 to 255 characters."})
+    if any(ord(char) < 32 or ord(char) == 127 for char in session_id):
+        raise MotorheadValidationError(
+            {"session_id": "A session id cannot contain control characters."}
+        )

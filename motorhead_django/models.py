@@ -1,0 +1,187 @@
+"""Motorhead sessions and their messages, mirrored in the project's database.
+
+The local database is the system of record: Motorhead keeps only a window of
+recent messages and drops older ones (see docs/sync.md), so every message
+ever written or seen is kept here, in a fixed per-session order.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .querysets import ChatMessageQuerySet, ChatSessionQuerySet
+
+
+class SyncState(models.TextChoices):
+    """Where a session stands with the upstream server."""
+
+    PENDING = "pending", _("Pending")  # local work waits to be pushed
+    SYNCED = "synced", _("Synced")
+    RETRYING = "retrying", _("Retrying")  # a transient failure; a retry is scheduled
+    FAILED = "failed", _("Failed")  # gave up: needs an operator
+    DRIFTED = "drifted", _("Drifted")  # the server's window disagrees with ours
+    DELETING = "deleting", _("Deleting")  # tombstone until the server confirms
+    LOCAL = "local", _("Local only")  # never synced (no server configured)
+
+
+class MessageOrigin(models.TextChoices):
+    LOCAL = "local", _("Written here")
+    REMOTE = "remote", _("Found on the server")
+
+
+class MessageSyncState(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SYNCED = "synced", _("Synced")
+
+
+class ChatSession(models.Model):
+    """One Motorhead session: a conversation, its summary and its sync state."""
+
+    session_id = models.CharField(
+        _("session id"),
+        max_length=255,
+        help_text=_("The id the Motorhead server knows this session by."),
+    )
+    namespace = models.CharField(
+        _("namespace"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("The Motorhead namespace it is listed under; empty for none."),
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        # The conversation outlives its owner's account: it is the record.
+        on_delete=models.SET_NULL,
+        related_name="motorhead_sessions",
+    )
+    # None and "" differ: the server reports a missing summary as null.
+    context = models.TextField(  # noqa: DJ001
+        _("context"),
+        null=True,
+        blank=True,
+        help_text=_("The rolling summary of the conversation (Motorhead's context)."),
+    )
+    tokens = models.PositiveBigIntegerField(
+        _("tokens"),
+        default=0,
+        help_text=_("Tokens the server has spent summarising this session."),
+    )
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    last_sequence = models.PositiveBigIntegerField(
+        _("last sequence"),
+        default=0,
+        editable=False,
+        help_text=_("Sequence number of the newest message; the next one gets this + 1."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    # Sync bookkeeping: written only by the sync engine.
+    sync_state = models.CharField(
+        _("sync state"), max_length=16, choices=SyncState.choices, default=SyncState.LOCAL
+    )
+    context_pending = models.BooleanField(
+        _("context pending"),
+        default=False,
+        help_text=_("The local context changed and has not been pushed yet."),
+    )
+    inflight_through = models.PositiveBigIntegerField(
+        _("in flight through"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Last sequence of a batch sent but not yet confirmed: after a failure it is "
+            "checked against the server's window before anything is sent again."
+        ),
+    )
+    sync_attempts = models.PositiveIntegerField(_("sync attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True, default="")
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_pushed_at = models.DateTimeField(_("last pushed"), null=True, blank=True)
+    last_pulled_at = models.DateTimeField(_("last pulled"), null=True, blank=True)
+
+    objects = ChatSessionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("chat session")
+        verbose_name_plural = _("chat sessions")
+        ordering = ("-created_at", "-pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("namespace", "session_id"), name="motorhead_session_id_per_namespace"
+            ),
+        ]
+        indexes = [
+            # The sweep's query: only sessions with work left, by due time, so an
+            # idle sweep never scans the (many) synced sessions.
+            models.Index(
+                fields=("next_attempt_at",),
+                condition=Q(sync_state__in=("pending", "retrying", "deleting")),
+                name="motorhead_session_due",
+            ),
+            models.Index(fields=("sync_state",), name="motorhead_session_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.session_id}" if self.namespace else self.session_id
+
+
+class ChatMessage(models.Model):
+    """One message of a session, in a per-session order that never changes."""
+
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="messages",
+    )
+    sequence = models.PositiveBigIntegerField(
+        _("sequence"),
+        help_text=_("Position in the conversation, from 1; fixed once written."),
+    )
+    role = models.CharField(
+        _("role"), max_length=255, help_text=_("Free text, as Motorhead stores it: Human, AI, …")
+    )
+    content = models.TextField(_("content"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    origin = models.CharField(
+        _("origin"), max_length=8, choices=MessageOrigin.choices, default=MessageOrigin.LOCAL
+    )
+    sync_state = models.CharField(
+        _("sync state"),
+        max_length=8,
+        choices=MessageSyncState.choices,
+        default=MessageSyncState.PENDING,
+    )
+    synced_at = models.DateTimeField(_("synced"), null=True, blank=True)
+
+    objects = ChatMessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("chat message")
+        verbose_name_plural = _("chat messages")
+        ordering = ("session", "sequence")
+        constraints = [
+            # Also the index behind "a session's newest N messages".
+            models.UniqueConstraint(
+                fields=("session", "sequence"), name="motorhead_message_sequence"
+            ),
+        ]
+        indexes = [
+            # What the push still has to send, in order, per session.
+            models.Index(
+                fields=("session", "sequence"),
+                condition=Q(sync_state="pending"),
+                name="motorhead_message_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.sequence} {self.role}"

@@ -1,0 +1,16 @@
+"""Signals around each sync step, for projects to hook into.
+
+All are sent with ``sender=ChatSession``.
+"""
+
+from django.dispatch import Signal
+
+# A batch is about to be POSTed. Arguments: session, messages (ChatMessage list).
+pre_push = Signal()
+
+# The server has the batch (confirmed by its response, or found in its window
+# after an ambiguous failure). Arguments: session, messages.
+post_push = Signal()
+
+# A sync step failed. Arguments: session, error (a MotorheadError), will_retry (bool).
+push_failed = Signal()

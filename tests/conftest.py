@@ -1,0 +1,42 @@
+"""Shared fixtures: real services, or a clear skip (a failure under CI=true)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip the test when the service is down; in CI, fail instead."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or default_port)
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not reachable at {address[0]}:{address[1]} ({exc})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true, so a missing service is a failure")
+        pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres() -> None:
+    """For tests that need PostgreSQL itself (locking, concurrency)."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs PostgreSQL: runs in the PostgreSQL leg of `python3.11 dev.py test` "
+            "(DATABASE_URL=postgres://...)"
+        )

@@ -1,0 +1,60 @@
+"""Settings for the test suite.
+
+The database comes from DATABASE_URL (SQLite in memory by default); .ci/run
+runs the suite once on SQLite and once on PostgreSQL.
+"""
+
+import os
+
+import dj_database_url
+
+SECRET_KEY = "motorhead-django-tests"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "rest_framework",
+    "motorhead_django",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(os.environ.get("DATABASE_URL", "sqlite://:memory:")),
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Local-only by default; tests that talk to a server point MOTORHEAD at one.
+MOTORHEAD: dict = {}
+
+CELERY_TASK_ALWAYS_EAGER = True

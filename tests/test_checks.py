@@ -1,0 +1,155 @@
+"""Every system check id, through Django's check framework."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+
+def ids(**motorhead) -> list[str]:
+    from django.test import override_settings
+
+    with override_settings(MOTORHEAD=motorhead):
+        return sorted(
+            message.id
+            for message in checks.run_checks(include_deployment_checks=True)
+            if message.id and message.id.startswith("motorhead_django.")
+        )
+
+
+def messages_for(code: str, **motorhead) -> list[checks.CheckMessage]:
+    from django.test import override_settings
+
+    with override_settings(MOTORHEAD=motorhead):
+        return [m for m in checks.run_checks(include_deployment_checks=True) if m.id == code]
+
+
+def test_defaults_are_clean():
+    assert ids() == []
+
+
+def test_a_full_valid_configuration_is_clean():
+    assert (
+        ids(
+            URL="https://api.getmetal.io/v1/motorhead",
+            API_KEY="k",
+            CLIENT_ID="c",
+            CONNECT_TIMEOUT=1,
+            READ_TIMEOUT=2.5,
+            WINDOW_SIZE=8,
+            BATCH_SIZE=9,
+            NAMESPACE="prod",
+            SYNC_ENABLED=True,
+            ALLOWED_ROLES=["Human", "AI"],
+            TASK_QUEUE="motorhead",
+        )
+        == []
+    )
+
+
+def test_setting_must_be_a_dict(settings):
+    settings.MOTORHEAD = "http://127.0.0.1:8080"
+    found = [m for m in checks.run_checks() if m.id == "motorhead_django.E001"]
+    assert len(found) == 1 and "must be a dict" in found[0].msg
+
+
+def test_unknown_key_suggests_the_close_one():
+    (warning,) = messages_for("motorhead_django.W001", URL_="http://x")
+    assert "'URL_'" in warning.msg
+    assert warning.hint == "Did you mean 'URL'?"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/",
+        "127.0.0.1:8080",
+        "http://",
+        "http://host:notaport",
+        "http://host/?x=1",
+        "http://user:secret@host",
+        42,
+    ],
+)
+def test_bad_urls(url):
+    assert ids(URL=url) == ["motorhead_django.E002"]
+
+
+def test_credentials_in_url_are_not_echoed():
+    (error,) = messages_for("motorhead_django.E002", URL="http://user:s3cret@host")
+    assert "s3cret" not in error.msg + (error.hint or "")
+
+
+def test_sync_enabled_without_url():
+    (error,) = messages_for("motorhead_django.E003", SYNC_ENABLED=True)
+    assert "no MOTORHEAD['URL']" in error.msg
+
+
+def test_no_url_is_local_only_mode():
+    assert ids(URL=None) == []
+
+
+def test_api_key_needs_client_id():
+    assert ids(URL="https://h", API_KEY="k") == ["motorhead_django.E004"]
+    assert ids(URL="https://h", API_KEY=1, CLIENT_ID="c") == ["motorhead_django.E004"]
+
+
+def test_api_key_is_never_echoed():
+    found = messages_for("motorhead_django.E004", URL="https://h", API_KEY="topsecret")
+    assert found and all("topsecret" not in m.msg + (m.hint or "") for m in found)
+
+
+@pytest.mark.parametrize("value", [0, -1, "3", None, True])
+def test_bad_timeouts(value):
+    assert ids(READ_TIMEOUT=value) == ["motorhead_django.E005"]
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, "12", True])
+def test_bad_window(value):
+    assert ids(WINDOW_SIZE=value) == ["motorhead_django.E006"]
+
+
+@pytest.mark.parametrize("value", [0, 14, "6", 2.0])
+def test_bad_batch_size(value):
+    assert ids(WINDOW_SIZE=12, BATCH_SIZE=value) == ["motorhead_django.E007"]
+
+
+def test_batch_size_may_fill_the_window():
+    assert ids(WINDOW_SIZE=12, BATCH_SIZE=13) == []
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("MAX_CONTENT_LENGTH", 0), ("MAX_MESSAGES_PER_REQUEST", "10"), ("MAX_RETRIES", -1)],
+)
+def test_bad_limits(key, value):
+    assert ids(**{key: value}) == ["motorhead_django.E008"]
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("NAMESPACE", 3), ("TASK_QUEUE", ["q"]), ("ALLOWED_ROLES", "Human"), ("ALLOWED_ROLES", [])],
+)
+def test_bad_text_options(key, value):
+    assert ids(**{key: value}) == ["motorhead_django.E009"]
+
+
+@pytest.mark.parametrize("key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE"])
+def test_flags_must_be_booleans(key):
+    assert ids(URL="http://h", **{key: "yes"}) == ["motorhead_django.E010"]
+
+
+def test_key_over_plain_http_is_a_deploy_warning():
+    assert ids(URL="http://h", API_KEY="k", CLIENT_ID="c") == ["motorhead_django.W002"]
+    assert ids(URL="https://h", API_KEY="k", CLIENT_ID="c") == []
+
+
+def test_manage_check_reports_errors_clearly(settings, capsys):
+    settings.MOTORHEAD = {"URL": "ftp://nowhere", "READ_TIMEOUT": 0}
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check")
+    text = str(raised.value)
+    assert "motorhead_django.E002" in text and "motorhead_django.E005" in text
+    assert "http:// or https://" in text

@@ -1,0 +1,95 @@
+"""The example project starts from its environment, the way a deployment would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    for key in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MOTORHEAD_URL"):
+        clean.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_refuses_to_start_without_a_secret_key_in_production():
+    result = manage("check")
+    assert result.returncode != 0
+    assert "Set SECRET_KEY (or DEBUG=true for local development)." in result.stderr
+
+
+def test_checks_pass_in_debug_with_the_embedded_defaults():
+    result = manage("check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_bad_motorhead_url_is_reported_by_the_system_checks():
+    result = manage("check", DEBUG="true", MOTORHEAD_URL="ftp://example")
+    assert result.returncode != 0
+    assert "motorhead_django.E002" in result.stderr
+
+
+def test_motorhead_settings_come_from_the_environment():
+    code = (
+        "from motorhead_django.conf import motorhead_settings as s;"
+        "print(s.URL, s.SYNC_ENABLED, s.API_KEY is not None)"
+    )
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        code,
+        DEBUG="true",
+        MOTORHEAD_URL="https://api.getmetal.io/v1/motorhead",
+        MOTORHEAD_API_KEY="k",
+        MOTORHEAD_CLIENT_ID="c",
+    )
+    assert result.stdout.split() == ["https://api.getmetal.io/v1/motorhead", "True", "True"]
+
+
+def test_migrate_and_demo_user_on_a_fresh_sqlite_file(tmp_path):
+    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert manage("migrate", "--noinput", DEBUG="true", DATABASE_URL=database).returncode == 0
+    result = manage("example_demo_user", DEBUG="true", DATABASE_URL=database)
+    assert result.stdout.strip() == "Created demo admin user: admin / admin"
+    result = manage("example_demo_user", DEBUG="true", DATABASE_URL=database)
+    assert result.stdout.strip() == "Reset demo admin user: admin / admin"
+
+
+def test_celery_uses_the_broker_from_the_environment(redis_url):
+    code = (
+        "from example_project.celery import app;"
+        "app.connection_for_write().ensure_connection(max_retries=1);"
+        "print(app.conf.broker_url, app.conf.task_always_eager)"
+    )
+    result = manage("shell", "-v", "0", "-c", code, DEBUG="true", CELERY_BROKER_URL=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [redis_url, "False"]
+
+
+def test_celery_runs_eagerly_without_a_broker():
+    code = "from example_project.celery import app; print(app.conf.task_always_eager)"
+    result = manage("shell", "-v", "0", "-c", code, DEBUG="true")
+    assert result.stdout.split() == ["True"]
+
+
+def test_debug_and_allowed_hosts_are_read():
+    code = "from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)"
+    result = manage(
+        "shell", "-v", "0", "-c", code, SECRET_KEY="x", DEBUG="false", ALLOWED_HOSTS="a.example,b"
+    )
+    assert result.stdout.strip() == "False ['a.example', 'b']"

@@ -1,0 +1,139 @@
+"""The memory core: the one write path, in local-only mode and with sync on."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
+
+from motorhead_django import memory
+from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.models import ChatMessage, ChatSession, SyncState
+
+pytestmark = pytest.mark.django_db
+
+
+def test_local_only_writes_are_kept_and_ordered():
+    session = memory.get_or_create_session("chat-1")
+    assert session.sync_state == SyncState.LOCAL
+    memory.append_messages(session, [("Human", "q1"), {"role": "AI", "content": "a1"}])
+    memory.append_messages(session, [("Human", "q2")], context="greeting")
+    assert [(m.sequence, m.role, m.content) for m in memory.history(session)] == [
+        (1, "Human", "q1"),
+        (2, "AI", "a1"),
+        (3, "Human", "q2"),
+    ]
+    session.refresh_from_db()
+    assert session.last_sequence == 3 and session.context == "greeting"
+    # Local-only: nothing waits for a server.
+    assert session.sync_state == SyncState.LOCAL and not session.messages.pending().exists()
+
+
+def test_get_or_create_is_idempotent_and_namespaced(settings):
+    first = memory.get_or_create_session("a")
+    assert memory.get_or_create_session("a").pk == first.pk
+    other = memory.get_or_create_session("a", namespace="ns")
+    assert other.pk != first.pk and other.namespace == "ns"
+    settings.MOTORHEAD = {"NAMESPACE": "default-ns"}
+    assert memory.get_or_create_session("b").namespace == "default-ns"
+
+
+def test_get_memory_is_the_newest_window_newest_first(settings):
+    settings.MOTORHEAD = {"WINDOW_SIZE": 4}
+    session = memory.get_or_create_session("w")
+    memory.append_messages(session, [("Human", f"m{n}") for n in range(1, 11)])
+    with CaptureQueriesContext(connection) as queries:
+        window = memory.get_memory(session)
+    assert len(queries) == 1
+    assert [m.content for m in window.messages] == ["m10", "m9", "m8", "m7", "m6"]
+    assert [m.content for m in window.chronological][0] == "m6"
+    assert window.context is None and window.tokens == 0
+
+
+@pytest.mark.parametrize(
+    "messages,field",
+    [
+        ([], "messages"),
+        ([("Human",)], "messages"),
+        ([{"role": "Human", "content": 5}], "messages"),
+        ([("", "x")], "messages[0].role"),
+        ([("Human", "ok"), ("Human", "x" * 101)], "messages[1].content"),
+    ],
+)
+def test_bad_batches_write_nothing(settings, messages, field):
+    settings.MOTORHEAD = {"MAX_CONTENT_LENGTH": 100}
+    session = memory.get_or_create_session("bad")
+    with pytest.raises(MotorheadValidationError) as raised:
+        memory.append_messages(session, messages)
+    assert field in raised.value.errors
+    assert ChatMessage.objects.count() == 0
+    session.refresh_from_db()
+    assert session.last_sequence == 0
+
+
+def test_roles_can_be_restricted(settings):
+    settings.MOTORHEAD = {"ALLOWED_ROLES": ["Human", "AI"]}
+    session = memory.get_or_create_session("roles")
+    with pytest.raises(MotorheadValidationError) as raised:
+        memory.append_messages(session, [("System", "x")])
+    assert "Unknown role 'System'" in raised.value.errors["messages[0].role"]
+
+
+def test_too_many_messages_in_one_request(settings):
+    settings.MOTORHEAD = {"MAX_MESSAGES_PER_REQUEST": 2}
+    session = memory.get_or_create_session("many")
+    with pytest.raises(MotorheadValidationError):
+        memory.append_messages(session, [("Human", "x")] * 3)
+
+
+@pytest.mark.parametrize("session_id", ["", "x" * 256, "a\nb", "tab\there", "\x7f"])
+def test_bad_session_ids(session_id):
+    with pytest.raises(MotorheadValidationError) as raised:
+        memory.get_or_create_session(session_id)
+    assert "session_id" in raised.value.errors
+
+
+def test_with_sync_on_messages_are_pending_and_a_push_is_scheduled_on_commit(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    scheduled: list[int] = []
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", scheduled.append)
+    session = memory.get_or_create_session("synced")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        memory.append_messages(session, [("Human", "hi")], context="ctx")
+    assert len(callbacks) == 1 and scheduled == [session.pk]
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.PENDING and session.context_pending
+    assert list(session.messages.pending().values_list("sequence", flat=True)) == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_get_consecutive_sequences(postgres):
+    session = memory.get_or_create_session("race")
+    errors: list[BaseException] = []
+
+    def writer(tag: str) -> None:
+        try:
+            for n in range(20):
+                memory.append_messages(session, [("Human", f"{tag}{n}"), ("AI", f"{tag}{n}'")])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = list(ChatMessage.objects.filter(session=session).order_by("sequence"))
+    assert [m.sequence for m in rows] == list(range(1, 161))
+    # Each batch stays contiguous: a pair is never split by another writer.
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        assert second.content == first.content + "'"
+    assert ChatSession.objects.get(pk=session.pk).last_sequence == 160
