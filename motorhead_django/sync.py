@@ -1,0 +1,309 @@
+"""The push side of the sync: local records to the Motorhead server.
+
+The guarantees and their limits are written down in docs/sync.md. In short:
+
+* one pusher per session at a time (:mod:`motorhead_django.locks`);
+* messages go in sequence order, in non-empty batches the server can keep;
+* before a batch is sent, its last sequence is recorded (``inflight_through``),
+  so that after any failure that may have applied it (timeout, dropped
+  connection, 5xx, a killed worker) the server's window is read and compared
+  with our history before anything is sent again;
+* batches are paced so that every message passes through the server's
+  summariser: a batch never takes the server's list past ``WINDOW_SIZE + 1``,
+  and after a batch that triggers a compaction the next one waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import signals
+from .client import Memory as RemoteMemory
+from .client import MotorheadClient, get_client
+from .conf import motorhead_settings
+from .exceptions import MotorheadError, is_retryable, may_have_applied
+from .locks import session_push_lock
+from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PushResult:
+    """What one push run did for one session."""
+
+    session_pk: int
+    pushed: int = 0
+    batches: int = 0
+    busy: bool = False  # another worker holds the session's push lock
+    state: str = ""
+    error: str = ""
+    retry_at: datetime | None = None
+    resolved: list[str] = field(default_factory=list)  # how ambiguous batches were settled
+    more: bool = False  # pending messages arrived while the lock was held: push again
+
+
+class CompactionTimeout(MotorheadError):
+    """The server did not summarise its full window in time; pushing more would lose messages."""
+
+
+def push_session(session_pk: int, *, client: MotorheadClient | None = None) -> PushResult:
+    """Push a session's pending messages, in order, exactly once each."""
+    result = PushResult(session_pk)
+    if not motorhead_settings.SYNC_ENABLED:
+        result.state = "disabled"
+        return result
+    with session_push_lock(session_pk) as acquired:
+        if not acquired:
+            result.busy = True
+            return result
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        if session is None:
+            return result
+        try:
+            _Pusher(session, client or get_client(), result).run()
+        except MotorheadError as exc:
+            _record_failure(session, exc, result)
+        else:
+            _record_success(session, result)
+    # A push scheduled while we held the lock found it busy and gave up; the
+    # messages it was for committed before that, so we see them now.
+    result.more = result.error == "" and (
+        ChatMessage.objects.filter(
+            session_id=session_pk, sync_state=MessageSyncState.PENDING
+        ).exists()
+    )
+    return result
+
+
+class _Pusher:
+    def __init__(self, session: ChatSession, client: MotorheadClient, result: PushResult) -> None:
+        self.session = session
+        self.client = client
+        self.result = result
+        self.window = motorhead_settings.WINDOW_SIZE
+        # Messages on the server's list; None when unknown (read it first).
+        self.remote_length: int | None = None
+
+    def run(self) -> None:
+        if self.session.inflight_through is not None:
+            self._settle_inflight()
+        while True:
+            pending = list(self.session.messages.pending().order_by("sequence")[: self.window + 1])
+            if not pending:
+                return
+            room = self._room()
+            batch = pending[: min(motorhead_settings.BATCH_SIZE, room)]
+            self._send(batch)
+
+    def _room(self) -> int:
+        """How many messages the server can take now without losing any."""
+        if self.remote_length is None or self.remote_length > self.window:
+            self._wait_for_compaction()
+        assert self.remote_length is not None
+        return self.window + 1 - self.remote_length
+
+    def _wait_for_compaction(self) -> None:
+        deadline = time.monotonic() + motorhead_settings.COMPACTION_TIMEOUT
+        delay = 0.05
+        while True:
+            memory = self._read_window()
+            # GET returns at most window + 1 messages: fewer means we know the length.
+            if len(memory.messages) <= self.window:
+                self.remote_length = len(memory.messages)
+                return
+            if time.monotonic() >= deadline:
+                raise CompactionTimeout(
+                    f"the server still holds more than {self.window} messages after "
+                    f"{motorhead_settings.COMPACTION_TIMEOUT:g}s: "
+                    "its summariser is slow or failing",
+                    session_id=self.session.session_id,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _read_window(self) -> RemoteMemory:
+        return self.client.get_memory(self.session.session_id)
+
+    def _send(self, batch: list[ChatMessage]) -> None:
+        session = self.session
+        context = session.context if session.context_pending else None
+        # The outbox mark exists before the call goes out: after a crash we
+        # know which batch may have been applied.
+        ChatSession.objects.filter(pk=session.pk).update(inflight_through=batch[-1].sequence)
+        session.inflight_through = batch[-1].sequence
+        signals.pre_push.send(sender=ChatSession, session=session, messages=batch)
+        try:
+            self.client.add_memory(
+                session.session_id,
+                [(m.role, m.content) for m in batch],
+                context=context,
+                namespace=session.namespace or None,
+            )
+        except MotorheadError as exc:
+            if not may_have_applied(exc):
+                self._clear_inflight()
+                raise
+            # It may have landed: look before sending anything again.
+            if not self._settle_inflight(cause=exc):
+                raise
+            return
+        self._confirm(batch, context_sent=context)
+
+    def _settle_inflight(self, cause: MotorheadError | None = None) -> bool:
+        """Decide from the server's window whether the in-flight batch landed."""
+        session = self.session
+        batch = list(
+            session.messages.pending()
+            .filter(sequence__lte=session.inflight_through)
+            .order_by("sequence")
+        )
+        if not batch:
+            self._clear_inflight()
+            return True
+        memory = self._read_window()
+        before = session.messages.filter(sequence__lt=batch[0].sequence).order_by("-sequence")
+        earlier = [(m.role, m.content) for m in reversed(before[: self.window + 1])]
+        landed = batch_landed(
+            [(m.role, m.content) for m in memory.chronological],
+            earlier,
+            [(m.role, m.content) for m in batch],
+        )
+        note = (
+            f"seq {batch[0].sequence}-{batch[-1].sequence}: {'landed' if landed else 'not applied'}"
+        )
+        self.result.resolved.append(note)
+        logger.info("Settled an ambiguous push of %s: %s", session, note)
+        self.remote_length = len(memory.messages) if len(memory.messages) <= self.window else None
+        if landed:
+            self._confirm(batch, context_sent=session.context if session.context_pending else None)
+            return True
+        self._clear_inflight()
+        return False
+
+    def _confirm(self, batch: list[ChatMessage], context_sent: str | None) -> None:
+        session = self.session
+        now = timezone.now()
+        with transaction.atomic():
+            ChatMessage.objects.filter(
+                session=session, sequence__in=[m.sequence for m in batch]
+            ).update(sync_state=MessageSyncState.SYNCED, synced_at=now)
+            ChatSession.objects.filter(pk=session.pk).update(
+                inflight_through=None, last_pushed_at=now
+            )
+            if context_sent is not None:
+                # Only if nobody changed the context meanwhile.
+                ChatSession.objects.filter(pk=session.pk, context=context_sent).update(
+                    context_pending=False
+                )
+        session.refresh_from_db()
+        for message in batch:
+            message.sync_state = MessageSyncState.SYNCED
+        self.result.pushed += len(batch)
+        self.result.batches += 1
+        if self.remote_length is not None:
+            self.remote_length += len(batch)
+        signals.post_push.send(sender=ChatSession, session=session, messages=batch)
+
+    def _clear_inflight(self) -> None:
+        ChatSession.objects.filter(pk=self.session.pk).update(inflight_through=None)
+        self.session.inflight_through = None
+
+
+def batch_landed(
+    window: list[tuple[str, str]], earlier: list[tuple[str, str]], batch: list[tuple[str, str]]
+) -> bool:
+    """Whether the server's window (oldest first) shows that ``batch`` was applied.
+
+    ``earlier`` is our history just before the batch. If the window is a tail
+    of ``earlier + batch``, the batch landed; if it is a tail of ``earlier``,
+    it did not. When both hold (a conversation that repeats itself exactly)
+    we count it as landed, preferring no duplicate on the server to a resend.
+    When neither holds (another client wrote, the server was wiped), the batch
+    counts as landed only if it appears in the window as one contiguous run.
+    """
+    if not window:
+        return False  # a landed batch would show: nothing on the server means not applied
+    if _is_tail(window, earlier + batch):
+        return True
+    if _is_tail(window, earlier):
+        return False
+    size = len(batch)
+    return any(window[start : start + size] == batch for start in range(len(window) - size + 1))
+
+
+def _is_tail(window: list[tuple[str, str]], history: list[tuple[str, str]]) -> bool:
+    return len(window) <= len(history) and history[len(history) - len(window) :] == window
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1-based): exponential, capped, full jitter."""
+    ceiling = min(
+        motorhead_settings.RETRY_BACKOFF_MAX, motorhead_settings.RETRY_BACKOFF * 2 ** (attempt - 1)
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _record_success(session: ChatSession, result: PushResult) -> None:
+    still_pending = session.messages.pending().exists()
+    state = SyncState.PENDING if still_pending else SyncState.SYNCED
+    ChatSession.objects.filter(pk=session.pk).update(
+        sync_state=state, sync_attempts=0, last_error="", next_attempt_at=None
+    )
+    result.state = state
+
+
+def _record_failure(session: ChatSession, exc: MotorheadError, result: PushResult) -> None:
+    attempts = session.sync_attempts + 1
+    retry = is_retryable(exc) and attempts <= motorhead_settings.MAX_RETRIES
+    error = str(exc)[:2000]
+    updates: dict[str, object] = {"sync_attempts": attempts, "last_error": error}
+    if retry:
+        result.retry_at = timezone.now() + timedelta(seconds=backoff_delay(attempts))
+        updates.update(sync_state=SyncState.RETRYING, next_attempt_at=result.retry_at)
+    else:
+        updates.update(sync_state=SyncState.FAILED, next_attempt_at=None)
+    ChatSession.objects.filter(pk=session.pk).update(**updates)
+    result.state = str(updates["sync_state"])
+    result.error = error
+    logger.warning("Push of %s failed (attempt %d): %s", session, attempts, error)
+    signals.push_failed.send(sender=ChatSession, session=session, error=exc, will_retry=retry)
+
+
+def due_sessions(limit: int | None = None, now: datetime | None = None) -> list[int]:
+    """Primary keys of sessions whose push is due (served by a partial index)."""
+    query = ChatSession.objects.due(now).order_by("next_attempt_at", "pk")
+    query = query.exclude(sync_state=SyncState.DELETING)
+    keys = query.values_list("pk", flat=True)
+    return list(keys[:limit] if limit else keys)
+
+
+def drain(
+    session_pks: list[int] | None = None,
+    *,
+    client: MotorheadClient | None = None,
+    progress=None,
+) -> list[PushResult]:
+    """Push every pending session now, ignoring back-off times (for the command)."""
+    if session_pks is None:
+        session_pks = list(
+            ChatSession.objects.pending()
+            .exclude(sync_state=SyncState.DELETING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+    results = []
+    client = client or get_client()
+    for index, pk in enumerate(session_pks, start=1):
+        result = push_session(pk, client=client)
+        results.append(result)
+        if progress is not None:
+            progress(index, len(session_pks), result)
+    return results

@@ -1,0 +1,262 @@
+"""The push engine, in process, against the test server over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from motorhead_django import memory, signals, sync
+from motorhead_django.models import ChatSession, SyncState
+from motorhead_django.sync import batch_landed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def upstream(motorhead_server_factory, settings, monkeypatch):
+    """A test server as the configured upstream; pushes run only when a test says so."""
+    server = motorhead_server_factory(window_size=12)
+    settings.MOTORHEAD = {
+        "URL": server.url,
+        "READ_TIMEOUT": 1.0,
+        "CONNECT_TIMEOUT": 1.0,
+        "RETRY_BACKOFF": 0.01,
+        "RETRY_BACKOFF_MAX": 0.05,
+        "COMPACTION_TIMEOUT": 5.0,
+    }
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    return server
+
+
+def write(session_id: str, count: int, start: int = 1) -> ChatSession:
+    session = memory.get_or_create_session(session_id)
+    pairs = [
+        ("Human" if n % 2 else "AI", f"{session_id} message {n}")
+        for n in range(start, start + count)
+    ]
+    for offset in range(0, len(pairs), 50):
+        memory.append_messages(session, pairs[offset : offset + 50])
+    return session
+
+
+def local(session: ChatSession) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in memory.history(session)]
+
+
+def test_push_sends_everything_in_order_and_marks_it_synced(upstream):
+    session = write("s1", 5)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 5 and result.state == SyncState.SYNCED
+    assert upstream.stored_messages("s1") == local(session)
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.SYNCED and session.last_pushed_at is not None
+    assert not session.messages.pending().exists()
+    # Nothing left: a second push sends nothing.
+    before = len(upstream.requests)
+    assert sync.push_session(session.pk).pushed == 0
+    assert [r.method for r in upstream.requests[before:]] == []
+
+
+def test_context_goes_with_the_next_batch(upstream):
+    session = memory.get_or_create_session("ctx")
+    memory.append_messages(session, [("Human", "hi")], context="an earlier summary")
+    sync.push_session(session.pk)
+    assert upstream.context("ctx") == "an earlier summary"
+    session.refresh_from_db()
+    assert not session.context_pending
+
+
+def test_batches_are_never_empty_or_larger_than_batch_size(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 4}
+    session = write("sizes", 10)
+    sync.push_session(session.pk)
+    posts = [r for r in upstream.requests if r.method == "POST"]
+    sizes = [len(__import__("json").loads(r.body)["messages"]) for r in posts]
+    assert sizes and all(1 <= size <= 4 for size in sizes) and sum(sizes) == 10
+
+
+def test_backlog_is_paced_so_every_message_is_summarised(
+    motorhead_server_factory, settings, monkeypatch
+):
+    """With a slow summariser, a backlog still passes through it whole, and nothing is dropped."""
+    server = motorhead_server_factory(window_size=6, compaction_delay=0.2)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 6, "COMPACTION_TIMEOUT": 10.0}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = write("backlog", 40)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 40
+    server.wait_for_compactions()
+    assert server.dropped_lines("backlog") == []
+    summarised = set(server.summarized_lines("backlog"))
+    lines = [f"{m['role']}: {m['content']}" for m in local(session)]
+    # All but the newest kept window went through the summariser.
+    kept = {f"{m['role']}: {m['content']}" for m in server.stored_messages("backlog")}
+    assert all(line in summarised or line in kept for line in lines)
+
+
+def test_an_unpaced_backlog_would_lose_messages(motorhead_server_factory):
+    """The control for the test above: the same backlog posted flat out loses summary input."""
+    import requests
+
+    server = motorhead_server_factory(window_size=6, compaction_delay=0.2)
+    for start in range(0, 40, 3):
+        requests.post(
+            f"{server.url}/sessions/flat/memory",
+            json={
+                "messages": [
+                    {"role": "Human", "content": f"m{n}"} for n in range(start, min(start + 3, 40))
+                ]
+            },
+            timeout=5,
+        )
+    server.wait_for_compactions()
+    assert server.dropped_lines("flat") != []
+
+
+def test_failed_attempts_back_off_then_succeed(upstream):
+    session = write("flaky", 3)
+    upstream.faults.fail_next(2, mode="error", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.state == SyncState.RETRYING and first.retry_at is not None
+    session.refresh_from_db()
+    assert session.sync_attempts == 1 and "500" in session.last_error
+    sync.push_session(session.pk)
+    final = sync.push_session(session.pk)
+    assert final.state == SyncState.SYNCED
+    session.refresh_from_db()
+    assert session.sync_attempts == 0 and session.last_error == ""
+    assert upstream.stored_messages("flaky") == local(session)
+
+
+def test_gives_up_after_max_retries(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"MAX_RETRIES": 1}
+    session = write("down", 1)
+    upstream.faults.fail_rate = 1.0
+    assert sync.push_session(session.pk).state == SyncState.RETRYING
+    assert sync.push_session(session.pk).state == SyncState.FAILED
+
+
+def test_a_client_error_fails_at_once_with_the_servers_message(motorhead_server_factory, settings):
+    server = motorhead_server_factory(hosted=True, api_key="right", client_id="c")
+    settings.MOTORHEAD = {"URL": server.url, "API_KEY": "wrong", "CLIENT_ID": "c"}
+    session = write("auth", 1)
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.FAILED and result.retry_at is None
+    session.refresh_from_db()
+    assert "401" in session.last_error and "wrong" not in session.last_error
+
+
+@pytest.mark.parametrize("mode", ["apply_then_error", "apply_then_drop"])
+def test_applied_then_failed_is_not_sent_twice(upstream, mode):
+    session = write("ambiguous", 4)
+    upstream.faults.fail_next(1, mode=mode, methods={"POST"})
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.SYNCED
+    assert result.resolved == ["seq 1-4: landed"]
+    assert upstream.stored_messages("ambiguous") == local(session)
+
+
+def test_failed_before_applying_is_sent_again(upstream):
+    session = write("lost", 4)
+    upstream.faults.fail_next(1, mode="drop", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.resolved == ["seq 1-4: not applied"] and first.state == SyncState.RETRYING
+    sync.push_session(session.pk)
+    assert upstream.stored_messages("lost") == local(session)
+
+
+def test_a_timed_out_write_that_landed_is_not_duplicated(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"READ_TIMEOUT": 0.3}
+    session = write("slow", 2)
+    upstream.faults.latency = 0.6
+    upstream.faults.methods = {"POST"}
+    sync.push_session(session.pk)
+    upstream.faults.clear()
+    sync.push_session(session.pk)
+    assert upstream.stored_messages("slow") == local(session)
+
+
+def test_a_crash_after_sending_is_settled_from_the_window(upstream):
+    """The worker died after the POST landed and before it recorded it."""
+    session = write("crash", 3)
+    upstream.preload("crash", local(session))
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=3)
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 1-3: landed"] and result.pushed == 3
+    assert upstream.stored_messages("crash") == local(session)
+
+
+def test_a_crash_before_sending_is_sent_again(upstream):
+    session = write("crash2", 3)
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=3)
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 1-3: not applied"]
+    assert upstream.stored_messages("crash2") == local(session)
+
+
+def test_signals_around_each_step(upstream):
+    seen: list[tuple[str, int]] = []
+
+    def on(name):
+        def receiver(sender, session, **kwargs):
+            seen.append((name, len(kwargs.get("messages") or [])))
+
+        return receiver
+
+    receivers = [on("pre"), on("post"), on("failed")]
+    signals.pre_push.connect(receivers[0])
+    signals.post_push.connect(receivers[1])
+    signals.push_failed.connect(receivers[2])
+    try:
+        session = write("sig", 2)
+        upstream.faults.fail_next(1, mode="error", methods={"POST"})
+        sync.push_session(session.pk)
+        sync.push_session(session.pk)
+    finally:
+        signals.pre_push.disconnect(receivers[0])
+        signals.post_push.disconnect(receivers[1])
+        signals.push_failed.disconnect(receivers[2])
+    assert seen == [("pre", 2), ("failed", 0), ("pre", 2), ("post", 2)]
+
+
+@pytest.mark.parametrize(
+    "window,landed",
+    [
+        (["a", "b", "c", "d"], True),  # tail of earlier + batch
+        (["a", "b"], False),  # tail of earlier
+        ([], False),  # empty server
+        (["c", "d", "x"], True),  # another client wrote after our batch
+        (["x", "y"], False),  # unrelated
+    ],
+)
+def test_batch_landed(window, landed):
+    pair = lambda text: ("Human", text)  # noqa: E731
+    assert (
+        batch_landed([pair(t) for t in window], [pair("a"), pair("b")], [pair("c"), pair("d")])
+        is landed
+    )
+
+
+def test_motorhead_sync_command_drains_and_reports(upstream, capsys):
+    write("cmd-a", 3)
+    write("cmd-b", 2)
+    call_command("motorhead_sync")
+    out = capsys.readouterr().out
+    assert (
+        "Pushing 2 session(s)" in out
+        and "Done: 5 message(s) pushed, 2 session(s) synced, 0 not." in out
+    )
+    assert upstream.stored_messages("cmd-b")[-1]["content"] == "cmd-b message 2"
+
+
+def test_motorhead_sync_command_fails_when_something_stays_failed(upstream):
+    write("cmd-fail", 1)
+    upstream.faults.fail_rate = 1.0
+    with pytest.raises(CommandError, match="1 session\\(s\\) still not synced"):
+        call_command("motorhead_sync", "--session", "cmd-fail")
+
+
+def test_motorhead_sync_command_needs_a_server(settings):
+    settings.MOTORHEAD = {}
+    with pytest.raises(CommandError, match="Sync is not enabled"):
+        call_command("motorhead_sync")
