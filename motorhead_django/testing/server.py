@@ -101,7 +101,11 @@ class MotorheadTestServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"motorhead-test-{self.port}", daemon=True
+            target=self._httpd.serve_forever,
+            # A short poll keeps stop() quick: tests start and stop many servers.
+            kwargs={"poll_interval": 0.05},
+            name=f"motorhead-test-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
