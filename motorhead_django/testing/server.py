@@ -240,6 +240,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle("OPTIONS")
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (PROPFIND, TRACE, ...): actix answers a bare 404, not 501.
+        if name.startswith("do_"):
+            return lambda: self._handle(name[3:])
+        raise AttributeError(name)
+
     # -- dispatch ---------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
@@ -437,11 +443,16 @@ class _Handler(BaseHTTPRequestHandler):
         subtype = media.partition("/")[2]
         if not (subtype == "json" or subtype.endswith("+json")):
             raise PayloadError("Content type error")
-        if len(body) > JSON_LIMIT:
+        # actix checks the Content-Length header up front; a chunked (or
+        # decompressed) body only fails while it streams, with another text.
+        declared = self.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > JSON_LIMIT:
             raise PayloadError(
-                f"JSON payload ({len(body)} bytes) is larger than allowed "
+                f"JSON payload ({int(declared)} bytes) is larger than allowed "
                 f"(limit: {JSON_LIMIT} bytes)."
             )
+        if len(body) > JSON_LIMIT:
+            raise PayloadError(f"JSON payload has exceeded limit ({JSON_LIMIT} bytes).")
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:

@@ -174,7 +174,8 @@ class MotorheadStore:
             half = self.window_size // 2
             with self.lock:
                 # LRANGE half window + GET context, newest first.
-                batch = list(self.lists.get(session_id, [])[half : self.window_size + 1])
+                read = self.lists.get(session_id, [])
+                batch, read_length = list(read[half : self.window_size + 1]), len(read)
                 previous = self.contexts.get(session_id)
             if self.faults.summarizer_fails:
                 return  # an OpenAI error: nothing is trimmed or written
@@ -186,8 +187,13 @@ class MotorheadStore:
                 current = self.lists.get(session_id, [])
                 trace = self.traces.setdefault(session_id, SessionTrace())
                 trace.summarized.extend(reversed(batch))
+                # Only LPUSH can touch the same list meanwhile, so the batch now starts
+                # that many places further down. By position, since lines can repeat.
+                start = len(current) - read_length + half if current is read else None
                 trace.dropped.extend(
-                    line for line in reversed(current[half + 1 :]) if line not in batch
+                    current[index]
+                    for index in range(len(current) - 1, half, -1)
+                    if start is None or not start <= index < start + len(batch)
                 )
                 trace.compactions += 1
                 trace.summaries.append(summary or "")
