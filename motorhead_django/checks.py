@@ -159,6 +159,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
                 "RETRY_BACKOFF",
                 "RETRY_BACKOFF_MAX",
                 "COMPACTION_TIMEOUT",
+                "SWEEP_INTERVAL",
             ),
             code="E005",
         )

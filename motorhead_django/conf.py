@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "COMPACTION_TIMEOUT": 30.0,
     # Most sessions one sweep enqueues.
     "SWEEP_LIMIT": 1000,
+    # Seconds between sweeps in your beat schedule. A session the sweep enqueued
+    # is not enqueued again for twice this, so a slow queue is not flooded.
+    "SWEEP_INTERVAL": 60.0,
     # Celery queue for the sync tasks (None: Celery's default queue).
     "TASK_QUEUE": None,
     # Deleting a session locally also deletes it on the server.
@@ -135,6 +138,10 @@ class MotorheadSettings:
     @property
     def SWEEP_LIMIT(self) -> int:
         return int(self._get("SWEEP_LIMIT"))
+
+    @property
+    def SWEEP_INTERVAL(self) -> float:
+        return float(self._get("SWEEP_INTERVAL"))
 
     @property
     def TASK_QUEUE(self) -> str | None:

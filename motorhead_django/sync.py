@@ -252,11 +252,16 @@ def backoff_delay(attempt: int) -> float:
 
 
 def _record_success(session: ChatSession, result: PushResult) -> None:
-    still_pending = session.messages.pending().exists()
-    state = SyncState.PENDING if still_pending else SyncState.SYNCED
-    ChatSession.objects.filter(pk=session.pk).update(
-        sync_state=state, sync_attempts=0, last_error="", next_attempt_at=None
-    )
+    with transaction.atomic():
+        # The row lock orders us after any write in progress (append_messages
+        # updates this row first), so a message committed since our last batch
+        # is seen here and the session is not marked synced over it.
+        ChatSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").get()
+        still_pending = session.messages.pending().exists()
+        state = SyncState.PENDING if still_pending else SyncState.SYNCED
+        ChatSession.objects.filter(pk=session.pk).update(
+            sync_state=state, sync_attempts=0, last_error="", next_attempt_at=None
+        )
     result.state = state
 
 

@@ -8,6 +8,7 @@ write time, a worker died) and pushes it.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +21,16 @@ from .models import ChatSession
 
 logger = logging.getLogger(__name__)
 
-SWEEP_INTERVAL = 60.0
+# After a failed enqueue, this process leaves the broker alone for this many
+# seconds: a broker outage then costs one slow write per interval (kombu waits
+# for its connection retries), not every write. The sweep pushes the rest.
+BROKER_RETRY_AFTER = 5.0
+_broker_down_until = 0.0
 
+# A ready-made beat entry at the default SWEEP_INTERVAL (60 s); if you change
+# the setting, use the same number of seconds in your schedule.
 BEAT_SCHEDULE = {
-    "motorhead-django-sweep": {"task": "motorhead_django.sweep", "schedule": SWEEP_INTERVAL},
+    "motorhead-django-sweep": {"task": "motorhead_django.sweep", "schedule": 60.0},
 }
 
 
@@ -57,7 +64,7 @@ def sweep(limit: int | None = None) -> int:
         return 0
     # Not due again until well after this sweep, so a slow queue is not
     # flooded with copies of the same push.
-    later = timezone.now() + timedelta(seconds=SWEEP_INTERVAL * 2)
+    later = timezone.now() + timedelta(seconds=motorhead_settings.SWEEP_INTERVAL * 2)
     ChatSession.objects.filter(pk__in=keys, next_attempt_at__isnull=True).update(
         next_attempt_at=later
     )
@@ -68,14 +75,19 @@ def sweep(limit: int | None = None) -> int:
 
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
     """Enqueue a push; never raises: if the broker is down, the sweep catches up."""
+    global _broker_down_until
     if eta is not None and push_session.app.conf.task_always_eager:
         return  # eager mode cannot wait: the next write, the sweep or motorhead_sync retries
+    if time.monotonic() < _broker_down_until:
+        logger.debug("Broker recently unreachable; the sweep will push session %s.", session_pk)
+        return
     options: dict[str, Any] = {"retry": False}
     if motorhead_settings.TASK_QUEUE:
         options["queue"] = motorhead_settings.TASK_QUEUE
     try:
         push_session.apply_async((session_pk,), eta=eta, **options)
     except Exception:  # the broker's errors vary by transport
+        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
         logger.warning(
             "Could not enqueue the push of session %s; the sweep will pick it up.",
             session_pk,

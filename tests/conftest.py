@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection
 
+from . import celery_app  # noqa: F401  (the current Celery app: eager unless a test says not)
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -24,6 +26,12 @@ def require_service(name: str, url: str, default_port: int) -> None:
         if IN_CI:
             pytest.fail(f"{message}; CI=true, so a missing service is a failure")
         pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_broker_breaker(monkeypatch) -> None:
+    """A broker failure seen by one test must not make the next one skip its enqueues."""
+    monkeypatch.setattr("motorhead_django.tasks._broker_down_until", 0.0)
 
 
 @pytest.fixture

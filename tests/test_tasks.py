@@ -1,0 +1,262 @@
+"""The push through real Celery workers: real broker, real PostgreSQL, the test server over HTTP.
+
+Each test starts worker processes (``celery -A tests.celery_app worker``) on a
+queue of its own, writes through the memory core in this process (so pushes
+are enqueued on commit, as in a web request), and waits until the sweep has
+drained everything. The server must then hold exactly the local history of
+every session: in order, nothing lost, nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery
+from django.db import connection
+
+from motorhead_django import memory, tasks
+from motorhead_django.models import ChatMessage, ChatSession, SyncState
+
+from .celery_app import app as default_app
+from .conftest import REDIS_URL, require_service
+from .workers import RedisServer, Worker
+
+# Workers read what this process commits: real transactions, on PostgreSQL.
+worker_test = pytest.mark.django_db(transaction=True)
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# Large enough that 20 messages never compact: the server then keeps them all to compare.
+WINDOW = 64
+
+
+class Rig:
+    """One Motorhead test server, a task queue of our own, and the workers that serve it."""
+
+    def __init__(self, server, broker_url: str, log_dir, settings) -> None:
+        self.server = server
+        self.broker_url = broker_url
+        self.log_dir = log_dir
+        self.queue = f"motorhead-test-{uuid.uuid4().hex[:10]}"
+        self.motorhead = {
+            "URL": server.url,
+            "WINDOW_SIZE": WINDOW,
+            "BATCH_SIZE": 4,
+            "CONNECT_TIMEOUT": 1.0,
+            "READ_TIMEOUT": 2.0,
+            "RETRY_BACKOFF": 0.05,
+            "RETRY_BACKOFF_MAX": 0.5,
+            "MAX_RETRIES": 10_000,
+            "SWEEP_INTERVAL": 1.0,
+            "TASK_QUEUE": self.queue,
+        }
+        settings.MOTORHEAD = self.motorhead
+        self.workers: list[Worker] = []
+        self.producer = Celery("motorhead_tests_producer", include=["motorhead_django.tasks"])
+        self.producer.conf.update(
+            broker_url=broker_url,
+            task_always_eager=False,
+            broker_connection_timeout=2,
+            broker_transport_options={"visibility_timeout": 10},
+        )
+        self.producer.set_current()
+
+    def start_worker(self, name: str = "w1", concurrency: int = 3) -> Worker:
+        worker = Worker(
+            self.log_dir,
+            name,
+            broker_url=self.broker_url,
+            database=connection.settings_dict["NAME"],
+            motorhead=self.motorhead,
+            queue=self.queue,
+            concurrency=concurrency,
+        )
+        self.workers.append(worker)
+        return worker.start()
+
+    def write(self, sessions: int, messages: int, per_write: int = 4) -> list[ChatSession]:
+        """Interleaved writes: each round appends ``per_write`` messages to every session."""
+        rows = [memory.get_or_create_session(f"s{n:03d}") for n in range(sessions)]
+        for start in range(0, messages, per_write):
+            for session in rows:
+                memory.append_messages(
+                    session,
+                    [
+                        ("Human" if k % 2 == 0 else "AI", f"{session.session_id} m{k}")
+                        for k in range(start, min(start + per_write, messages))
+                    ],
+                )
+        return rows
+
+    def sweep(self) -> None:
+        tasks.sweep.apply_async(queue=self.queue, retry=False)
+
+    def drain(self, timeout: float = 300.0) -> None:
+        """Sweep every second until no session and no message is pending."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending_sessions = ChatSession.objects.pending().count()
+            pending_messages = ChatMessage.objects.pending().count()
+            if pending_sessions == 0 and pending_messages == 0:
+                return
+            if time.monotonic() > deadline:
+                states = Counter(ChatSession.objects.values_list("sync_state", flat=True))
+                logs = "\n\n".join(f"{w.name}:\n{w.log_tail(30)}" for w in self.workers)
+                pytest.fail(
+                    f"not drained after {timeout}s: {pending_sessions} sessions and "
+                    f"{pending_messages} messages pending ({states});\n{logs}"
+                )
+            self.sweep()
+            time.sleep(1.0)
+
+    def assert_mirrored(self, sessions: list[ChatSession]) -> None:
+        assert ChatSession.objects.filter(sync_state=SyncState.FAILED).count() == 0
+        for session in sessions:
+            local = [{"role": m.role, "content": m.content} for m in memory.history(session)]
+            remote = self.server.stored_messages(session.session_id)
+            assert remote == local, f"{session.session_id}: server differs from the local record"
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        default_app.set_current()
+        try:
+            with self.producer.connection_for_write() as conn:
+                conn.default_channel.queue_delete(self.queue)
+        except Exception:  # the broker may be the one a test stopped
+            pass
+        self.producer.close()
+
+
+@pytest.fixture
+def rig_factory(postgres, motorhead_server_factory, settings, tmp_path) -> Iterator:
+    rigs: list[Rig] = []
+
+    def make(broker_url: str, **server_options) -> Rig:
+        server = motorhead_server_factory(window_size=WINDOW, **server_options)
+        rig = Rig(server, broker_url, tmp_path, settings)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def any_broker(request) -> str:
+    if request.param == "redis":
+        require_service("Redis", REDIS_URL, 6379)
+        return REDIS_URL
+    require_service("RabbitMQ", AMQP_URL, 5672)
+    return AMQP_URL
+
+
+@pytest.fixture
+def redis_broker(redis_url) -> str:
+    return redis_url
+
+
+@worker_test
+def test_a_faulty_server_ends_up_with_exactly_the_local_records(rig_factory, any_broker):
+    """200 sessions x 20 messages while 30% of requests fail and 10% fail after applying."""
+    rig = rig_factory(any_broker, seed=20261124)
+    rig.server.faults.fail_rate = 0.3
+    rig.server.faults.apply_then_fail_rate = 0.1
+    rig.start_worker(concurrency=4)
+    sessions = rig.write(sessions=200, messages=20)
+    rig.drain()
+    rig.assert_mirrored(sessions)
+    faults = [r.fault for r in rig.server.requests if r.fault]
+    # The faults really happened, of every kind, on the writes themselves.
+    assert {"error", "drop", "apply_then_error", "apply_then_drop"} <= set(faults)
+    assert sum(1 for r in rig.server.requests if r.method == "POST" and r.fault) > 100
+
+
+@worker_test
+def test_two_workers_pushing_the_same_sessions_do_not_duplicate(rig_factory, redis_broker):
+    rig = rig_factory(redis_broker, seed=7)
+    rig.server.faults.apply_then_fail_rate = 0.1
+    rig.server.faults.latency = 0.005
+    rig.start_worker("w1", concurrency=3)
+    rig.start_worker("w2", concurrency=3)
+    sessions = rig.write(sessions=40, messages=20, per_write=2)
+    # Every session is pushed again at once, on top of the pushes its writes enqueued.
+    for session in sessions:
+        tasks.schedule_push(session.pk)
+        tasks.schedule_push(session.pk)
+    rig.drain()
+    rig.assert_mirrored(sessions)
+    served_by = {w.name for w in rig.workers if "push_session" in w.log_path.read_text()}
+    assert served_by == {"w1", "w2"}
+
+
+@worker_test
+def test_a_worker_killed_mid_push_loses_and_duplicates_nothing(rig_factory, redis_broker):
+    rig = rig_factory(redis_broker)
+    # Each POST is applied, then answered late: a kill lands between the two.
+    rig.server.faults.latency = 0.5
+    rig.server.faults.methods = {"POST"}
+    worker = rig.start_worker("doomed", concurrency=2)
+    sessions = rig.write(sessions=10, messages=20)
+    deadline = time.monotonic() + 60
+    while not ChatSession.objects.filter(inflight_through__isnull=False).exists():
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.05)
+    time.sleep(0.2)  # the in-flight POST reaches the server and is applied
+    worker.kill()
+    in_flight = ChatSession.objects.filter(inflight_through__isnull=False).count()
+    assert in_flight >= 1  # the kill did land in the middle of a push
+    rig.server.faults.clear()
+    rig.start_worker("successor", concurrency=2)
+    rig.drain()
+    rig.assert_mirrored(sessions)
+
+
+@worker_test
+def test_writes_while_the_broker_is_down_are_pushed_when_it_is_back(rig_factory, caplog, redis_url):
+    broker = RedisServer()
+    broker.start()
+    try:
+        rig = rig_factory(broker.url)
+        worker = rig.start_worker("patient", concurrency=2)
+        broker.stop()
+        caplog.set_level(logging.WARNING, logger="motorhead_django.tasks")
+        sessions = rig.write(sessions=10, messages=8)
+        # The writes succeeded; the enqueue did not, and said so.
+        assert ChatMessage.objects.pending().count() == 80
+        assert "the sweep will pick it up" in caplog.text
+        assert rig.server.requests_for("POST") == []
+        broker.start()
+        rig.drain()
+        rig.assert_mirrored(sessions)
+        assert worker.process is not None and worker.process.poll() is None
+    finally:
+        broker.stop()
+
+
+@pytest.mark.django_db
+def test_a_dead_broker_is_tried_once_per_interval_and_writes_go_on(caplog, settings):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    producer = Celery("motorhead_tests_dead_broker")
+    producer.conf.update(broker_url=dead, task_always_eager=False)
+    producer.set_current()
+    caplog.set_level(logging.DEBUG, logger="motorhead_django.tasks")
+    try:
+        tasks.schedule_push(1)
+        tasks.schedule_push(2)
+    finally:
+        default_app.set_current()
+        producer.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["Could not enqueue the push of session 1; the sweep will pick it up."]
+    assert "the sweep will push session 2" in caplog.text
