@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from . import signals
@@ -33,6 +34,9 @@ from .locks import session_push_lock
 from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
+
+# Pending messages read at a time by a push.
+_READ_CHUNK = 1000
 
 
 @dataclass
@@ -96,12 +100,16 @@ class _Pusher:
         if self.session.inflight_through is not None:
             self._settle_inflight()
         while True:
-            pending = list(self.session.messages.pending().order_by("sequence")[: self.window + 1])
-            if not pending:
+            # Read in chunks, not per batch; what is written meanwhile comes
+            # with the next chunk (or the next run, see `more`).
+            pending = list(self.session.messages.pending().order_by("sequence")[:_READ_CHUNK])
+            complete = len(pending) < _READ_CHUNK
+            while pending:
+                size = min(motorhead_settings.BATCH_SIZE, self._room())
+                batch, pending = pending[:size], pending[size:]
+                self._send(batch)
+            if complete:
                 return
-            room = self._room()
-            batch = pending[: min(motorhead_settings.BATCH_SIZE, room)]
-            self._send(batch)
 
     def _room(self) -> int:
         """How many messages the server can take now without losing any."""
@@ -191,19 +199,22 @@ class _Pusher:
     def _confirm(self, batch: list[ChatMessage], context_sent: str | None) -> None:
         session = self.session
         now = timezone.now()
-        with transaction.atomic():
-            ChatMessage.objects.filter(
-                session=session, sequence__in=[m.sequence for m in batch]
-            ).update(sync_state=MessageSyncState.SYNCED, synced_at=now)
-            ChatSession.objects.filter(pk=session.pk).update(
-                inflight_through=None, last_pushed_at=now
+        updates: dict[str, object] = {"inflight_through": None, "last_pushed_at": now}
+        if context_sent is not None:
+            # Only if nobody changed the context meanwhile.
+            updates["context_pending"] = Case(
+                When(context=context_sent, then=Value(False)), default=F("context_pending")
             )
-            if context_sent is not None:
-                # Only if nobody changed the context meanwhile.
-                ChatSession.objects.filter(pk=session.pk, context=context_sent).update(
-                    context_pending=False
-                )
-        session.refresh_from_db()
+        # No transaction needed: should we stop between the two updates, the
+        # in-flight mark is left over synced messages, and the next run clears
+        # it without asking the server.
+        ChatMessage.objects.filter(
+            session=session, sequence__in=[m.sequence for m in batch]
+        ).update(sync_state=MessageSyncState.SYNCED, synced_at=now)
+        ChatSession.objects.filter(pk=session.pk).update(**updates)
+        session.inflight_through, session.last_pushed_at = None, now
+        if context_sent is not None:
+            session.refresh_from_db(fields=["context", "context_pending"])
         for message in batch:
             message.sync_state = MessageSyncState.SYNCED
         self.result.pushed += len(batch)
