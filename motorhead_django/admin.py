@@ -1,52 +1,140 @@
-"""Admin pages: browse sessions and read their conversations.
+"""Admin: browse sessions, read and extend conversations, see and drive the sync.
 
-Read-mostly on purpose: messages and sync bookkeeping are written by the
-memory core and the sync engine, never edited by hand here.
+Read-mostly on purpose: history is never edited here (it is the record), new
+messages and context changes go through the memory core like any other write,
+and the sync actions call the sync core (inline when Celery runs eagerly,
+through the broker otherwise).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Count, Min, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from .models import ChatMessage, ChatSession
+from . import memory, sync, tasks
+from .client import MotorheadClient
+from .conf import motorhead_settings
+from .exceptions import MotorheadError, MotorheadValidationError
+from .models import ChatMessage, ChatSession, SyncState
+
+# Newest messages shown on a session page; older ones are counted, not listed.
+TRANSCRIPT_LIMIT = 500
+# How long the overview page trusts its last health check of the server.
+HEALTH_CACHE_SECONDS = 30
+_HEALTH_CACHE_KEY = "motorhead_django:admin:health"
+# Roles styled alike in the transcript; any other role gets a neutral style.
+_ROLE_KINDS = {"human": "human", "user": "human", "ai": "ai", "assistant": "ai", "system": "system"}
 
 
-class ChatMessageInline(admin.TabularInline):
-    model = ChatMessage
-    fields = ("sequence", "role", "content", "origin", "sync_state", "created_at")
-    readonly_fields = fields
-    ordering = ("sequence",)
-    extra = 0
-    can_delete = False
-    show_change_link = False
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered changelist of a large table counts from PostgreSQL's statistics.
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    ``COUNT(*)`` reads every row; the planner's estimate is free and close
+    enough to size the page links. Filtered lists and small tables count exactly.
+    """
+
+    estimate_above = 50_000
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        connection = connections[getattr(self.object_list, "db", "default")]
+        if query is not None and not query.where and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [self.object_list.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > self.estimate_above:
+                return int(row[0])
+        return super().count
+
+
+class ChatSessionForm(forms.ModelForm):
+    add_role = forms.CharField(
+        label=_("Role"),
+        required=False,
+        initial="Human",
+        max_length=255,
+        help_text=_("Free text, as Motorhead stores it: Human, AI, System…"),
+    )
+    add_content = forms.CharField(
+        label=_("New message"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Appended after the newest message and pushed like any other write."),
+    )
+
+    class Meta:
+        model = ChatSession
+        fields = ("session_id", "namespace", "owner", "metadata", "context")
+
+    def clean_session_id(self) -> str:
+        session_id = self.cleaned_data["session_id"]
+        try:
+            memory.validate_session_id(session_id)
+        except MotorheadValidationError as exc:
+            raise forms.ValidationError(exc.errors["session_id"]) from None
+        return session_id
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("add_content"):
+            try:
+                memory.validate_messages([(cleaned.get("add_role") or "", cleaned["add_content"])])
+            except MotorheadValidationError as exc:
+                raise forms.ValidationError(list(exc.errors.values())) from None
+        return cleaned
 
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
+    form = ChatSessionForm
+    change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
         "session_id",
         "namespace",
         "owner",
         "message_count",
+        "last_activity",
+        "sync_badge",
+        "short_error",
+        "context_excerpt",
+    )
+    list_filter = (
         "sync_state",
+        "namespace",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "created_at",
         "updated_at",
     )
-    list_filter = ("sync_state", "namespace")
-    search_fields = ("session_id",)
     list_select_related = ("owner",)
+    list_per_page = 50
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("-updated_at", "-id")
     raw_id_fields = ("owner",)
-    date_hierarchy = "created_at"
-    readonly_fields = (
-        "tokens",
-        "last_sequence",
+    date_hierarchy = None
+    actions = ("push_now",)
+    sync_fields = (
         "sync_state",
         "context_pending",
         "inflight_through",
@@ -55,41 +143,192 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_pushed_at",
         "last_pulled_at",
-        "created_at",
-        "updated_at",
     )
-    fieldsets = (
-        (None, {"fields": ("session_id", "namespace", "owner", "metadata")}),
-        (_("Summary"), {"fields": ("context", "tokens", "last_sequence")}),
-        (
-            _("Sync"),
-            {
-                "fields": (
-                    "sync_state",
-                    "context_pending",
-                    "inflight_through",
-                    "sync_attempts",
-                    "last_error",
-                    "next_attempt_at",
-                    "last_pushed_at",
-                    "last_pulled_at",
-                    "created_at",
-                    "updated_at",
-                )
-            },
-        ),
-    )
-    inlines = (ChatMessageInline,)
+    readonly_fields = ("transcript", "tokens", *sync_fields, "created_at", "updated_at")
+
+    class Media:
+        css = {"all": ("motorhead_django/admin.css",)}
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        username = get_user_model().USERNAME_FIELD
+        return ("session_id", f"owner__{username}", "messages__content")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        identity = (None, {"fields": ("session_id", "namespace", "owner", "metadata")})
+        if obj is None:
+            return (identity, (_("Summary"), {"fields": ("context",)}))
+        return (
+            identity,
+            (_("Conversation"), {"fields": ("transcript", "add_role", "add_content")}),
+            (_("Summary"), {"fields": ("context", "tokens")}),
+            (_("Sync"), {"fields": (*self.sync_fields, "created_at", "updated_at")}),
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id and namespace name the session on the server: fixed once created.
         fixed = ("session_id", "namespace") if obj is not None else ()
         return fixed + tuple(self.readonly_fields)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatSession]:
-        # One annotated query for the whole page, not a count per row.
-        return super().get_queryset(request).annotate(_message_count=Count("messages"))
+    def save_model(self, request: HttpRequest, obj: ChatSession, form: Any, change: bool) -> None:
+        if not change:
+            obj.sync_state = memory.initial_sync_state()
+        super().save_model(request, obj, form, change)
+        if change and "context" in form.changed_data:
+            memory.set_context(obj, obj.context)  # so the sync pushes it
+        content = form.cleaned_data.get("add_content")
+        if content:
+            memory.append_messages(obj, [(form.cleaned_data["add_role"], content)])
 
-    @admin.display(description=_("messages"), ordering="_message_count")
+    # -- changelist columns ------------------------------------------------------
+
+    @admin.display(description=_("messages"), ordering="last_sequence")
     def message_count(self, obj: ChatSession) -> int:
-        return obj._message_count  # type: ignore[attr-defined]
+        # Sequences run 1..N and are never reused: no COUNT per row.
+        return obj.last_sequence
+
+    @admin.display(description=_("last activity"), ordering="updated_at")
+    def last_activity(self, obj: ChatSession) -> Any:
+        return obj.updated_at
+
+    @admin.display(description=_("sync"), ordering="sync_state")
+    def sync_badge(self, obj: ChatSession) -> str:
+        return format_html(
+            '<span class="mh-badge mh-{}">{}</span>', obj.sync_state, obj.get_sync_state_display()
+        )
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: ChatSession) -> str:
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description=_("context"))
+    def context_excerpt(self, obj: ChatSession) -> str:
+        return Truncator(obj.context or "").chars(60)
+
+    # -- the session page --------------------------------------------------------
+
+    @admin.display(description=_("transcript"))
+    def transcript(self, obj: ChatSession) -> str:
+        newest = list(obj.messages.order_by("-sequence")[:TRANSCRIPT_LIMIT])
+        window = motorhead_settings.WINDOW_SIZE + 1
+        cut = obj.last_sequence - window  # after this sequence: on the server's window
+        entries = [
+            {
+                "message": message,
+                "kind": _ROLE_KINDS.get(message.role.lower(), "other"),
+                "in_window": message.sequence > cut,
+                "divider": message.sequence == cut + 1 and cut > 0,
+            }
+            for message in reversed(newest)
+        ]
+        return render_to_string(
+            "motorhead_django/admin/transcript.html",
+            {
+                "entries": entries,
+                "older": max(0, obj.last_sequence - len(newest)),
+                "window": window,
+            },
+        )
+
+    # -- actions -------------------------------------------------------------------
+
+    @admin.action(description=_("Push now"))
+    def push_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        if not motorhead_settings.SYNC_ENABLED:
+            self.message_user(
+                request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR
+            )
+            return
+        keys = list(queryset.values_list("pk", flat=True))
+        if not tasks.runs_inline():
+            for pk in keys:
+                tasks.schedule_push(pk)
+            self.message_user(
+                request,
+                ngettext("Queued a push of %d session.", "Queued a push of %d sessions.", len(keys))
+                % len(keys),
+            )
+            return
+        results = sync.drain(keys)
+        pushed = sum(result.pushed for result in results)
+        failed = [result for result in results if result.error]
+        self.message_user(
+            request,
+            ngettext(
+                "Pushed %(messages)d message(s) of %(count)d session.",
+                "Pushed %(messages)d message(s) of %(count)d sessions.",
+                len(results),
+            )
+            % {"messages": pushed, "count": len(results)},
+        )
+        names = dict(ChatSession.objects.filter(pk__in=keys).values_list("pk", "session_id"))
+        for result in failed:
+            self.message_user(
+                request,
+                # Not led by the id: the admin capitalises a message's first letter.
+                _("Session “%(session)s” is %(state)s: %(error)s")
+                % {
+                    "session": names.get(result.session_pk),
+                    "state": result.state,
+                    "error": result.error,
+                },
+                messages.ERROR,
+            )
+
+    # -- the sync overview page -----------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        overview = path(
+            "sync-overview/",
+            self.admin_site.admin_view(self.sync_overview_view),
+            name="motorhead_django_sync_overview",
+        )
+        return [overview, *super().get_urls()]
+
+    def sync_overview_view(self, request: HttpRequest) -> HttpResponse:
+        counts = dict(
+            ChatSession.objects.order_by().values_list("sync_state").annotate(n=Count("pk"))
+        )
+        oldest = ChatMessage.objects.pending().aggregate(oldest=Min("created_at"))["oldest"]
+        failures = (
+            ChatSession.objects.filter(sync_state__in=(SyncState.FAILED, SyncState.RETRYING))
+            .order_by("-updated_at")
+            .only("pk", "session_id", "namespace", "sync_state", "last_error", "sync_attempts")[:20]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Motorhead sync overview"),
+            "opts": self.model._meta,
+            "states": [(state, label, counts.get(state, 0)) for state, label in SyncState.choices],
+            "oldest_pending_age": timezone.now() - oldest if oldest else None,
+            "failures": failures,
+            "health": upstream_health(),
+            "upstream": motorhead_settings.URL,
+        }
+        return TemplateResponse(request, "admin/motorhead_django/sync_overview.html", context)
+
+
+def upstream_health() -> dict[str, Any] | None:
+    """The upstream server's answer to ``GET /``, cached: the page never waits on a slow server."""
+    if not motorhead_settings.URL:
+        return None
+    cached = cache.get(_HEALTH_CACHE_KEY)
+    if cached is not None and cached["url"] == motorhead_settings.URL:
+        return cached
+    client = MotorheadClient(
+        motorhead_settings.URL,
+        api_key=motorhead_settings.API_KEY,
+        client_id=motorhead_settings.CLIENT_ID,
+        connect_timeout=1.0,
+        read_timeout=2.0,
+        user_agent=motorhead_settings.USER_AGENT,
+    )
+    try:
+        client.health()
+        health = {"ok": True, "detail": _("answering")}
+    except MotorheadError as exc:
+        health = {"ok": False, "detail": str(exc)}
+    finally:
+        client.close()
+    health.update(url=motorhead_settings.URL, checked_at=timezone.now())
+    cache.set(_HEALTH_CACHE_KEY, health, HEALTH_CACHE_SECONDS)
+    return health

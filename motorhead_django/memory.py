@@ -44,9 +44,9 @@ def get_or_create_session(
     session_id: str, *, namespace: str | None = None, owner: Any = None
 ) -> ChatSession:
     """The session with this id in this namespace, created when missing."""
-    _validate_session_id(session_id)
+    validate_session_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
-    defaults = {"owner": owner, "sync_state": _idle_state()}
+    defaults = {"owner": owner, "sync_state": initial_sync_state()}
     try:
         session, _ = ChatSession.objects.get_or_create(
             session_id=session_id, namespace=namespace, defaults=defaults
@@ -70,8 +70,7 @@ def append_messages(
     the messages. Raises :class:`MotorheadValidationError` for an empty batch,
     a disallowed role or an oversized message; nothing is written then.
     """
-    pairs = [_as_pair(message) for message in messages]
-    _validate_batch(pairs)
+    pairs = validate_messages(messages)
     now = timezone.now()
     pushing = origin == MessageOrigin.LOCAL and motorhead_settings.SYNC_ENABLED
     with transaction.atomic():
@@ -128,7 +127,8 @@ def history(session: ChatSession) -> list[ChatMessage]:
     return list(session.messages.chronological())
 
 
-def _idle_state() -> str:
+def initial_sync_state() -> str:
+    """The state of a session with nothing to push yet."""
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
 
 
@@ -152,7 +152,9 @@ def _as_pair(message: MessageInput) -> tuple[str, str]:
     return role, content
 
 
-def _validate_batch(pairs: list[tuple[str, str]]) -> None:
+def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]:
+    """The messages as (role, content) pairs, or :class:`MotorheadValidationError`."""
+    pairs = [_as_pair(message) for message in messages]
     if not pairs:
         raise MotorheadValidationError({"messages": "At least one message is required."})
     if len(pairs) > motorhead_settings.MAX_MESSAGES_PER_REQUEST:
@@ -177,9 +179,11 @@ def _validate_batch(pairs: list[tuple[str, str]]) -> None:
             raise MotorheadValidationError(
                 {f"messages[{index}].content": f"At most {limit} characters."}
             )
+    return pairs
 
 
-def _validate_session_id(session_id: str) -> None:
+def validate_session_id(session_id: str) -> None:
+    """Refuse ids Motorhead cannot hold or our columns cannot store."""
     if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
         raise MotorheadValidationError({"session_id": "A session id is 1 to 255 characters."})
     if any(ord(char) < 32 or ord(char) == 127 for char in session_id):

@@ -127,6 +127,8 @@ class ChatSession(models.Model):
                 name="motorhead_session_due",
             ),
             models.Index(fields=("sync_state",), name="motorhead_session_state"),
+            # The admin's default order: most recent activity first.
+            models.Index(fields=("-updated_at", "-id"), name="motorhead_session_activity"),
         ]
 
     def __str__(self) -> str:

@@ -73,10 +73,15 @@ def sweep(limit: int | None = None) -> int:
     return len(keys)
 
 
+def runs_inline() -> bool:
+    """Whether tasks run in this process (``task_always_eager``) rather than on a worker."""
+    return bool(push_session.app.conf.task_always_eager)
+
+
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
     """Enqueue a push; never raises: if the broker is down, the sweep catches up."""
     global _broker_down_until
-    if eta is not None and push_session.app.conf.task_always_eager:
+    if eta is not None and runs_inline():
         return  # eager mode cannot wait: the next write, the sweep or motorhead_sync retries
     if time.monotonic() < _broker_down_until:
         logger.debug("Broker recently unreachable; the sweep will push session %s.", session_pk)

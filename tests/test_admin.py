@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from motorhead_django import memory
 from motorhead_django.models import ChatMessage, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -58,3 +60,234 @@ def test_change_page_shows_the_conversation_read_only(admin_client):
 def test_add_page_lets_the_id_be_chosen(admin_client):
     response = admin_client.get(reverse("admin:motorhead_django_chatsession_add"))
     assert b'name="session_id"' in response.content
+
+
+# -- the sessions list ------------------------------------------------------------
+
+
+def test_changelist_columns_badge_error_and_context(admin_client):
+    ChatSession.objects.create(
+        session_id="bad",
+        last_sequence=2,
+        sync_state="failed",
+        last_error="POST /sessions/bad/memory: 401 Unauthorized",
+        context="They talked about the weather " * 5,
+    )
+    page = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist")).content
+    assert b'<span class="mh-badge mh-failed">Failed</span>' in page
+    assert b"401 Unauthorized" in page and b"They talked about the weather" in page
+    assert b"Sync overview" in page
+
+
+def test_search_finds_message_content_and_owner(admin_client, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    make_sessions(2)
+    ChatSession.objects.filter(session_id="s0").update(owner=alice)
+    ChatMessage.objects.filter(session__session_id="s1", sequence=2).update(content="purple llama")
+    url = reverse("admin:motorhead_django_chatsession_changelist")
+    by_content = admin_client.get(url, {"q": "llama"}).context["cl"].result_list
+    assert [s.session_id for s in by_content] == ["s1"]
+    by_owner = admin_client.get(url, {"q": "alice"}).context["cl"].result_list
+    assert [s.session_id for s in by_owner] == ["s0"]
+
+
+def test_filters_by_state_and_owner(admin_client, django_user_model):
+    bob = django_user_model.objects.create_user("bob")
+    ChatSession.objects.create(session_id="a", sync_state="pending", owner=bob)
+    ChatSession.objects.create(session_id="b", sync_state="synced")
+    url = reverse("admin:motorhead_django_chatsession_changelist")
+    pending = admin_client.get(url, {"sync_state__exact": "pending"}).context["cl"].result_list
+    assert [s.session_id for s in pending] == ["a"]
+    owned = admin_client.get(url, {"owner__id__exact": bob.pk}).context["cl"].result_list
+    assert [s.session_id for s in owned] == ["a"]
+
+
+def test_default_order_is_most_recent_activity_first(admin_client):
+    for name in ("old", "new"):
+        session = memory.get_or_create_session(name)
+        memory.append_messages(session, [("Human", name)])
+    rows = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist"))
+    assert [s.session_id for s in rows.context["cl"].result_list] == ["new", "old"]
+
+
+# -- the session page -------------------------------------------------------------
+
+
+def change_url(session: ChatSession) -> str:
+    return reverse("admin:motorhead_django_chatsession_change", args=[session.pk])
+
+
+def test_transcript_is_chronological_and_marks_the_window(admin_client, settings):
+    settings.MOTORHEAD = {"WINDOW_SIZE": 4}
+    session = memory.get_or_create_session("chat")
+    memory.append_messages(
+        session, [("Human" if n % 2 else "AI", f"line {n}") for n in range(1, 9)]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(change_url(session)).content.decode()
+    positions = [page.index(f"line {n}<") for n in range(1, 9)]
+    assert positions == sorted(positions)
+    divider = page.index("Motorhead's window: the newest 5 messages")
+    assert positions[2] < divider < positions[3]  # messages 4..8 are the window
+    assert 'class="mh-message mh-role-human mh-summarised"' in page
+    assert 'class="mh-message mh-role-ai"' in page
+    assert len(queries) < 15
+
+
+def test_a_long_history_shows_the_newest_messages_and_counts_the_rest(admin_client, monkeypatch):
+    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 3)
+    session = memory.get_or_create_session("long")
+    memory.append_messages(session, [("Human", f"m{n}") for n in range(10)])
+    page = admin_client.get(change_url(session)).content.decode()
+    assert "7 older messages are kept in the database" in page
+    assert "m9<" in page and "m6<" not in page
+
+
+def change_form_data(session: ChatSession, **extra: str) -> dict[str, str]:
+    return {
+        "owner": "",
+        "metadata": "{}",
+        "context": session.context or "",
+        "add_role": "Human",
+        "add_content": "",
+        **extra,
+    }
+
+
+def test_adding_a_message_goes_through_the_outbox(
+    admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    scheduled: list[int] = []
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", scheduled.append)
+    session = memory.get_or_create_session("talk")
+    memory.append_messages(session, [("Human", "hello")])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            change_url(session), change_form_data(session, add_role="AI", add_content="hi there")
+        )
+    assert response.status_code == 302
+    rows = list(session.messages.order_by("sequence").values_list("sequence", "role", "content"))
+    assert rows == [(1, "Human", "hello"), (2, "AI", "hi there")]
+    assert session.messages.get(sequence=2).sync_state == "pending"
+    assert scheduled == [session.pk]  # scheduled on commit, as for any write
+
+
+def test_a_bad_new_message_is_a_form_error_and_writes_nothing(admin_client, settings):
+    settings.MOTORHEAD = {"MAX_CONTENT_LENGTH": 5}
+    session = memory.get_or_create_session("strict")
+    response = admin_client.post(
+        change_url(session), change_form_data(session, add_content="x" * 6)
+    )
+    assert response.status_code == 200 and "At most 5 characters." in response.content.decode()
+    assert session.messages.count() == 0
+
+
+def test_editing_the_context_marks_it_for_the_next_push(admin_client, settings):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    session = memory.get_or_create_session("ctx")
+    admin_client.post(change_url(session), change_form_data(session, context="A new summary"))
+    session.refresh_from_db()
+    assert session.context == "A new summary" and session.context_pending
+
+
+def test_the_add_page_refuses_an_id_the_server_cannot_hold(admin_client):
+    url = reverse("admin:motorhead_django_chatsession_add")
+    response = admin_client.post(
+        url, {"session_id": "a\nb", "namespace": "", "metadata": "{}", "context": ""}
+    )
+    assert response.status_code == 200
+    assert "control characters" in response.content.decode()
+    assert not ChatSession.objects.exists()
+
+
+# -- actions ----------------------------------------------------------------------
+
+
+def run_action(admin_client, action: str, sessions: list[ChatSession]):
+    return admin_client.post(
+        reverse("admin:motorhead_django_chatsession_changelist"),
+        {"action": action, "_selected_action": [s.pk for s in sessions]},
+        follow=True,
+    )
+
+
+def test_push_now_runs_inline_and_reports(admin_client, settings, motorhead_server, monkeypatch):
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
+    good = memory.get_or_create_session("good")
+    memory.append_messages(good, [("Human", "a"), ("AI", "b")])
+    response = run_action(admin_client, "push_now", [good])
+    assert "Pushed 2 message(s) of 1 session." in response.content.decode()
+    assert [m["content"] for m in motorhead_server.stored_messages("good")] == ["a", "b"]
+
+
+def test_push_now_reports_what_failed_and_why(
+    admin_client, settings, motorhead_server, monkeypatch
+):
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
+    session = memory.get_or_create_session("flaky")
+    memory.append_messages(session, [("Human", "a")])
+    motorhead_server.faults.fail_next(1, mode="error", methods={"POST"})
+    page = run_action(admin_client, "push_now", [session]).content.decode()
+    assert "Pushed 0 message(s) of 1 session." in page
+    assert "Session “flaky” is retrying: POST /sessions/flaky/memory: 500" in page
+
+
+def test_push_now_without_a_server_says_so(admin_client):
+    (session,) = make_sessions(1)
+    page = run_action(admin_client, "push_now", [session]).content.decode()
+    assert "Sync is not enabled" in page
+
+
+# -- the sync overview -------------------------------------------------------------
+
+
+def test_overview_counts_states_failures_and_pending_age(admin_client, settings, motorhead_server):
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    ChatSession.objects.create(session_id="f", sync_state="failed", last_error="boom: 400")
+    session = ChatSession.objects.create(session_id="p", sync_state="pending", last_sequence=1)
+    ChatMessage.objects.create(session=session, sequence=1, role="Human", content="x")
+    page = admin_client.get(reverse("admin:motorhead_django_sync_overview")).content.decode()
+    assert "boom: 400" in page and "The oldest message waiting to be pushed" in page
+    assert '?sync_state__exact=failed">1</a>' in page
+    assert "answering" in page
+
+
+def test_overview_checks_the_server_once_and_survives_it_being_down(
+    admin_client, settings, motorhead_server
+):
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    url = reverse("admin:motorhead_django_sync_overview")
+    cache.clear()
+    admin_client.get(url)
+    admin_client.get(url)
+    assert len(motorhead_server.requests_for("GET")) == 1  # cached
+    cache.clear()
+    motorhead_server.faults.fail_next(1, mode="drop")
+    page = admin_client.get(url).content.decode()
+    assert "mh-failed" in page and "the connection dropped" in page
+
+
+def test_overview_in_local_only_mode(admin_client):
+    page = admin_client.get(reverse("admin:motorhead_django_sync_overview")).content.decode()
+    assert "Local-only mode" in page
+
+
+def test_app_index_links_to_the_overview(admin_client):
+    page = admin_client.get(reverse("admin:app_list", args=["motorhead_django"])).content
+    assert reverse("admin:motorhead_django_sync_overview").encode() in page
+
+
+def test_an_unfiltered_changelist_of_a_huge_table_does_not_count_it(postgres, admin_client):
+    make_sessions(3)
+    with connection.cursor() as cursor:
+        # As the planner would believe after ANALYZE of a table with 2 million rows.
+        cursor.execute(
+            "UPDATE pg_class SET reltuples = 2000000 WHERE relname = 'motorhead_django_chatsession'"
+        )
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist"))
+    assert response.context["cl"].paginator.count == 2_000_000
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)

@@ -69,6 +69,10 @@ class Migration(migrations.Migration):
             model_name='chatsession',
             index=models.Index(fields=['sync_state'], name='motorhead_session_state'),
         ),
+        migrations.AddIndex(
+            model_name='chatsession',
+            index=models.Index(fields=['-updated_at', '-id'], name='motorhead_session_activity'),
+        ),
         migrations.AddConstraint(
             model_name='chatsession',
             constraint=models.UniqueConstraint(fields=('namespace', 'session_id'), name='motorhead_session_id_per_namespace'),
