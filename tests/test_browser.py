@@ -1,0 +1,172 @@
+"""A real browser against the example project: log in, read a conversation, run an action.
+
+Headless Chromium (Debian's ``chromium`` and ``chromium-driver``; ``.ci/run``
+installs them when missing) driven by Selenium. The example project runs as
+``manage.py runserver`` on a fresh SQLite file, with the package's test server
+as its upstream. A screenshot of the transcript goes to ``.ci/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / ".ci" / "artifacts"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def require_browser() -> None:
+    missing = [
+        name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path
+    ]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if missing:
+        message = f"needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true, so a missing browser is a failure")
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def example_site(tmp_path, motorhead_server) -> Iterator[str]:
+    """The example project on a fresh database, with a conversation the server has not got yet."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | {
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MOTORHEAD_URL": motorhead_server.url,
+    }
+    env.pop("CELERY_BROKER_URL", None)
+
+    def manage(*args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    manage("migrate", "--noinput")
+    manage("example_demo_user")
+    # Written while the upstream refuses every POST: the messages stay pending.
+    motorhead_server.faults.fail_rate = 1.0
+    motorhead_server.faults.fail_mode = "error"
+    manage(
+        "shell",
+        "-c",
+        (
+            "from motorhead_django import memory\n"
+            "s = memory.get_or_create_session('browser-demo')\n"
+            "memory.append_messages(s, [('Human', 'Which planet is the largest?'),"
+            " ('AI', 'Jupiter. ' + 'It is a gas giant. ' * 40),"
+            " ('Human', 'And the smallest?'), ('AI', 'Mercury.')], context='Planets, by size.')\n"
+        ),
+    )
+    motorhead_server.faults.clear()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "runserver did not start"
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1400",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def test_an_operator_reads_a_conversation_and_pushes_it(example_site, browser, motorhead_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{example_site}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+    browser.get(f"{example_site}/admin/motorhead_django/chatsession/")
+    row = browser.find_element(By.XPATH, "//tr[.//a[text()='browser-demo']]")
+    assert "Retrying" in row.text or "Failed" in row.text  # the upstream refused it
+    row.find_element(By.TAG_NAME, "a").click()
+
+    messages = browser.find_elements(By.CSS_SELECTOR, ".mh-transcript .mh-message")
+    assert [m.find_element(By.CLASS_NAME, "mh-role").text for m in messages] == [
+        "Human",
+        "AI",
+        "Human",
+        "AI",
+    ]
+    assert "Jupiter." in messages[1].text and "not pushed yet" in messages[1].text
+    # Roles are told apart, and a long message wraps inside the page.
+    assert messages[0].value_of_css_property("border-left-color") != (
+        messages[1].value_of_css_property("border-left-color")
+    )
+    assert messages[1].size["width"] < 1280
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-transcript.png"))
+
+    browser.get(f"{example_site}/admin/motorhead_django/chatsession/")
+    browser.find_element(
+        By.XPATH, "//tr[.//a[text()='browser-demo']]//input[@type='checkbox']"
+    ).click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("push_now")
+    browser.find_element(By.NAME, "index").click()
+    notice = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert "Pushed 4 message(s) of 1 session." in notice
+    row = browser.find_element(By.XPATH, "//tr[.//a[text()='browser-demo']]")
+    assert "Synced" in row.text
+    assert [m["content"] for m in motorhead_server.stored_messages("browser-demo")][
+        -1
+    ] == "Mercury."
+    assert motorhead_server.context("browser-demo") == "Planets, by size."
