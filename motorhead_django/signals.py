@@ -8,8 +8,9 @@ from django.dispatch import Signal
 # A batch is about to be POSTed. Arguments: session, messages (ChatMessage list).
 pre_push = Signal()
 
-# The server has the batch (confirmed by its response, or found in its window
-# after an ambiguous failure). Arguments: session, messages.
+# The server has these messages and they are marked synced (confirmed by its
+# responses, or found in its window after an ambiguous failure): one segment of
+# one or more batches. Arguments: session, messages.
 post_push = Signal()
 
 # A sync step failed. Arguments: session, error (a MotorheadError), will_retry (bool).

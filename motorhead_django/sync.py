@@ -103,16 +103,23 @@ class _Pusher:
             # Read in chunks, not per batch; what is written meanwhile comes
             # with the next chunk (or the next run, see `more`).
             pending = list(self.session.messages.pending().order_by("sequence")[:_READ_CHUNK])
+            if not pending:
+                return
             complete = len(pending) < _READ_CHUNK
             while pending:
-                size = min(motorhead_settings.BATCH_SIZE, self._room())
-                batch, pending = pending[:size], pending[size:]
-                self._send(batch)
+                segment, pending = self._split(pending)
+                if not self._send_segment(segment):
+                    complete = False  # settled part-way: read what is left again
+                    break
             if complete:
                 return
 
+    def _split(self, pending: list[ChatMessage]) -> tuple[list[ChatMessage], list[ChatMessage]]:
+        """As many messages as the server can take now without losing any."""
+        room = self._room()
+        return pending[:room], pending[room:]
+
     def _room(self) -> int:
-        """How many messages the server can take now without losing any."""
         if self.remote_length is None or self.remote_length > self.window:
             self._wait_for_compaction()
         assert self.remote_length is not None
@@ -140,63 +147,97 @@ class _Pusher:
     def _read_window(self) -> RemoteMemory:
         return self.client.get_memory(self.session.session_id)
 
-    def _send(self, batch: list[ChatMessage]) -> None:
+    def _send_segment(self, segment: list[ChatMessage]) -> bool:
+        """POST a segment in batches; True when all of it is confirmed.
+
+        One in-flight mark covers the whole segment and is written before the
+        first POST: after a crash the next run finds from the server's window
+        how much of the segment landed. One confirmation follows the last POST.
+        """
         session = self.session
         context = session.context if session.context_pending else None
-        # The outbox mark exists before the call goes out: after a crash we
-        # know which batch may have been applied.
-        ChatSession.objects.filter(pk=session.pk).update(inflight_through=batch[-1].sequence)
-        session.inflight_through = batch[-1].sequence
-        signals.pre_push.send(sender=ChatSession, session=session, messages=batch)
-        try:
-            self.client.add_memory(
-                session.session_id,
-                [(m.role, m.content) for m in batch],
-                context=context,
-                namespace=session.namespace or None,
-            )
-        except MotorheadError as exc:
-            if not may_have_applied(exc):
-                self._clear_inflight()
-                raise
-            # It may have landed: look before sending anything again.
-            if not self._settle_inflight(cause=exc):
-                raise
-            return
-        self._confirm(batch, context_sent=context)
+        self._mark_inflight(segment[-1].sequence)
+        size = motorhead_settings.BATCH_SIZE
+        sent = 0
+        for start in range(0, len(segment), size):
+            batch = segment[start : start + size]
+            signals.pre_push.send(sender=ChatSession, session=session, messages=batch)
+            try:
+                self.client.add_memory(
+                    session.session_id,
+                    [(m.role, m.content) for m in batch],
+                    # The context travels with the segment's first batch.
+                    context=context if start == 0 else None,
+                    namespace=session.namespace or None,
+                )
+            except MotorheadError as exc:
+                if not may_have_applied(exc):
+                    if sent:
+                        self._confirm(segment[:sent], context_sent=context)
+                    else:
+                        self._clear_inflight()
+                    raise
+                # It may have landed: look before sending anything again.
+                if self._settle_inflight(known_landed=sent) < sent + len(batch):
+                    raise
+                return False
+            sent += len(batch)
+            self.result.batches += 1
+            if self.remote_length is not None:
+                self.remote_length += len(batch)
+        self._confirm(segment, context_sent=context)
+        return True
 
-    def _settle_inflight(self, cause: MotorheadError | None = None) -> bool:
-        """Decide from the server's window whether the in-flight batch landed."""
+    def _settle_inflight(self, known_landed: int = 0) -> int:
+        """Confirm the part of the in-flight messages the server's window shows; returns how many.
+
+        ``known_landed`` messages at the start were answered by the server and
+        count as landed whatever the window shows.
+        """
         session = self.session
-        batch = list(
+        inflight = list(
             session.messages.pending()
             .filter(sequence__lte=session.inflight_through)
             .order_by("sequence")
         )
-        if not batch:
+        if not inflight:
             self._clear_inflight()
-            return True
+            return 0
         memory = self._read_window()
-        before = session.messages.filter(sequence__lt=batch[0].sequence).order_by("-sequence")
+        before = session.messages.filter(sequence__lt=inflight[0].sequence).order_by("-sequence")
         earlier = [(m.role, m.content) for m in reversed(before[: self.window + 1])]
-        landed = batch_landed(
-            [(m.role, m.content) for m in memory.chronological],
-            earlier,
-            [(m.role, m.content) for m in batch],
+        landed = max(
+            known_landed,
+            landed_prefix(
+                [(m.role, m.content) for m in memory.chronological],
+                earlier,
+                [(m.role, m.content) for m in inflight],
+            ),
         )
-        note = (
-            f"seq {batch[0].sequence}-{batch[-1].sequence}: {'landed' if landed else 'not applied'}"
-        )
+        first, last = inflight[0].sequence, inflight[-1].sequence
+        if landed == len(inflight):
+            note = f"seq {first}-{last}: landed"
+        elif landed == 0:
+            note = f"seq {first}-{last}: not applied"
+        else:
+            note = f"seq {first}-{last}: landed through seq {inflight[landed - 1].sequence}"
         self.result.resolved.append(note)
         logger.info("Settled an ambiguous push of %s: %s", session, note)
         self.remote_length = len(memory.messages) if len(memory.messages) <= self.window else None
         if landed:
-            self._confirm(batch, context_sent=session.context if session.context_pending else None)
-            return True
-        self._clear_inflight()
-        return False
+            # The context, if pending, went with the first in-flight batch.
+            context = session.context if session.context_pending else None
+            self._confirm(inflight[:landed], context_sent=context)
+        else:
+            self._clear_inflight()
+        return landed
 
-    def _confirm(self, batch: list[ChatMessage], context_sent: str | None) -> None:
+    def _mark_inflight(self, through: int) -> None:
+        ChatSession.objects.filter(pk=self.session.pk).update(inflight_through=through)
+        self.session.inflight_through = through
+
+    def _confirm(self, messages: list[ChatMessage], context_sent: str | None) -> None:
+        """Record that the server has ``messages`` (consecutive pending ones) and clear the mark."""
         session = self.session
         now = timezone.now()
         updates: dict[str, object] = {"inflight_through": None, "last_pushed_at": now}
@@ -209,45 +250,60 @@ class _Pusher:
         # in-flight mark is left over synced messages, and the next run clears
         # it without asking the server.
         ChatMessage.objects.filter(
-            session=session, sequence__in=[m.sequence for m in batch]
+            session=session,
+            sync_state=MessageSyncState.PENDING,
+            sequence__gte=messages[0].sequence,
+            sequence__lte=messages[-1].sequence,
         ).update(sync_state=MessageSyncState.SYNCED, synced_at=now)
         ChatSession.objects.filter(pk=session.pk).update(**updates)
         session.inflight_through, session.last_pushed_at = None, now
         if context_sent is not None:
             session.refresh_from_db(fields=["context", "context_pending"])
-        for message in batch:
+        for message in messages:
             message.sync_state = MessageSyncState.SYNCED
-        self.result.pushed += len(batch)
-        self.result.batches += 1
-        if self.remote_length is not None:
-            self.remote_length += len(batch)
-        signals.post_push.send(sender=ChatSession, session=session, messages=batch)
+        self.result.pushed += len(messages)
+        signals.post_push.send(sender=ChatSession, session=session, messages=messages)
 
     def _clear_inflight(self) -> None:
         ChatSession.objects.filter(pk=self.session.pk).update(inflight_through=None)
         self.session.inflight_through = None
 
 
+def landed_prefix(
+    window: list[tuple[str, str]],
+    earlier: list[tuple[str, str]],
+    inflight: list[tuple[str, str]],
+) -> int:
+    """How many of the in-flight messages the server's window (oldest first) shows as applied.
+
+    ``earlier`` is our history just before them. They were sent in order, so
+    what landed is a prefix: the longest ``k`` for which the window is a tail
+    of ``earlier + inflight[:k]`` (the window is always the newest part of the
+    server's list, compaction or not). Preferring the longest prefix means a
+    conversation that repeats itself exactly is counted as landed: no duplicate
+    on the server rather than a resend. When no prefix fits (another client
+    wrote meanwhile, the server was wiped), a prefix counts as landed if the
+    window holds its end, matching backwards up to the window's start or over
+    the whole prefix (what follows it there is the other writer's).
+    """
+    if not window:
+        return 0  # whatever landed would show: an empty list means nothing did
+    for k in range(len(inflight), -1, -1):
+        if _is_tail(window, earlier + inflight[:k]):
+            return k
+    for k in range(len(inflight), 0, -1):
+        for end in range(len(window) - 1, -1, -1):
+            span = min(end + 1, k)  # back to the window's start, or the whole prefix
+            if window[end - span + 1 : end + 1] == inflight[k - span : k]:
+                return k
+    return 0
+
+
 def batch_landed(
     window: list[tuple[str, str]], earlier: list[tuple[str, str]], batch: list[tuple[str, str]]
 ) -> bool:
-    """Whether the server's window (oldest first) shows that ``batch`` was applied.
-
-    ``earlier`` is our history just before the batch. If the window is a tail
-    of ``earlier + batch``, the batch landed; if it is a tail of ``earlier``,
-    it did not. When both hold (a conversation that repeats itself exactly)
-    we count it as landed, preferring no duplicate on the server to a resend.
-    When neither holds (another client wrote, the server was wiped), the batch
-    counts as landed only if it appears in the window as one contiguous run.
-    """
-    if not window:
-        return False  # a landed batch would show: nothing on the server means not applied
-    if _is_tail(window, earlier + batch):
-        return True
-    if _is_tail(window, earlier):
-        return False
-    size = len(batch)
-    return any(window[start : start + size] == batch for start in range(len(window) - size + 1))
+    """Whether the window shows that one POSTed ``batch`` (applied whole or not at all) landed."""
+    return landed_prefix(window, earlier, batch) == len(batch)
 
 
 def _is_tail(window: list[tuple[str, str]], history: list[tuple[str, str]]) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from motorhead_django import memory, signals, sync
 from motorhead_django.models import ChatSession, SyncState
-from motorhead_django.sync import batch_landed
+from motorhead_django.sync import batch_landed, landed_prefix
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +262,73 @@ def test_motorhead_sync_command_needs_a_server(settings):
     settings.MOTORHEAD = {}
     with pytest.raises(CommandError, match="Sync is not enabled"):
         call_command("motorhead_sync")
+
+
+@pytest.mark.parametrize(
+    "window,landed",
+    [
+        (["a", "b", "c", "d", "e"], 3),  # the window ends within the in-flight run
+        (["b", "c", "d", "e", "f", "g"], 5),  # all of it
+        (["a", "b"], 0),
+        (["d", "e", "x"], 3),  # another writer after our third message
+    ],
+)
+def test_landed_prefix(window, landed):
+    pair = lambda text: ("Human", text)  # noqa: E731
+    inflight = [pair(t) for t in "cdefg"]
+    assert landed_prefix([pair(t) for t in window], [pair("a"), pair("b")], inflight) == landed
+
+
+def test_one_mark_and_one_confirmation_per_segment_whatever_the_batches(upstream, settings):
+    """The in-flight bookkeeping does not grow with the number of POSTs."""
+    updates = {}
+    for batch_size in (2, 6):
+        settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": batch_size}
+        session = write(f"cost-{batch_size}", 12)
+        with CaptureQueriesContext(connection) as queries:
+            result = sync.push_session(session.pk)
+        assert result.pushed == 12 and result.batches == 12 // batch_size
+        updates[batch_size] = sum(q["sql"].startswith("UPDATE") for q in queries.captured_queries)
+    assert updates[2] == updates[6] <= 4
+
+
+def test_a_crash_in_the_middle_of_a_segment_resends_only_what_did_not_land(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
+    session = write("half", 10)
+    # The worker died after three of the segment's five POSTs landed.
+    upstream.preload("half", local(session)[:6])
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=10)
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 1-10: landed through seq 6"]
+    assert result.pushed == 10 and result.state == SyncState.SYNCED
+    assert upstream.stored_messages("half") == local(session)
+
+
+@pytest.mark.parametrize(
+    "mode,resolved",
+    [
+        ("error", ["seq 1-10: landed through seq 4"]),
+        ("apply_then_drop", ["seq 1-10: landed through seq 6"]),
+    ],
+)
+def test_a_failure_in_the_middle_of_a_segment(upstream, settings, mode, resolved):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
+    session = write("mid", 10)
+    upstream.faults.fail_next(1, mode=mode, methods={"POST"}, after=2)
+    first = sync.push_session(session.pk)
+    assert first.resolved == resolved
+    sync.push_session(session.pk)
+    assert upstream.stored_messages("mid") == local(session)
+
+
+def test_a_client_error_mid_segment_keeps_what_was_answered(upstream, settings):
+    """A 4xx is not ambiguous: the answered batches are confirmed and nothing is read."""
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
+    session = write("denied", 6)
+    upstream.faults.fail_next(1, mode="reject", methods={"POST"}, after=2)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 4 and result.state == SyncState.FAILED and result.resolved == []
+    assert [r.method for r in upstream.requests] == ["GET", "POST", "POST", "POST"]
+    session.refresh_from_db()
+    assert session.inflight_through is None and "400" in session.last_error
+    assert list(session.messages.pending().values_list("sequence", flat=True)) == [5, 6]

@@ -18,3 +18,5 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redeliver the unacknowledged tasks of a killed worker soon (Redis transport).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The tests never use remote control; without it no pidbox queue is declared.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

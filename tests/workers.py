@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ class Worker:
             "worker",
             "--pool=prefork",
             f"--concurrency={concurrency}",
-            f"--hostname={name}@%h",
+            # Unique: a broker refuses a second worker of the same name (its pidbox).
+            f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
             f"--queues={queue}",
             "--loglevel=INFO",
             "--without-gossip",

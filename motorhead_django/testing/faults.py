@@ -3,6 +3,7 @@
 A request meets at most one fault, chosen when it arrives:
 
 ``error``             500 before anything is applied
+``reject``            400 before anything is applied (a 4xx no retry can fix)
 ``drop``              the connection is closed before anything is applied
 ``apply_then_error``  the request is applied, then answered with a 500
 ``apply_then_drop``   the request is applied, then the connection is closed
@@ -18,8 +19,9 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-MODES = ("error", "drop", "apply_then_error", "apply_then_drop")
+MODES = ("error", "reject", "drop", "apply_then_error", "apply_then_drop")
 
 
 @dataclass
@@ -39,21 +41,28 @@ class Faults:
     # The summariser fails: compaction writes nothing and the list keeps growing.
     summarizer_fails: bool = False
     seed: int | None = None
-    _queue: list[tuple[str, frozenset[str] | None]] = field(default_factory=list, repr=False)
+    # Queued faults: [mode, methods, requests to let through first].
+    _queue: list[list[Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
     def fail_next(
-        self, count: int = 1, *, mode: str = "error", methods: Iterable[str] | None = None
+        self,
+        count: int = 1,
+        *,
+        mode: str = "error",
+        methods: Iterable[str] | None = None,
+        after: int = 0,
     ) -> None:
-        """Make the next ``count`` matching requests fail with ``mode``."""
+        """Make ``count`` matching requests fail with ``mode``, after ``after`` pass unharmed."""
         if mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; use one of {MODES}")
         wanted = frozenset(method.upper() for method in methods) if methods else None
         with self._lock:
-            self._queue.extend([(mode, wanted)] * count)
+            self._queue.append([mode, wanted, after])
+            self._queue.extend([mode, wanted, 0] for _ in range(count - 1))
 
     def clear(self) -> None:
         """Back to a healthy server (the random generator keeps its state)."""
@@ -68,8 +77,11 @@ class Faults:
     def decide(self, method: str) -> str | None:
         """The fault for one incoming request, or None."""
         with self._lock:
-            for index, (mode, wanted) in enumerate(self._queue):
+            for index, (mode, wanted, after) in enumerate(self._queue):
                 if wanted is None or method in wanted:
+                    if after:
+                        self._queue[index][2] -= 1
+                        return None
                     del self._queue[index]
                     return mode
             if not self.applies_to(method):

@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
         server.requests.append(
             RecordedRequest(method, raw_path, query, dict(self.headers.items()), body, fault)
         )
-        if fault in ("error", "drop"):
+        if fault in ("error", "reject", "drop"):
             self._fault(fault)
             return
         status, content_type, payload = self._route(method, raw_path, query, body)
@@ -275,6 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault(self, how: str) -> None:
         if how == "error":
             self._respond(500, PLAIN, b"An error was signalled by the server: injected fault")
+            return
+        if how == "reject":
+            self._respond(400, JSON, b'{"error":"injected rejection"}')
             return
         # A dropped connection: no status line at all.
         self.close_connection = True
