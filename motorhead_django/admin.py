@@ -60,7 +60,7 @@ class EstimatedCountPaginator(Paginator):
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],
+                    [query.model._meta.db_table],
                 )
                 row = cursor.fetchone()
             if row and row[0] > self.estimate_above:
@@ -96,7 +96,8 @@ class ChatSessionForm(forms.ModelForm):
         return session_id
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("add_content"):
             try:
                 memory.validate_messages([(cleaned.get("add_role") or "", cleaned["add_content"])])

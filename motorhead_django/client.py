@@ -268,7 +268,7 @@ class MotorheadClient:
         # requests un-escapes %2E and urllib3 then collapses "." / ".." path
         # segments, so an id like ".." would reach another route: keep our
         # percent-encoded path exactly as built.
-        query = urlsplit(prepared.url).query
+        query = urlsplit(str(prepared.url)).query
         prepared.url = f"{self.url}{path}" + (f"?{query}" if query else "")
         settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
         try:

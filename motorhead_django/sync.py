@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -361,7 +362,7 @@ def drain(
     session_pks: list[int] | None = None,
     *,
     client: MotorheadClient | None = None,
-    progress=None,
+    progress: Callable[[int, int, PushResult], object] | None = None,
 ) -> list[PushResult]:
     """Push every pending session now, ignoring back-off times (for the command)."""
     if session_pks is None:

@@ -87,10 +87,12 @@ def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
         logger.debug("Broker recently unreachable; the sweep will push session %s.", session_pk)
         return
     options: dict[str, Any] = {"retry": False}
+    if eta is not None:
+        options["eta"] = eta
     if motorhead_settings.TASK_QUEUE:
         options["queue"] = motorhead_settings.TASK_QUEUE
     try:
-        push_session.apply_async((session_pk,), eta=eta, **options)
+        push_session.apply_async((session_pk,), **options)
     except Exception:  # the broker's errors vary by transport
         _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
         logger.warning(

@@ -17,7 +17,7 @@ class PayloadError(ValueError):
     """The text of a 400 ``{"error": ...}`` body."""
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list[tuple[str, Any]]):
     """A JSON object with its keys in order, duplicates kept (serde refuses them in structs)."""
 
 
