@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
@@ -72,12 +71,13 @@ def push_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
         session = ChatSession.objects.filter(pk=session_pk).first()
         if session is None:
             return result
+        pusher = _Pusher(session, client or get_client(), result)
         try:
-            _Pusher(session, client or get_client(), result).run()
+            pusher.run()
         except MotorheadError as exc:
             _record_failure(session, exc, result)
         else:
-            _record_success(session, result)
+            _record_success(session, result, seen=pusher.seen)
     # A push scheduled while we held the lock found it busy and gave up; the
     # messages it was for committed before that, so we see them now.
     result.more = result.error == "" and (
@@ -96,6 +96,8 @@ class _Pusher:
         self.window = motorhead_settings.WINDOW_SIZE
         # Messages on the server's list; None when unknown (read it first).
         self.remote_length: int | None = None
+        # The highest sequence this run has seen: anything above it came later.
+        self.seen = session.last_sequence
 
     def run(self) -> None:
         if self.session.inflight_through is not None:
@@ -106,6 +108,7 @@ class _Pusher:
             pending = list(self.session.messages.pending().order_by("sequence")[:_READ_CHUNK])
             if not pending:
                 return
+            self.seen = max(self.seen, pending[-1].sequence)
             complete = len(pending) < _READ_CHUNK
             while pending:
                 segment, pending = self._split(pending)
@@ -319,18 +322,19 @@ def backoff_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _record_success(session: ChatSession, result: PushResult) -> None:
-    with transaction.atomic():
-        # The row lock orders us after any write in progress (append_messages
-        # updates this row first), so a message committed since our last batch
-        # is seen here and the session is not marked synced over it.
-        ChatSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").get()
-        still_pending = session.messages.pending().exists()
-        state = SyncState.PENDING if still_pending else SyncState.SYNCED
-        ChatSession.objects.filter(pk=session.pk).update(
-            sync_state=state, sync_attempts=0, last_error="", next_attempt_at=None
-        )
-    result.state = state
+def _record_success(session: ChatSession, result: PushResult, seen: int) -> None:
+    done = {"sync_attempts": 0, "last_error": "", "next_attempt_at": None}
+    # Synced only if nothing was written after the messages this run read. One
+    # statement is enough: a write in progress holds the row (append_messages
+    # updates it first), and PostgreSQL re-checks this WHERE against the row's
+    # newest version once the writer commits.
+    if ChatSession.objects.filter(pk=session.pk, last_sequence__lte=seen).update(
+        sync_state=SyncState.SYNCED, **done
+    ):
+        result.state = SyncState.SYNCED
+    else:
+        ChatSession.objects.filter(pk=session.pk).update(sync_state=SyncState.PENDING, **done)
+        result.state = SyncState.PENDING
 
 
 def _record_failure(session: ChatSession, exc: MotorheadError, result: PushResult) -> None:

@@ -332,3 +332,21 @@ def test_a_client_error_mid_segment_keeps_what_was_answered(upstream, settings):
     session.refresh_from_db()
     assert session.inflight_through is None and "400" in session.last_error
     assert list(session.messages.pending().values_list("sequence", flat=True)) == [5, 6]
+
+
+def test_a_write_during_the_push_leaves_the_session_pending(upstream):
+    """A message committed after the push's last read is neither lost nor covered by 'synced'."""
+    session = write("busy", 2)
+
+    def write_more(sender, session, messages, **kwargs):
+        signals.post_push.disconnect(write_more)
+        memory.append_messages(session, [("Human", "written during the push")])
+
+    signals.post_push.connect(write_more)
+    try:
+        first = sync.push_session(session.pk)
+    finally:
+        signals.post_push.disconnect(write_more)
+    assert first.pushed == 2 and first.state == SyncState.PENDING and first.more
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert upstream.stored_messages("busy") == local(session)
