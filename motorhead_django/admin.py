@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from .models import ChatMessage, ChatSession
+from .models import ApiKey, ChatMessage, ChatSession
 
 
 class ChatMessageInline(admin.TabularInline):
@@ -93,3 +94,67 @@ class ChatSessionAdmin(admin.ModelAdmin):
     @admin.display(description=_("messages"), ordering="_message_count")
     def message_count(self, obj: ChatSession) -> int:
         return obj._message_count  # type: ignore[attr-defined]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
+
+    list_display = (
+        "name",
+        "display_prefix",
+        "owner",
+        "namespace",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "owner__username")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    fields = (
+        "name",
+        "owner",
+        "namespace",
+        "display_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    readonly_fields = ("display_prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Who and where a key reaches is fixed once issued: revoke and issue anew.
+        fixed = ("owner", "namespace") if obj is not None else ()
+        return fixed + tuple(self.readonly_fields)
+
+    @admin.display(description=_("key starts with"))
+    def display_prefix(self, obj: ApiKey) -> str:
+        return f"{ApiKey.PREFIX}{obj.prefix}_…" if obj.prefix else "-"
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        raw = obj.set_new_secret()
+        obj.save()
+        self.message_user(
+            request,
+            _("The new API key is %(key)s. Copy it now: it is not stored and is not shown again.")
+            % {"key": raw},
+            messages.WARNING,
+        )
+
+    @admin.action(description=_("Revoke the selected API keys"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for key in queryset.active():
+            key.revoke()
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
+            messages.SUCCESS,
+        )

@@ -258,8 +258,23 @@ def check_flags(**kwargs: Any) -> list[CheckMessage]:
     user = _user_settings() or {}
     return [
         Error(f"MOTORHEAD[{key!r}] must be True or False.", id=_id("E010"))
-        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE")
+        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "COMPAT_ALLOW_ANONYMOUS")
         if key in user
         and not isinstance(user[key], bool)
         and not (key == "SYNC_ENABLED" and user[key] is None)
     ]
+
+
+@register(Tags.security, deploy=True)
+def check_anonymous_compat(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    if user.get("COMPAT_ALLOW_ANONYMOUS") is True:
+        return [
+            Warning(
+                "MOTORHEAD['COMPAT_ALLOW_ANONYMOUS'] is True: anyone who can reach the "
+                "Motorhead-compatible routes can read and write the sessions that have no owner.",
+                hint="Create API keys (manage.py motorhead_apikey) and leave it False.",
+                id=_id("W003"),
+            )
+        ]
+    return []

@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 100_000,
     "MAX_MESSAGES_PER_REQUEST": 100,
     "USER_AGENT": f"motorhead-django/{__version__}",
+    # The Motorhead-compatible routes answer requests without an API key
+    # (as a self-hosted Motorhead does). Off: a key is required.
+    "COMPAT_ALLOW_ANONYMOUS": False,
 }
 
 
@@ -167,6 +170,10 @@ class MotorheadSettings:
     @property
     def USER_AGENT(self) -> str:
         return str(self._get("USER_AGENT"))
+
+    @property
+    def COMPAT_ALLOW_ANONYMOUS(self) -> bool:
+        return bool(self._get("COMPAT_ALLOW_ANONYMOUS"))
 
 
 motorhead_settings = MotorheadSettings()

@@ -10,12 +10,13 @@ periodic sweep pushes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .conf import motorhead_settings
@@ -44,7 +45,7 @@ def get_or_create_session(
     session_id: str, *, namespace: str | None = None, owner: Any = None
 ) -> ChatSession:
     """The session with this id in this namespace, created when missing."""
-    _validate_session_id(session_id)
+    validate_session_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
     defaults = {"owner": owner, "sync_state": _idle_state()}
     try:
@@ -128,6 +129,47 @@ def history(session: ChatSession) -> list[ChatMessage]:
     return list(session.messages.chronological())
 
 
+def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
+    """Delete the session and its messages from the local database.
+
+    Local delete only, for now: ``remote`` is accepted so callers can already
+    say what they want, but the server-side delete (with a tombstone until the
+    server confirms) belongs to the sync engine and is not wired in here yet.
+    """
+    session.delete()
+
+
+def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
+    """The session's messages nearest to ``text``, nearest first, as ``(message, dist)``.
+
+    A portable local stand-in for Motorhead's long-term memory search: ``dist``
+    is the share of the query's words a message lacks (0 = all present), ties
+    go to the newest. It reads at most the newest ``_SEARCH_SCAN`` matches.
+    """
+    terms = set(_words(text)[:_SEARCH_TERMS])
+    if not terms:
+        return []
+    matches = Q()
+    for term in terms:
+        matches |= Q(content__icontains=term)
+    candidates = session.messages.filter(matches).order_by("-sequence")[:_SEARCH_SCAN]
+    scored = []
+    for message in candidates:
+        dist = 1 - len(terms & set(_words(message.content))) / len(terms)
+        if dist < 1:
+            scored.append((message, round(dist, 6)))
+    scored.sort(key=lambda pair: (pair[1], -pair[0].sequence))
+    return scored[:limit]
+
+
+_SEARCH_TERMS = 20
+_SEARCH_SCAN = 1000
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
 def _idle_state() -> str:
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
 
@@ -179,7 +221,8 @@ def _validate_batch(pairs: list[tuple[str, str]]) -> None:
             )
 
 
-def _validate_session_id(session_id: str) -> None:
+def validate_session_id(session_id: str) -> None:
+    """Refuse ids the server or the database cannot hold (:class:`MotorheadValidationError`)."""
     if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
         raise MotorheadValidationError({"session_id": "A session id is 1 to 255 characters."})
     if any(ord(char) < 32 or ord(char) == 127 for char in session_id):

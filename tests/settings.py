@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "rest_framework.authtoken",
     "motorhead_django",
 ]
 
@@ -53,6 +54,9 @@ DATABASES = {
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The live_server fixture serves static files from here.
+STATIC_URL = "static/"
 
 # Local-only by default; tests that talk to a server point MOTORHEAD at one.
 MOTORHEAD: dict = {}

@@ -1,6 +1,10 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+
+from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include((rest_urlpatterns, "motorhead-rest"))),
+    path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
 ]
