@@ -16,6 +16,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.common import no_append_slash
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -28,9 +30,23 @@ from .. import memory
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ApiKey, ChatSession
+from . import schema  # noqa: F401  (registers the API-key security scheme)
 from .authentication import ApiKeyAuthentication
 from .permissions import HasApiKeyOrAnonymousAllowed
-from .serializers import MemoryWriteSerializer, RetrievalSerializer, validate_text_param
+from .serializers import (
+    HealthSerializer,
+    MemoryWriteSerializer,
+    MotorheadMemorySerializer,
+    RetrievalResultSerializer,
+    RetrievalSerializer,
+    StatusSerializer,
+    validate_text_param,
+)
+
+_NAMESPACE = OpenApiParameter(
+    "namespace", OpenApiTypes.STR, description="Default: MOTORHEAD['NAMESPACE']."
+)
+_TAGS = ["motorhead"]
 
 MAX_PAGE = 100  # the server's limit
 MAX_SIZE = 1000
@@ -93,6 +109,7 @@ class HealthView(CompatView):
 
     permission_classes = (AllowAny,)
 
+    @extend_schema(tags=_TAGS, responses=HealthSerializer)
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response({"now": time.time_ns() // 1_000_000})
 
@@ -100,6 +117,19 @@ class HealthView(CompatView):
 class SessionListView(CompatView):
     """``GET /sessions``: ids, least recently written first, ``page``/``size``/``namespace``."""
 
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT, description="1 to 100."),
+            OpenApiParameter("size", OpenApiTypes.INT, description="1 to 1000."),
+            _NAMESPACE,
+        ],
+        responses={
+            200: {"type": "array", "items": {"type": "string"}},
+            400: OpenApiTypes.OBJECT,
+        },
+        operation_id="motorhead_sessions_list",
+    )
     def get(self, request: Request, **kwargs: Any) -> Response:
         page = _int_param(request, "page", 1, MAX_PAGE)
         size = _int_param(request, "size", 10, MAX_SIZE)
@@ -111,6 +141,7 @@ class SessionListView(CompatView):
 class MemoryView(CompatView):
     """``GET|POST|DELETE /sessions/{id}/memory``."""
 
+    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses=MotorheadMemorySerializer)
     def get(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         session = self.session_or_none(request, session_id)
         if session is None:
@@ -119,6 +150,12 @@ class MemoryView(CompatView):
         messages = [{"role": m.role, "content": m.content} for m in window.messages]
         return Response({"messages": messages, "context": window.context, "tokens": window.tokens})
 
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[_NAMESPACE],
+        request=MemoryWriteSerializer,
+        responses={200: StatusSerializer, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         memory.validate_session_id(session_id)
         body = MemoryWriteSerializer(data=request.data)
@@ -136,6 +173,7 @@ class MemoryView(CompatView):
             memory.append_messages(session, body.validated_data["messages"], **extra)
         return Response({"status": "Ok"})
 
+    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses={200: StatusSerializer})
     def delete(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         # Always 200, like the server: unknown ids and other owners' ids alike.
         session = self.session_or_none(request, session_id)
@@ -147,6 +185,12 @@ class MemoryView(CompatView):
 class RetrievalView(CompatView):
     """``POST /sessions/{id}/retrieval``: a local search over the session's messages."""
 
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[_NAMESPACE],
+        request=RetrievalSerializer,
+        responses={200: RetrievalResultSerializer(many=True), 400: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         memory.validate_session_id(session_id)
         body = RetrievalSerializer(data=request.data)

@@ -16,6 +16,8 @@ from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.generics import GenericAPIView
@@ -33,12 +35,28 @@ from .serializers import (
     ChatMessageSerializer,
     ChatSessionSerializer,
     MessagesAppendSerializer,
+    MotorheadMemorySerializer,
     SessionUpdateSerializer,
+    StatusSerializer,
     SyncStatusSerializer,
     validate_text_param,
 )
 
 ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
+_TAGS = ["sessions"]
+_LIST_PARAMETERS = [
+    OpenApiParameter("sync_state", OpenApiTypes.STR),
+    OpenApiParameter("namespace", OpenApiTypes.STR),
+    OpenApiParameter("owner", OpenApiTypes.INT, description="A user id."),
+    OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("updated_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("updated_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("search", OpenApiTypes.STR, description="In the id or any message."),
+    OpenApiParameter(
+        "ordering", OpenApiTypes.STR, enum=[*ORDERINGS, *(f"-{o}" for o in ORDERINGS)]
+    ),
+]
 
 
 class SessionPagination(PageNumberPagination):
@@ -116,10 +134,17 @@ class SessionListView(RestView):
             raise exceptions.ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
         return query.order_by(ordering, "-pk")
 
+    @extend_schema(
+        tags=_TAGS,
+        parameters=_LIST_PARAMETERS,
+        responses=ChatSessionSerializer(many=True),
+        operation_id="sessions_list",
+    )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
+    @extend_schema(tags=_TAGS, responses={201: ChatSessionSerializer})
     def post(self, request: Request) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -148,9 +173,11 @@ class SessionDetailView(RestView):
     def sessions(self) -> QuerySet[ChatSession]:
         return _annotated(super().sessions())
 
+    @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         return Response(self.get_serializer(self.get_session()).data)
 
+    @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
     def patch(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         body = SessionUpdateSerializer(data=request.data)
@@ -158,8 +185,11 @@ class SessionDetailView(RestView):
         _update(session, body.validated_data)
         return self.get(request, pk)
 
-    put = patch
+    @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
+    def put(self, request: Request, pk: str) -> Response:
+        return self.patch(request, pk)
 
+    @extend_schema(tags=_TAGS, responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:
         memory.delete_session(self.get_session())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -169,13 +199,23 @@ class MessageListView(RestView):
     """A session's messages: ``GET`` in conversation order (cursor pages), ``POST`` one or many."""
 
     serializer_class = ChatMessageSerializer
-    pagination_class = MessageCursorPagination
 
+    @property
+    def pagination_class(self) -> type[MessageCursorPagination] | None:  # type: ignore[override]
+        # Only the list is paged; a POST answers with just the messages it stored.
+        return MessageCursorPagination if self.request.method == "GET" else None
+
+    @extend_schema(tags=_TAGS, responses=ChatMessageSerializer(many=True))
     def get(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         page = self.paginate_queryset(ChatMessage.objects.filter(session=session))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
+    @extend_schema(
+        tags=_TAGS,
+        request=MessagesAppendSerializer,
+        responses={201: ChatMessageSerializer(many=True)},
+    )
     def post(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         body = MessagesAppendSerializer(data=request.data)
@@ -187,6 +227,9 @@ class MessageListView(RestView):
 class MemoryView(RestView):
     """A session's memory the way Motorhead shapes it: the newest window, newest first."""
 
+    serializer_class = MotorheadMemorySerializer
+
+    @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         window = memory.get_memory(self.get_session())
         return Response(
@@ -203,11 +246,13 @@ class SyncView(RestView):
 
     serializer_class = SyncStatusSerializer
 
+    @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         session.pending_messages = session.messages.pending().count()
         return Response(self.get_serializer(session).data)
 
+    @extend_schema(tags=_TAGS, request=None, responses={202: StatusSerializer})
     def post(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         if not motorhead_settings.SYNC_ENABLED:

@@ -89,7 +89,7 @@ class ChatSessionSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     session_id = StrictCharField(max_length=255)
     namespace = StrictCharField(max_length=255, required=False, allow_blank=True)
-    owner = serializers.PrimaryKeyRelatedField(read_only=True)
+    owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
     metadata = serializers.JSONField(required=False)
     context = StrictCharField(required=False, allow_null=True, allow_blank=True)
     tokens = serializers.IntegerField(read_only=True)
@@ -125,3 +125,28 @@ class SyncStatusSerializer(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     last_pushed_at = serializers.DateTimeField(allow_null=True)
     last_pulled_at = serializers.DateTimeField(allow_null=True)
+
+
+# -- response shapes (for the OpenAPI schema) -----------------------------------------
+
+
+class HealthSerializer(serializers.Serializer):
+    now = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.CharField()
+
+
+class MotorheadMemorySerializer(serializers.Serializer):
+    """Motorhead's memory: the newest ``WINDOW_SIZE + 1`` messages, newest first."""
+
+    messages = MessageSerializer(many=True)
+    context = serializers.CharField(allow_null=True)
+    tokens = serializers.IntegerField()
+
+
+class RetrievalResultSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+    dist = serializers.FloatField(help_text="0 is the nearest.")
