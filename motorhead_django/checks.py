@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 
@@ -275,6 +276,29 @@ def check_anonymous_compat(**kwargs: Any) -> list[CheckMessage]:
                 "Motorhead-compatible routes can read and write the sessions that have no owner.",
                 hint="Create API keys (manage.py motorhead_apikey) and leave it False.",
                 id=_id("W003"),
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_summarizer(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    path = user.get("SUMMARIZER")
+    if path is None:
+        return []
+    try:
+        function = import_string(path) if isinstance(path, str) else None
+    except ImportError as exc:
+        return [
+            Error(f"MOTORHEAD['SUMMARIZER'] cannot be imported: {exc}.", id=_id("E011")),
+        ]
+    if not callable(function):
+        return [
+            Error(
+                "MOTORHEAD['SUMMARIZER'] must be the dotted path of a callable.",
+                hint='For example "myapp.memory.summarize" taking (previous, messages).',
+                id=_id("E011"),
             )
         ]
     return []

@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     # The Motorhead-compatible routes answer requests without an API key
     # (as a self-hosted Motorhead does). Off: a key is required.
     "COMPAT_ALLOW_ANONYMOUS": False,
+    # Local-only mode: dotted path to summarize(previous, messages) -> str | None,
+    # called with the messages that leave the window. None: no local summary.
+    "SUMMARIZER": None,
 }
 
 
@@ -174,6 +177,10 @@ class MotorheadSettings:
     @property
     def COMPAT_ALLOW_ANONYMOUS(self) -> bool:
         return bool(self._get("COMPAT_ALLOW_ANONYMOUS"))
+
+    @property
+    def SUMMARIZER(self) -> str | None:
+        return self._get("SUMMARIZER") or None
 
 
 motorhead_settings = MotorheadSettings()

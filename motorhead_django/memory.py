@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
@@ -101,6 +102,12 @@ def append_messages(
         )
         if pushing:
             transaction.on_commit(lambda: _schedule_push(session.pk))
+        elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
+            # Local-only: the messages this write pushes out of the window are summarised.
+            keep = motorhead_settings.WINDOW_SIZE + 1
+            low, high = max(1, first - keep), session.last_sequence - keep
+            if high >= low:
+                transaction.on_commit(lambda: _schedule_summary(session.pk, low, high))
     return rows
 
 
@@ -137,6 +144,33 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     server confirms) belongs to the sync engine and is not wired in here yet.
     """
     session.delete()
+
+
+def summarize(session_pk: int, first: int, last: int) -> str | None:
+    """Fold messages ``first``..``last`` into the session's context with ``SUMMARIZER``.
+
+    For local-only mode, where no server summarises: ``append_messages`` calls
+    it (through a task) for the messages a write pushes out of the window, so
+    each message is summarised once. The slow call runs outside any lock; the
+    result is written only over the context it started from (retried if a
+    concurrent write changed it). Returns the new context.
+    """
+    path = motorhead_settings.SUMMARIZER
+    if not path:
+        return None
+    summarizer = import_string(path)
+    for _attempt in range(3):
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        if session is None:
+            return None
+        messages = list(session.messages.filter(sequence__gte=first, sequence__lte=last))
+        context = summarizer(session.context, messages)
+        same = ChatSession.objects.filter(pk=session_pk, context=session.context)
+        if session.context is None:
+            same = ChatSession.objects.filter(pk=session_pk, context__isnull=True)
+        if same.update(context=context, updated_at=timezone.now()):
+            return context
+    return None
 
 
 def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
@@ -178,6 +212,12 @@ def _schedule_push(session_pk: int) -> None:
     from . import tasks
 
     tasks.schedule_push(session_pk)
+
+
+def _schedule_summary(session_pk: int, first: int, last: int) -> None:
+    from . import tasks
+
+    tasks.schedule_summary(session_pk, first, last)
 
 
 def _as_pair(message: MessageInput) -> tuple[str, str]:

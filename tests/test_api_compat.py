@@ -95,6 +95,18 @@ def test_context_is_set_by_a_post_and_kept_by_one_without(alice):
     assert alice.memory("c")["context"] == "a summary"
 
 
+def test_in_local_only_mode_a_summarizer_writes_the_context(
+    alice, settings, django_capture_on_commit_callbacks
+):
+    settings.MOTORHEAD = {"WINDOW_SIZE": 2, "SUMMARIZER": "tests.test_memory.joining_summarizer"}
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.add("sum", ("Human", "q1"), ("AI", "a1"))
+        alice.add("sum", ("Human", "q2"), ("AI", "a2"))
+    body = alice.memory("sum")
+    assert [m["content"] for m in body["messages"]] == ["a2", "q2", "a1"]
+    assert body["context"] == "q1"
+
+
 def test_unknown_session_is_empty_and_get_creates_nothing(alice):
     assert alice.memory("nobody") == {"messages": [], "context": None, "tokens": 0}
     assert not ChatSession.objects.exists()

@@ -148,6 +148,12 @@ def test_key_over_plain_http_is_a_deploy_warning():
     assert ids(URL="https://h", API_KEY="k", CLIENT_ID="c") == []
 
 
+@pytest.mark.parametrize("value", ["no.such.module.fn", 3, "motorhead_django.conf.DEFAULTS"])
+def test_summarizer_must_be_an_importable_callable(value):
+    assert ids(SUMMARIZER=value) == ["motorhead_django.E011"]
+    assert ids(SUMMARIZER="tests.test_memory.joining_summarizer") == []
+
+
 def test_anonymous_compat_access_is_a_deploy_warning():
     assert ids(COMPAT_ALLOW_ANONYMOUS=True) == ["motorhead_django.W003"]
     assert ids(COMPAT_ALLOW_ANONYMOUS=False) == []
