@@ -24,6 +24,7 @@ rest_urlpatterns = [
     path("sessions/<str:pk>/", rest.SessionDetailView.as_view(), name="session-detail"),
     path("sessions/<str:pk>/messages/", rest.MessageListView.as_view(), name="session-messages"),
     path("sessions/<str:pk>/memory/", rest.MemoryView.as_view(), name="session-memory"),
+    path("sessions/<str:pk>/retrieval/", rest.RetrievalView.as_view(), name="session-retrieval"),
     path("sessions/<str:pk>/sync/", rest.SyncView.as_view(), name="session-sync"),
 ]
 

@@ -396,3 +396,10 @@ def test_query_counts_do_not_grow_with_history_or_sessions(alice):
         count_queries(lambda: alice.get("/sessions", size=100)),
     )
     assert large == small
+
+
+def test_oversized_bodies_are_413(alice, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = alice.add("big", ("Human", "x" * 200))
+    assert response.status_code == 413 and response.json()["detail"]
+    assert not ChatSession.objects.exists()

@@ -278,3 +278,26 @@ def test_list_query_counts_are_constant(api, ann):
         list_queries(api, f"{API}/sessions/{first.pk}/memory/"),
     )
     assert large == small
+
+
+def test_retrieval_searches_the_whole_history(api, ann):
+    session = make_session(ann)
+    memory.append_messages(session, [("Human", "my dog is Rex"), ("AI", "ok")])
+    url = f"{API}/sessions/{session.pk}/retrieval/"
+    found = api.post(url, {"text": "dog Rex"}, format="json").json()
+    assert found == [{"role": "Human", "content": "my dog is Rex", "dist": 0.0}]
+    assert api.post(url, {"text": 5}, format="json").status_code == 400
+    other = make_session(make_user("bob"), "bobs")
+    other_url = f"{API}/sessions/{other.pk}/retrieval/"
+    assert api.post(other_url, {"text": "x"}, format="json").status_code == 404
+
+
+def test_oversized_bodies_are_413_before_parsing(api, ann, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    session = make_session(ann)
+    body = {"role": "Human", "content": "x" * 200}
+    response = api.post(f"{API}/sessions/{session.pk}/messages/", body, format="json")
+    assert (
+        response.status_code == 413 and "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
+    )
+    assert not ChatMessage.objects.exists()

@@ -86,6 +86,8 @@ def test_responses_match_the_schema(schema):
         ("/api/sessions/{id}/sync/", f"/api/sessions/{pk}/sync/"),
     ]:
         check(schema, path, "get", api.get(url))
+    found = api.post(f"/api/sessions/{pk}/retrieval/", {"text": "cat"}, format="json")
+    check(schema, "/api/sessions/{id}/retrieval/", "post", found)
     appended = api.post(f"/api/sessions/{pk}/messages/", {"role": "Human", "content": "x"})
     check(schema, "/api/sessions/{id}/messages/", "post", appended)
     check(schema, "/api/sessions/{id}/", "patch", api.patch(f"/api/sessions/{pk}/", {}))

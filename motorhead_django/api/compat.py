@@ -32,6 +32,7 @@ from ..exceptions import MotorheadValidationError
 from ..models import ApiKey, ChatSession
 from . import schema  # noqa: F401  (registers the API-key security scheme)
 from .authentication import ApiKeyAuthentication
+from .errors import check_body_size
 from .permissions import HasApiKeyOrAnonymousAllowed
 from .serializers import (
     HealthSerializer,
@@ -60,6 +61,10 @@ class CompatView(APIView):
     parser_classes = (JSONParser,)
     renderer_classes = (JSONRenderer,)
     pagination_class = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_body_size(request)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, MotorheadValidationError):

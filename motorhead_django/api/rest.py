@@ -30,12 +30,15 @@ from .. import memory, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ChatMessage, ChatSession, SyncState
+from .errors import check_body_size
 from .permissions import IsOwnerOrStaff
 from .serializers import (
     ChatMessageSerializer,
     ChatSessionSerializer,
     MessagesAppendSerializer,
     MotorheadMemorySerializer,
+    RetrievalResultSerializer,
+    RetrievalSerializer,
     SessionUpdateSerializer,
     StatusSerializer,
     SyncStatusSerializer,
@@ -86,6 +89,10 @@ class RestView(GenericAPIView):
         if apps.is_installed("rest_framework.authtoken"):
             classes.insert(0, TokenAuthentication)
         return [cls() for cls in classes]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_body_size(request)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, MotorheadValidationError):
@@ -239,6 +246,22 @@ class MemoryView(RestView):
                 "tokens": window.tokens,
             }
         )
+
+
+class RetrievalView(RestView):
+    """``POST {"text"}``: the session's nearest messages, shaped as Motorhead's retrieval."""
+
+    serializer_class = RetrievalResultSerializer
+
+    @extend_schema(
+        tags=_TAGS, request=RetrievalSerializer, responses=RetrievalResultSerializer(many=True)
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        body = RetrievalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        found = memory.search(session, body.validated_data["text"])
+        return Response([{"role": m.role, "content": m.content, "dist": d} for m, d in found])
 
 
 class SyncView(RestView):
