@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "motorhead_django",
     "example_project",
 ]
@@ -103,6 +105,15 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = "CELERY_BROKER_URL" not in os.environ
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# OpenAPI schema of the REST and Motorhead-compatible routes (drf-spectacular).
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "motorhead-django",
+    "VERSION": "0.1.0",
+    "PREPROCESSING_HOOKS": ["motorhead_django.api.schema.exclude_keyed_routes"],
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 MOTORHEAD = {
     "URL": os.environ.get("MOTORHEAD_URL") or None,

@@ -1,8 +1,14 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include((rest_urlpatterns, "motorhead-rest"))),
+    path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
 ]

@@ -32,7 +32,7 @@ from . import memory, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
-from .models import ChatMessage, ChatSession, SyncState
+from .models import ApiKey, ChatMessage, ChatSession, SyncState
 
 # Newest messages shown on a session page; older ones are counted, not listed.
 TRANSCRIPT_LIMIT = 500
@@ -333,3 +333,67 @@ def upstream_health() -> dict[str, Any] | None:
     health.update(url=motorhead_settings.URL, checked_at=timezone.now())
     cache.set(_HEALTH_CACHE_KEY, health, HEALTH_CACHE_SECONDS)
     return health
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
+
+    list_display = (
+        "name",
+        "display_prefix",
+        "owner",
+        "namespace",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "owner__username")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    fields = (
+        "name",
+        "owner",
+        "namespace",
+        "display_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    readonly_fields = ("display_prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Who and where a key reaches is fixed once issued: revoke and issue anew.
+        fixed = ("owner", "namespace") if obj is not None else ()
+        return fixed + tuple(self.readonly_fields)
+
+    @admin.display(description=_("key starts with"))
+    def display_prefix(self, obj: ApiKey) -> str:
+        return f"{ApiKey.PREFIX}{obj.prefix}_…" if obj.prefix else "-"
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        raw = obj.set_new_secret()
+        obj.save()
+        self.message_user(
+            request,
+            _("The new API key is %(key)s. Copy it now: it is not stored and is not shown again.")
+            % {"key": raw},
+            messages.WARNING,
+        )
+
+    @admin.action(description=_("Revoke the selected API keys"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for key in queryset.active():
+            key.revoke()
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
+            messages.SUCCESS,
+        )

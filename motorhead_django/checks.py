@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 
@@ -258,8 +259,46 @@ def check_flags(**kwargs: Any) -> list[CheckMessage]:
     user = _user_settings() or {}
     return [
         Error(f"MOTORHEAD[{key!r}] must be True or False.", id=_id("E010"))
-        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE")
+        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "COMPAT_ALLOW_ANONYMOUS")
         if key in user
         and not isinstance(user[key], bool)
         and not (key == "SYNC_ENABLED" and user[key] is None)
     ]
+
+
+@register(Tags.security, deploy=True)
+def check_anonymous_compat(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    if user.get("COMPAT_ALLOW_ANONYMOUS") is True:
+        return [
+            Warning(
+                "MOTORHEAD['COMPAT_ALLOW_ANONYMOUS'] is True: anyone who can reach the "
+                "Motorhead-compatible routes can read and write the sessions that have no owner.",
+                hint="Create API keys (manage.py motorhead_apikey) and leave it False.",
+                id=_id("W003"),
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_summarizer(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    path = user.get("SUMMARIZER")
+    if path is None:
+        return []
+    try:
+        function = import_string(path) if isinstance(path, str) else None
+    except ImportError as exc:
+        return [
+            Error(f"MOTORHEAD['SUMMARIZER'] cannot be imported: {exc}.", id=_id("E011")),
+        ]
+    if not callable(function):
+        return [
+            Error(
+                "MOTORHEAD['SUMMARIZER'] must be the dotted path of a callable.",
+                hint='For example "myapp.memory.summarize" taking (previous, messages).',
+                id=_id("E011"),
+            )
+        ]
+    return []

@@ -59,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 100_000,
     "MAX_MESSAGES_PER_REQUEST": 100,
     "USER_AGENT": f"motorhead-django/{__version__}",
+    # The Motorhead-compatible routes answer requests without an API key
+    # (as a self-hosted Motorhead does). Off: a key is required.
+    "COMPAT_ALLOW_ANONYMOUS": False,
+    # Local-only mode: dotted path to summarize(previous, messages) -> str | None,
+    # called with the messages that leave the window. None: no local summary.
+    "SUMMARIZER": None,
 }
 
 
@@ -167,6 +173,14 @@ class MotorheadSettings:
     @property
     def USER_AGENT(self) -> str:
         return str(self._get("USER_AGENT"))
+
+    @property
+    def COMPAT_ALLOW_ANONYMOUS(self) -> bool:
+        return bool(self._get("COMPAT_ALLOW_ANONYMOUS"))
+
+    @property
+    def SUMMARIZER(self) -> str | None:
+        return self._get("SUMMARIZER") or None
 
 
 motorhead_settings = MotorheadSettings()

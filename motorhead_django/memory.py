@@ -10,13 +10,15 @@ periodic sweep pushes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
@@ -99,6 +101,12 @@ def append_messages(
         )
         if pushing:
             transaction.on_commit(lambda: _schedule_push(session.pk))
+        elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
+            # Local-only: the messages this write pushes out of the window are summarised.
+            keep = motorhead_settings.WINDOW_SIZE + 1
+            low, high = max(1, first - keep), session.last_sequence - keep
+            if high >= low:
+                transaction.on_commit(lambda: _schedule_summary(session.pk, low, high))
     return rows
 
 
@@ -127,6 +135,74 @@ def history(session: ChatSession) -> list[ChatMessage]:
     return list(session.messages.chronological())
 
 
+def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
+    """Delete the session and its messages from the local database.
+
+    Local delete only, for now: ``remote`` is accepted so callers can already
+    say what they want, but the server-side delete (with a tombstone until the
+    server confirms) belongs to the sync engine and is not wired in here yet.
+    """
+    session.delete()
+
+
+def summarize(session_pk: int, first: int, last: int) -> str | None:
+    """Fold messages ``first``..``last`` into the session's context with ``SUMMARIZER``.
+
+    For local-only mode, where no server summarises: ``append_messages`` calls
+    it (through a task) for the messages a write pushes out of the window, so
+    each message is summarised once. The slow call runs outside any lock; the
+    result is written only over the context it started from (retried if a
+    concurrent write changed it). Returns the new context.
+    """
+    path = motorhead_settings.SUMMARIZER
+    if not path:
+        return None
+    summarizer = import_string(path)
+    for _attempt in range(3):
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        if session is None:
+            return None
+        messages = list(session.messages.filter(sequence__gte=first, sequence__lte=last))
+        context = summarizer(session.context, messages)
+        same = ChatSession.objects.filter(pk=session_pk, context=session.context)
+        if session.context is None:
+            same = ChatSession.objects.filter(pk=session_pk, context__isnull=True)
+        if same.update(context=context, updated_at=timezone.now()):
+            return context
+    return None
+
+
+def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
+    """The session's messages nearest to ``text``, nearest first, as ``(message, dist)``.
+
+    A portable local stand-in for Motorhead's long-term memory search: ``dist``
+    is the share of the query's words a message lacks (0 = all present), ties
+    go to the newest. It reads at most the newest ``_SEARCH_SCAN`` matches.
+    """
+    terms = set(_words(text)[:_SEARCH_TERMS])
+    if not terms:
+        return []
+    matches = Q()
+    for term in terms:
+        matches |= Q(content__icontains=term)
+    candidates = session.messages.filter(matches).order_by("-sequence")[:_SEARCH_SCAN]
+    scored = []
+    for message in candidates:
+        dist = 1 - len(terms & set(_words(message.content))) / len(terms)
+        if dist < 1:
+            scored.append((message, round(dist, 6)))
+    scored.sort(key=lambda pair: (pair[1], -pair[0].sequence))
+    return scored[:limit]
+
+
+_SEARCH_TERMS = 20
+_SEARCH_SCAN = 1000
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
 def initial_sync_state() -> str:
     """The state of a session with nothing to push yet."""
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
@@ -136,6 +212,12 @@ def _schedule_push(session_pk: int) -> None:
     from . import tasks
 
     tasks.schedule_push(session_pk)
+
+
+def _schedule_summary(session_pk: int, first: int, last: int) -> None:
+    from . import tasks
+
+    tasks.schedule_summary(session_pk, first, last)
 
 
 def _as_pair(message: MessageInput) -> tuple[str, str]:
@@ -183,7 +265,7 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
 
 
 def validate_session_id(session_id: str) -> None:
-    """Refuse ids Motorhead cannot hold or our columns cannot store."""
+    """Refuse ids the server or the database cannot hold (:class:`MotorheadValidationError`)."""
     if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
         raise MotorheadValidationError({"session_id": "A session id is 1 to 255 characters."})
     if any(ord(char) < 32 or ord(char) == 127 for char in session_id):

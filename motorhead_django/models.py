@@ -7,12 +7,18 @@ ever written or seen is kept here, in a fixed per-session order.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .querysets import ChatMessageQuerySet, ChatSessionQuerySet
+from .querysets import ApiKeyQuerySet, ChatMessageQuerySet, ChatSessionQuerySet
 
 
 class SyncState(models.TextChoices):
@@ -187,3 +193,97 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} #{self.sequence} {self.role}"
+
+
+class ApiKey(models.Model):
+    """A key for the Motorhead-compatible routes, stored hashed.
+
+    The full key (``mhd_<prefix>_<secret>``) is shown once, when it is issued
+    (:meth:`issue`); only its SHA-256 and its short prefix are kept. The prefix
+    finds the row, the hash is compared in constant time. Sessions created with a
+    key belong to its owner; a key with a namespace only reaches that namespace.
+    """
+
+    PREFIX = "mhd_"
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("What the key is for."))
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="motorhead_api_keys",
+        help_text=_("Sessions created with this key belong to this user."),
+    )
+    # None: every namespace; "" is the "no namespace" namespace.
+    namespace = models.CharField(  # noqa: DJ001
+        _("namespace"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("Only this namespace is reachable with the key; empty for all."),
+    )
+    prefix = models.CharField(
+        _("prefix"),
+        max_length=16,
+        unique=True,
+        editable=False,
+        help_text=_("The visible start of the key, to tell keys apart."),
+    )
+    hashed_key = models.CharField(_("hashed key"), max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.PREFIX}{self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, owner: Any, name: str, namespace: str | None = None) -> tuple[ApiKey, str]:
+        """Create a key; returns the row and the full key, which is never stored."""
+        key = cls(name=name, owner=owner, namespace=namespace)
+        raw = key.set_new_secret()
+        key.save()
+        return key, raw
+
+    def set_new_secret(self) -> str:
+        """Give this (unsaved) key a fresh secret; returns the full key, shown once."""
+        self.prefix = secrets.token_hex(4)
+        raw = f"{self.PREFIX}{self.prefix}_{secrets.token_urlsafe(32)}"
+        self.hashed_key = _digest(raw)
+        return raw
+
+    @classmethod
+    def find(cls, raw: str) -> ApiKey | None:
+        """The active key ``raw`` names, or None (one indexed query)."""
+        start = len(cls.PREFIX)
+        if not raw.startswith(cls.PREFIX) or raw[start + 8 : start + 9] != "_":
+            return None
+        key = (
+            cls.objects.active()
+            .select_related("owner")
+            .filter(prefix=raw[start : start + 8])
+            .first()
+        )
+        if key is None or not hmac.compare_digest(key.hashed_key, _digest(raw)):
+            return None
+        return key
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            ApiKey.objects.filter(pk=self.pk).update(revoked_at=self.revoked_at)
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()

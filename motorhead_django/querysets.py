@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from .models import ChatMessage, ChatSession  # noqa: F401  (named in strings below)
+    from .models import ApiKey, ChatMessage, ChatSession  # noqa: F401  (named in strings below)
 
 # States in which a session still has work for the sync engine.
 ACTIVE_SYNC_STATES = ("pending", "retrying", "deleting")
@@ -53,3 +53,8 @@ class ChatMessageQuerySet(models.QuerySet["ChatMessage"]):
     def newest(self, count: int) -> list[ChatMessage]:
         """The newest ``count`` messages, oldest first (one indexed query)."""
         return list(reversed(self.order_by("-sequence")[:count]))
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)

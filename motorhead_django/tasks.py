@@ -15,7 +15,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from . import sync
+from . import memory, sync
 from .conf import motorhead_settings
 from .models import ChatSession
 
@@ -54,6 +54,22 @@ def push_session(session_pk: int) -> dict[str, Any]:
         "state": result.state,
         "busy": result.busy,
     }
+
+
+@shared_task(name="motorhead_django.summarize_session", ignore_result=True)
+def summarize_session(session_pk: int, first: int, last: int) -> None:
+    memory.summarize(session_pk, first, last)
+
+
+def schedule_summary(session_pk: int, first: int, last: int) -> None:
+    """Enqueue a local summary; if the broker is down, that stretch stays unsummarised."""
+    options: dict[str, Any] = {"retry": False}
+    if motorhead_settings.TASK_QUEUE:
+        options["queue"] = motorhead_settings.TASK_QUEUE
+    try:
+        summarize_session.apply_async((session_pk, first, last), **options)
+    except Exception:  # the broker's errors vary by transport
+        logger.warning("Could not enqueue the summary of session %s.", session_pk, exc_info=True)
 
 
 @shared_task(name="motorhead_django.sweep", ignore_result=True)

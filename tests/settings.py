@@ -21,6 +21,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "motorhead_django",
 ]
 
@@ -53,6 +55,18 @@ DATABASES = {
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The live_server fixture serves static files from here.
+STATIC_URL = "static/"
+
+# OpenAPI schema of the REST and Motorhead-compatible routes (drf-spectacular).
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "motorhead-django",
+    "VERSION": "0.1.0",
+    "PREPROCESSING_HOOKS": ["motorhead_django.api.schema.exclude_keyed_routes"],
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # Local-only by default; tests that talk to a server point MOTORHEAD at one.
 MOTORHEAD: dict = {}

@@ -136,7 +136,9 @@ def test_bad_text_options(key, value):
     assert ids(**{key: value}) == ["motorhead_django.E009"]
 
 
-@pytest.mark.parametrize("key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE"])
+@pytest.mark.parametrize(
+    "key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "COMPAT_ALLOW_ANONYMOUS"]
+)
 def test_flags_must_be_booleans(key):
     assert ids(URL="http://h", **{key: "yes"}) == ["motorhead_django.E010"]
 
@@ -144,6 +146,17 @@ def test_flags_must_be_booleans(key):
 def test_key_over_plain_http_is_a_deploy_warning():
     assert ids(URL="http://h", API_KEY="k", CLIENT_ID="c") == ["motorhead_django.W002"]
     assert ids(URL="https://h", API_KEY="k", CLIENT_ID="c") == []
+
+
+@pytest.mark.parametrize("value", ["no.such.module.fn", 3, "motorhead_django.conf.DEFAULTS"])
+def test_summarizer_must_be_an_importable_callable(value):
+    assert ids(SUMMARIZER=value) == ["motorhead_django.E011"]
+    assert ids(SUMMARIZER="tests.test_memory.joining_summarizer") == []
+
+
+def test_anonymous_compat_access_is_a_deploy_warning():
+    assert ids(COMPAT_ALLOW_ANONYMOUS=True) == ["motorhead_django.W003"]
+    assert ids(COMPAT_ALLOW_ANONYMOUS=False) == []
 
 
 def test_manage_check_reports_errors_clearly(settings, capsys):

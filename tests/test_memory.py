@@ -137,3 +137,46 @@ def test_concurrent_writers_get_consecutive_sequences(postgres):
     for first, second in zip(rows[::2], rows[1::2], strict=True):
         assert second.content == first.content + "'"
     assert ChatSession.objects.get(pk=session.pk).last_sequence == 160
+
+
+def joining_summarizer(previous, messages):
+    """A stand-in for an LLM: the previous summary plus the contents that left the window."""
+    lines = ",".join(m.content for m in messages)
+    return f"{previous} | {lines}" if previous else lines
+
+
+def test_local_summarizer_folds_in_what_leaves_the_window(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.MOTORHEAD = {
+        "WINDOW_SIZE": 4,
+        "SUMMARIZER": "tests.test_memory.joining_summarizer",
+    }
+    session = memory.get_or_create_session("summed")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        memory.append_messages(session, [("Human", f"m{n}") for n in range(1, 5)])
+    assert callbacks == [] and memory.get_memory(session).context is None  # all in the window
+    with django_capture_on_commit_callbacks(execute=True):
+        memory.append_messages(session, [("Human", f"m{n}") for n in range(5, 11)])
+    window = memory.get_memory(session)
+    assert [m.content for m in window.chronological] == ["m6", "m7", "m8", "m9", "m10"]
+    assert ChatSession.objects.get(pk=session.pk).context == "m1,m2,m3,m4,m5"
+    with django_capture_on_commit_callbacks(execute=True):
+        memory.append_messages(session, [("Human", "m11"), ("AI", "m12")])
+    assert ChatSession.objects.get(pk=session.pk).context == "m1,m2,m3,m4,m5 | m6,m7"
+    assert session.messages.count() == 12  # nothing dropped locally
+
+
+def test_no_local_summary_without_the_setting_or_with_a_server(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
+    for config in (
+        {"WINDOW_SIZE": 2},
+        {"WINDOW_SIZE": 2, "URL": "http://127.0.0.1:9", "SUMMARIZER": "tests.test_memory.x"},
+    ):
+        settings.MOTORHEAD = config
+        session = memory.get_or_create_session(f"plain-{len(config)}")
+        with django_capture_on_commit_callbacks(execute=True):
+            memory.append_messages(session, [("Human", f"m{n}") for n in range(10)])
+        assert ChatSession.objects.get(pk=session.pk).context is None

@@ -1,6 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include((rest_urlpatterns, "motorhead-rest"))),
+    path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
 ]

@@ -1,0 +1,1 @@
+"""The HTTP surfaces: ``rest`` (the REST resources) and ``compat`` (Motorhead's own routes)."""

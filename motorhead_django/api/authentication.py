@@ -1,0 +1,49 @@
+"""API keys for the Motorhead-compatible routes.
+
+A key arrives either in the hosted variant's headers (``x-metal-api-key``,
+optionally ``x-metal-client-id`` = the key's prefix) or in the base URL
+(``…/motorhead/k/<key>/sessions/…``), because self-hosted clients such as
+LangChain's send no headers. The key itself never appears in a response or a
+log line written here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from ..models import ApiKey
+
+KEY_HEADER = "HTTP_X_METAL_API_KEY"
+CLIENT_ID_HEADER = "HTTP_X_METAL_CLIENT_ID"
+# last_used_at is a hint for operators, not an audit log: write it at most this often.
+_TOUCH_EVERY = timedelta(minutes=5)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticates as the key's owner; ``request.auth`` is the :class:`ApiKey`."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        kwargs = (request.parser_context or {}).get("kwargs", {})
+        raw = kwargs.get("api_key") or request.META.get(KEY_HEADER)
+        if not raw:
+            return None
+        key = ApiKey.find(raw)
+        if key is None or not key.owner.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        client_id = request.META.get(CLIENT_ID_HEADER)
+        if client_id and client_id != key.prefix:
+            raise exceptions.AuthenticationFailed("x-metal-client-id does not match the API key.")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return key.owner, key
+
+    def authenticate_header(self, request: Request) -> str:
+        # Any value makes DRF answer 401 (not 403) to a request without a key.
+        return 'x-metal-api-key realm="motorhead"'

@@ -1,0 +1,229 @@
+"""Motorhead's own routes, served from the local records.
+
+Mount ``motorhead_django.urls.compat_urlpatterns`` (the example project uses
+``/motorhead/``) and point any Motorhead client at it. Paths, query parameters,
+JSON shapes, ordering (newest first, ``WINDOW_SIZE + 1`` messages) and statuses
+follow the server (../docs/api.md lists the deliberate differences). Every view
+reads or writes through :mod:`motorhead_django.memory`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.common import no_append_slash
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import memory
+from ..conf import motorhead_settings
+from ..exceptions import MotorheadValidationError
+from ..models import ApiKey, ChatSession
+from . import schema  # noqa: F401  (registers the API-key security scheme)
+from .authentication import ApiKeyAuthentication
+from .errors import check_body_size
+from .permissions import HasApiKeyOrAnonymousAllowed
+from .serializers import (
+    HealthSerializer,
+    MemoryWriteSerializer,
+    MotorheadMemorySerializer,
+    RetrievalResultSerializer,
+    RetrievalSerializer,
+    StatusSerializer,
+    validate_text_param,
+)
+
+_NAMESPACE = OpenApiParameter(
+    "namespace", OpenApiTypes.STR, description="Default: MOTORHEAD['NAMESPACE']."
+)
+_TAGS = ["motorhead"]
+
+MAX_PAGE = 100  # the server's limit
+MAX_SIZE = 1000
+
+
+class CompatView(APIView):
+    """Explicit policies, so a host project's DRF defaults never change them."""
+
+    authentication_classes = (ApiKeyAuthentication,)
+    permission_classes = (HasApiKeyOrAnonymousAllowed,)
+    parser_classes = (JSONParser,)
+    renderer_classes = (JSONRenderer,)
+    pagination_class = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_body_size(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, MotorheadValidationError):
+            exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
+        return super().handle_exception(exc)
+
+    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+        if request.authenticators and not request.successful_authenticator:
+            raise exceptions.NotAuthenticated(HasApiKeyOrAnonymousAllowed.message)
+        super().permission_denied(request, message, code)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if "api_key" in kwargs:
+            # Django logs 4xx with the path, and this path carries the key.
+            response._has_been_logged = True
+        return response
+
+    # -- what a request may reach --------------------------------------------
+
+    def scope(self, request: Request) -> tuple[QuerySet[ChatSession], str, Any]:
+        """The sessions this caller may reach in the addressed namespace, the namespace,
+        and the owner of sessions it creates (the key's owner; nobody when anonymous)."""
+        key = request.auth if isinstance(request.auth, ApiKey) else None
+        requested = request.query_params.get("namespace")
+        if requested is not None:
+            validate_text_param("namespace", requested)
+        if key is not None and key.namespace is not None:
+            if requested is not None and requested != key.namespace:
+                raise exceptions.PermissionDenied("This API key is limited to another namespace.")
+            namespace = key.namespace
+        else:
+            namespace = motorhead_settings.NAMESPACE if requested is None else requested
+        owner = key.owner if key is not None else None
+        sessions = ChatSession.objects.filter(namespace=namespace)
+        sessions = sessions.filter(owner=owner) if owner else sessions.filter(owner__isnull=True)
+        return sessions, namespace, owner
+
+    def session_or_none(self, request: Request, session_id: str) -> ChatSession | None:
+        memory.validate_session_id(session_id)
+        sessions, _, _ = self.scope(request)
+        return sessions.filter(session_id=session_id).first()
+
+
+class HealthView(CompatView):
+    """``GET /``: the clock, in milliseconds since the epoch. No key needed."""
+
+    permission_classes = (AllowAny,)
+
+    @extend_schema(tags=_TAGS, responses=HealthSerializer)
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response({"now": time.time_ns() // 1_000_000})
+
+
+class SessionListView(CompatView):
+    """``GET /sessions``: ids, least recently written first, ``page``/``size``/``namespace``."""
+
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT, description="1 to 100."),
+            OpenApiParameter("size", OpenApiTypes.INT, description="1 to 1000."),
+            _NAMESPACE,
+        ],
+        responses={
+            200: {"type": "array", "items": {"type": "string"}},
+            400: OpenApiTypes.OBJECT,
+        },
+        operation_id="motorhead_sessions_list",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        page = _int_param(request, "page", 1, MAX_PAGE)
+        size = _int_param(request, "size", 10, MAX_SIZE)
+        sessions, _, _ = self.scope(request)
+        ids = sessions.order_by("updated_at", "session_id").values_list("session_id", flat=True)
+        return Response(list(ids[(page - 1) * size : page * size]))
+
+
+class MemoryView(CompatView):
+    """``GET|POST|DELETE /sessions/{id}/memory``."""
+
+    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses=MotorheadMemorySerializer)
+    def get(self, request: Request, session_id: str, **kwargs: Any) -> Response:
+        session = self.session_or_none(request, session_id)
+        if session is None:
+            return Response({"messages": [], "context": None, "tokens": 0})
+        window = memory.get_memory(session)
+        messages = [{"role": m.role, "content": m.content} for m in window.messages]
+        return Response({"messages": messages, "context": window.context, "tokens": window.tokens})
+
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[_NAMESPACE],
+        request=MemoryWriteSerializer,
+        responses={200: StatusSerializer, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
+        memory.validate_session_id(session_id)
+        body = MemoryWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        sessions, namespace, owner = self.scope(request)
+        context = body.validated_data.get("context")
+        # One transaction: a batch the core refuses leaves no new session behind.
+        with transaction.atomic():
+            session = sessions.filter(session_id=session_id).first()
+            if session is None:
+                session = memory.get_or_create_session(session_id, namespace=namespace, owner=owner)
+                if session.owner_id != getattr(owner, "pk", None):
+                    raise exceptions.NotFound("This session id is not available to this caller.")
+            extra = {} if context is None else {"context": context}
+            memory.append_messages(session, body.validated_data["messages"], **extra)
+        return Response({"status": "Ok"})
+
+    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses={200: StatusSerializer})
+    def delete(self, request: Request, session_id: str, **kwargs: Any) -> Response:
+        # Always 200, like the server: unknown ids and other owners' ids alike.
+        session = self.session_or_none(request, session_id)
+        if session is not None:
+            memory.delete_session(session)
+        return Response({"status": "Ok"})
+
+
+class RetrievalView(CompatView):
+    """``POST /sessions/{id}/retrieval``: a local search over the session's messages."""
+
+    @extend_schema(
+        tags=_TAGS,
+        parameters=[_NAMESPACE],
+        request=RetrievalSerializer,
+        responses={200: RetrievalResultSerializer(many=True), 400: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
+        memory.validate_session_id(session_id)
+        body = RetrievalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.session_or_none(request, session_id)
+        if session is None:
+            return Response([])
+        found = memory.search(session, body.validated_data["text"])
+        return Response([{"role": m.role, "content": m.content, "dist": d} for m, d in found])
+
+
+@no_append_slash
+def not_found(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+    """Anything else under the compatible routes: a JSON 404 (the server's is empty)."""
+    response = JsonResponse({"detail": "Not found."}, status=404)
+    response._has_been_logged = True  # the path may carry a key
+    return response
+
+
+def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and 1 <= int(raw) <= maximum):
+        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+    return int(raw)
+
+
+def _validate_text(name: str, value: str) -> None:
+    if len(value) > 255 or any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise exceptions.ValidationError({name: ["At most 255 characters, no control characters."]})

@@ -1,0 +1,319 @@
+"""REST resources over the local records: sessions, their messages, memory and sync status.
+
+Mount ``motorhead_django.urls.rest_urlpatterns`` (the example project uses
+``/api/``). Users see and change only the sessions they own; staff see all;
+another user's session is a 404, so ids do not leak. Every view names its
+authentication, permissions and pagination, so a host project's DRF defaults
+never open it up. Writes go through :mod:`motorhead_django.memory`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.db import transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import memory, tasks
+from ..conf import motorhead_settings
+from ..exceptions import MotorheadValidationError
+from ..models import ChatMessage, ChatSession, SyncState
+from .errors import check_body_size
+from .permissions import IsOwnerOrStaff
+from .serializers import (
+    ChatMessageSerializer,
+    ChatSessionSerializer,
+    MessagesAppendSerializer,
+    MotorheadMemorySerializer,
+    RetrievalResultSerializer,
+    RetrievalSerializer,
+    SessionUpdateSerializer,
+    StatusSerializer,
+    SyncStatusSerializer,
+    validate_text_param,
+)
+
+ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
+_TAGS = ["sessions"]
+_LIST_PARAMETERS = [
+    OpenApiParameter("sync_state", OpenApiTypes.STR),
+    OpenApiParameter("namespace", OpenApiTypes.STR),
+    OpenApiParameter("owner", OpenApiTypes.INT, description="A user id."),
+    OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("updated_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("updated_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("search", OpenApiTypes.STR, description="In the id or any message."),
+    OpenApiParameter(
+        "ordering", OpenApiTypes.STR, enum=[*ORDERINGS, *(f"-{o}" for o in ORDERINGS)]
+    ),
+]
+
+
+class SessionPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class MessageCursorPagination(CursorPagination):
+    """Conversation order; a cursor stays valid while messages are appended."""
+
+    ordering = "sequence"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class RestView(GenericAPIView):
+    """Explicit policies for every REST view."""
+
+    permission_classes = (IsAuthenticated, IsOwnerOrStaff)
+    pagination_class = None
+
+    def get_authenticators(self) -> list[Any]:
+        # Token first: its WWW-Authenticate header turns "no credentials" into a 401.
+        classes: list[type] = [SessionAuthentication]
+        if apps.is_installed("rest_framework.authtoken"):
+            classes.insert(0, TokenAuthentication)
+        return [cls() for cls in classes]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_body_size(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, MotorheadValidationError):
+            exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
+        return super().handle_exception(exc)
+
+    def sessions(self) -> QuerySet[ChatSession]:
+        return ChatSession.objects.owned_by(self.request.user)
+
+    def get_session(self) -> ChatSession:
+        session = get_object_or_404(self.sessions(), pk=_pk(self.kwargs["pk"]))
+        self.check_object_permissions(self.request, session)
+        return session
+
+
+class SessionListView(RestView):
+    """``GET``: the caller's sessions (paged, filtered, searched, ordered). ``POST``: a new one."""
+
+    serializer_class = ChatSessionSerializer
+    pagination_class = SessionPagination
+
+    def get_queryset(self) -> QuerySet[ChatSession]:
+        params = self.request.query_params
+        query = _annotated(self.sessions())
+        for name in ("sync_state", "namespace"):
+            if name in params:
+                query = query.filter(**{name: validate_text_param(name, params[name])})
+        if "owner" in params:
+            query = query.filter(owner_id=_pk(params["owner"], "owner"))
+        for name, lookup in (
+            ("created_after", "created_at__gte"),
+            ("created_before", "created_at__lt"),
+            ("updated_after", "updated_at__gte"),
+            ("updated_before", "updated_at__lt"),
+        ):
+            if name in params:
+                query = query.filter(**{lookup: _datetime(params[name], name)})
+        if params.get("search"):
+            text = validate_text_param("search", params["search"], max_length=1000)
+            in_messages = ChatMessage.objects.filter(
+                session=OuterRef("pk"), content__icontains=text
+            )
+            query = query.filter(Exists(in_messages) | Q(session_id__icontains=text))
+        ordering = params.get("ordering", "-created_at")
+        if ordering.lstrip("-") not in ORDERINGS:
+            raise exceptions.ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
+        return query.order_by(ordering, "-pk")
+
+    @extend_schema(
+        tags=_TAGS,
+        parameters=_LIST_PARAMETERS,
+        responses=ChatSessionSerializer(many=True),
+        operation_id="sessions_list",
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(tags=_TAGS, responses={201: ChatSessionSerializer})
+    def post(self, request: Request) -> Response:
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        namespace = data.get("namespace", motorhead_settings.NAMESPACE)
+        memory.validate_session_id(data["session_id"])
+        with transaction.atomic():
+            taken = ChatSession.objects.filter(session_id=data["session_id"], namespace=namespace)
+            if taken.exists():
+                raise exceptions.ValidationError(
+                    {"session_id": ["A session with this id already exists in this namespace."]}
+                )
+            session = memory.get_or_create_session(
+                data["session_id"], namespace=namespace, owner=request.user
+            )
+            _update(session, data)
+        session = _annotated(ChatSession.objects.filter(pk=session.pk)).get()
+        return Response(self.get_serializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailView(RestView):
+    """One session: ``GET``, ``PATCH``/``PUT`` (metadata, context), ``DELETE``."""
+
+    serializer_class = ChatSessionSerializer
+
+    def sessions(self) -> QuerySet[ChatSession]:
+        return _annotated(super().sessions())
+
+    @extend_schema(tags=_TAGS)
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(self.get_serializer(self.get_session()).data)
+
+    @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
+    def patch(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        body = SessionUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        _update(session, body.validated_data)
+        return self.get(request, pk)
+
+    @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
+    def put(self, request: Request, pk: str) -> Response:
+        return self.patch(request, pk)
+
+    @extend_schema(tags=_TAGS, responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        memory.delete_session(self.get_session())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessageListView(RestView):
+    """A session's messages: ``GET`` in conversation order (cursor pages), ``POST`` one or many."""
+
+    serializer_class = ChatMessageSerializer
+
+    @property
+    def pagination_class(self) -> type[MessageCursorPagination] | None:  # type: ignore[override]
+        # Only the list is paged; a POST answers with just the messages it stored.
+        return MessageCursorPagination if self.request.method == "GET" else None
+
+    @extend_schema(tags=_TAGS, responses=ChatMessageSerializer(many=True))
+    def get(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        page = self.paginate_queryset(ChatMessage.objects.filter(session=session))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        tags=_TAGS,
+        request=MessagesAppendSerializer,
+        responses={201: ChatMessageSerializer(many=True)},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        body = MessagesAppendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        rows = memory.append_messages(session, body.validated_data["messages"])
+        return Response(self.get_serializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class MemoryView(RestView):
+    """A session's memory the way Motorhead shapes it: the newest window, newest first."""
+
+    serializer_class = MotorheadMemorySerializer
+
+    @extend_schema(tags=_TAGS)
+    def get(self, request: Request, pk: str) -> Response:
+        window = memory.get_memory(self.get_session())
+        return Response(
+            {
+                "messages": [{"role": m.role, "content": m.content} for m in window.messages],
+                "context": window.context,
+                "tokens": window.tokens,
+            }
+        )
+
+
+class RetrievalView(RestView):
+    """``POST {"text"}``: the session's nearest messages, shaped as Motorhead's retrieval."""
+
+    serializer_class = RetrievalResultSerializer
+
+    @extend_schema(
+        tags=_TAGS, request=RetrievalSerializer, responses=RetrievalResultSerializer(many=True)
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        body = RetrievalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        found = memory.search(session, body.validated_data["text"])
+        return Response([{"role": m.role, "content": m.content, "dist": d} for m, d in found])
+
+
+class SyncView(RestView):
+    """``GET``: the session's sync status. ``POST``: schedule a push now."""
+
+    serializer_class = SyncStatusSerializer
+
+    @extend_schema(tags=_TAGS)
+    def get(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        session.pending_messages = session.messages.pending().count()
+        return Response(self.get_serializer(session).data)
+
+    @extend_schema(tags=_TAGS, request=None, responses={202: StatusSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        session = self.get_session()
+        if not motorhead_settings.SYNC_ENABLED:
+            raise exceptions.ValidationError(
+                {"detail": ["Sync is off: no Motorhead URL is configured."]}
+            )
+        if session.sync_state == SyncState.DELETING:
+            raise exceptions.ValidationError({"detail": ["The session is being deleted."]})
+        tasks.schedule_push(session.pk)
+        return Response({"status": "scheduled"}, status=status.HTTP_202_ACCEPTED)
+
+
+def _annotated(query: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
+    return query.annotate(
+        message_count=Count("messages"), last_activity=Max("messages__created_at")
+    )
+
+
+def _update(session: ChatSession, data: dict[str, Any]) -> None:
+    if "context" in data:
+        memory.set_context(session, data["context"])
+    if "metadata" in data:
+        ChatSession.objects.filter(pk=session.pk).update(metadata=data["metadata"])
+
+
+def _pk(value: str, field: str | None = None) -> int:
+    if value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    if field is None:
+        raise exceptions.NotFound()
+    raise exceptions.ValidationError({field: ["A whole number."]})
+
+
+def _datetime(value: str, field: str) -> Any:
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise exceptions.ValidationError({field: ["An ISO 8601 date and time."]})
+    return parsed
