@@ -160,6 +160,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
                 "RETRY_BACKOFF_MAX",
                 "COMPACTION_TIMEOUT",
                 "SWEEP_INTERVAL",
+                "ACTIVE_PERIOD",
             ),
             code="E005",
         )

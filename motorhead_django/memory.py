@@ -128,6 +128,31 @@ def history(session: ChatSession) -> list[ChatMessage]:
     return list(session.messages.chronological())
 
 
+def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
+    """Delete a session; with ``remote`` (default: ``DELETE_REMOTE``) on the server too.
+
+    A remote delete leaves the session as a tombstone (state ``deleting``) and
+    schedules the server's DELETE, under the namespace the session was written
+    under; the row and its content go once the server confirmed. While the
+    server is away the sweep retries. Without sync, or with ``remote=False``,
+    the session is deleted here at once and the server keeps its copy.
+    """
+    remote = motorhead_settings.DELETE_REMOTE if remote is None else remote
+    if not (remote and motorhead_settings.SYNC_ENABLED):
+        ChatSession.objects.filter(pk=session.pk).delete()
+        return
+    with transaction.atomic():
+        ChatSession.objects.filter(pk=session.pk).update(
+            sync_state=SyncState.DELETING,
+            delete_requested_at=timezone.now(),
+            next_attempt_at=None,
+            sync_attempts=0,
+            last_error="",
+        )
+        transaction.on_commit(lambda: _schedule_delete(session.pk))
+    session.refresh_from_db()
+
+
 def _idle_state() -> str:
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
 
@@ -136,6 +161,12 @@ def _schedule_push(session_pk: int) -> None:
     from . import tasks
 
     tasks.schedule_push(session_pk)
+
+
+def _schedule_delete(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_delete(session_pk)
 
 
 def _as_pair(message: MessageInput) -> tuple[str, str]:

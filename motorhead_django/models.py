@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .querysets import ChatMessageQuerySet, ChatSessionQuerySet
@@ -106,6 +107,18 @@ class ChatSession(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     last_pushed_at = models.DateTimeField(_("last pushed"), null=True, blank=True)
     last_pulled_at = models.DateTimeField(_("last pulled"), null=True, blank=True)
+    drift = models.TextField(
+        _("drift"),
+        blank=True,
+        default="",
+        help_text=_("What the last pull or verify found different on the server; empty if none."),
+    )
+    delete_requested_at = models.DateTimeField(
+        _("delete requested"),
+        null=True,
+        blank=True,
+        help_text=_("Set when a delete waits for the server's confirmation (a tombstone)."),
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -127,6 +140,11 @@ class ChatSession(models.Model):
                 name="motorhead_session_due",
             ),
             models.Index(fields=("sync_state",), name="motorhead_session_state"),
+            models.Index(
+                fields=("next_attempt_at",),
+                condition=Q(delete_requested_at__isnull=False),
+                name="motorhead_session_tombstone",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -144,7 +162,10 @@ class ChatMessage(models.Model):
     )
     sequence = models.PositiveBigIntegerField(
         _("sequence"),
-        help_text=_("Position in the conversation, from 1; fixed once written."),
+        help_text=_(
+            "Position in the conversation, from 1. Only a pull moves it: to place messages "
+            "other clients wrote on the server before ours."
+        ),
     )
     role = models.CharField(
         _("role"), max_length=255, help_text=_("Free text, as Motorhead stores it: Human, AI, …")
@@ -185,3 +206,36 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} #{self.sequence} {self.role}"
+
+
+class SummaryVersion(models.Model):
+    """One summary (Motorhead's ``context``) as a pull found it; never overwritten."""
+
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="summaries",
+    )
+    # None: the server had no summary; "NONE": its summariser found nothing to say.
+    context = models.TextField(_("context"), null=True, blank=True)  # noqa: DJ001
+    tokens = models.PositiveBigIntegerField(
+        _("tokens"), default=0, help_text=_("The server's token count when it was pulled.")
+    )
+    through_sequence = models.PositiveBigIntegerField(
+        _("through sequence"),
+        default=0,
+        help_text=_("Last local sequence the server's window held when it was pulled."),
+    )
+    pulled_at = models.DateTimeField(_("pulled"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("summary version")
+        verbose_name_plural = _("summary versions")
+        ordering = ("session", "pulled_at", "pk")
+        indexes = [
+            models.Index(fields=("session", "-pulled_at"), name="motorhead_summary_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} summary through #{self.through_sequence}"

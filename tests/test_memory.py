@@ -137,3 +137,11 @@ def test_concurrent_writers_get_consecutive_sequences(postgres):
     for first, second in zip(rows[::2], rows[1::2], strict=True):
         assert second.content == first.content + "'"
     assert ChatSession.objects.get(pk=session.pk).last_sequence == 160
+
+
+def test_delete_in_local_only_mode_deletes_at_once():
+    session = memory.get_or_create_session("gone")
+    memory.append_messages(session, [("Human", "hi")])
+    memory.delete_session(session)
+    assert not ChatSession.objects.filter(session_id="gone").exists()
+    assert not ChatMessage.objects.exists()
