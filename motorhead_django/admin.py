@@ -13,7 +13,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from .models import ChatMessage, ChatSession
+from .models import ChatMessage, ChatSession, SummaryVersion
 
 
 class ChatMessageInline(admin.TabularInline):
@@ -24,6 +24,19 @@ class ChatMessageInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SummaryVersionInline(admin.TabularInline):
+    model = SummaryVersion
+    fields = ("pulled_at", "through_sequence", "tokens", "context")
+    readonly_fields = fields
+    ordering = ("-pulled_at",)
+    extra = 0
+    can_delete = False
+    verbose_name_plural = _("summary timeline (pulled from the server)")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -55,6 +68,8 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_pushed_at",
         "last_pulled_at",
+        "drift",
+        "delete_requested_at",
         "created_at",
         "updated_at",
     )
@@ -73,13 +88,15 @@ class ChatSessionAdmin(admin.ModelAdmin):
                     "next_attempt_at",
                     "last_pushed_at",
                     "last_pulled_at",
+                    "drift",
+                    "delete_requested_at",
                     "created_at",
                     "updated_at",
                 )
             },
         ),
     )
-    inlines = (ChatMessageInline,)
+    inlines = (SummaryVersionInline, ChatMessageInline)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id and namespace name the session on the server: fixed once created.

@@ -84,6 +84,8 @@ def append_messages(
             updates.update(sync_state=SyncState.PENDING, next_attempt_at=None)
         ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
         session.refresh_from_db()
+        if session.delete_requested_at is not None:  # rolls the update back
+            raise MotorheadValidationError({"session_id": "This session is being deleted."})
         first = session.last_sequence - len(pairs) + 1
         state = MessageSyncState.PENDING if pushing else MessageSyncState.SYNCED
         rows = ChatMessage.objects.bulk_create(

@@ -180,9 +180,12 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
             # A push may have landed a batch we have not confirmed: the next push
             # settles it; until then its messages would look like extras.
             result.skipped = "in flight"
+            comparison = Comparison()
         elif comparison.extras:
             added = _insert(locked, comparison.extras, now)
-            comparison.through = max(comparison.through, max(m.sequence for m in added))
+        if added or comparison.through:
+            # Sequences may have moved: the newest synced message is the window's end.
+            comparison.through = _synced_tail(locked, 1)[-1].sequence
         updates: dict[str, object] = {"last_pulled_at": now}
         if remote.context is not None and not locked.context_pending:
             # A null never replaces a real summary; "NONE" is kept as the server said it.
@@ -191,7 +194,9 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
             updates["tokens"] = remote.tokens
             result.summary = _record_summary(locked, remote, comparison.through, now)
         result.drift = comparison.describe(with_extras=False)
-        if result.drift and locked.sync_state in (SyncState.SYNCED, SyncState.DRIFTED):
+        if result.skipped:
+            pass  # nothing can be said about drift until the push settled its batch
+        elif result.drift and locked.sync_state in (SyncState.SYNCED, SyncState.DRIFTED):
             updates.update(sync_state=SyncState.DRIFTED, drift=result.drift)
         elif not result.drift and locked.sync_state == SyncState.DRIFTED:
             updates.update(sync_state=SyncState.SYNCED, drift="")
@@ -260,7 +265,8 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
     """Compare the server's window with our history; mark the session drifted if they differ.
 
     Read-only on the server and on the messages. Returns what differs ("" when
-    nothing does, or when the session cannot be checked now).
+    nothing does, or when the session cannot be checked now: busy, pending work).
+    Raises :class:`MotorheadError` when the server cannot be read.
     """
     with session_push_lock(session_pk) as acquired:
         session = ChatSession.objects.filter(pk=session_pk).first()
@@ -268,11 +274,7 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
             return ""
         if session.sync_state not in (SyncState.SYNCED, SyncState.DRIFTED):
             return ""  # pending work first: the push is about to change the window
-        try:
-            remote = (client or get_client()).get_memory(session.session_id)
-        except MotorheadError as exc:
-            logger.warning("Verify of %s failed: %s", session, exc)
-            return ""
+        remote = (client or get_client()).get_memory(session.session_id)
         window = [(m.role, m.content) for m in remote.chronological]
         drift = compare(window, _synced_tail(session, len(window) + 1)).describe(with_extras=True)
         now = timezone.now()

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from . import pull, rehydrate, sync
 from .conf import motorhead_settings
+from .exceptions import MotorheadError
 from .models import ChatMessage, ChatSession
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ def pull_active(limit: int | None = None) -> int:
 
 @shared_task(name="motorhead_django.verify_session", acks_late=True, ignore_result=True)
 def verify_session(session_pk: int) -> str:
-    return pull.verify_session(session_pk)
+    try:
+        return pull.verify_session(session_pk)
+    except MotorheadError as exc:  # the next scheduled verify tries again
+        logger.warning("Could not verify session %s: %s", session_pk, exc)
+        return ""
 
 
 @shared_task(name="motorhead_django.verify_active", ignore_result=True)

@@ -58,3 +58,15 @@ def test_change_page_shows_the_conversation_read_only(admin_client):
 def test_add_page_lets_the_id_be_chosen(admin_client):
     response = admin_client.get(reverse("admin:motorhead_django_chatsession_add"))
     assert b'name="session_id"' in response.content
+
+
+def test_change_page_shows_the_summary_timeline_and_drift(admin_client):
+    from motorhead_django.models import SummaryVersion
+
+    (session,) = make_sessions(1)
+    SummaryVersion.objects.create(session=session, context="first summary", tokens=7)
+    ChatSession.objects.filter(pk=session.pk).update(drift="the server has no messages")
+    url = reverse("admin:motorhead_django_chatsession_change", args=[session.pk])
+    response = admin_client.get(url)
+    assert b"first summary" in response.content
+    assert b"the server has no messages" in response.content

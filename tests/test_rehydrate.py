@@ -134,3 +134,28 @@ def test_local_only_delete_leaves_the_server_alone(upstream, settings, how):
     assert not ChatSession.objects.exists()
     assert upstream.stored_messages("keep") == [{"role": "Human", "content": "hi"}]
     assert upstream.requests_for("DELETE") == []
+
+
+def test_a_session_being_deleted_takes_no_more_messages(upstream):
+    from motorhead_django.exceptions import MotorheadValidationError
+
+    session = memory.get_or_create_session("closing")
+    memory.append_messages(session, [("Human", "hi")])
+    memory.delete_session(session)
+    with pytest.raises(MotorheadValidationError, match="being deleted"):
+        memory.append_messages(session, [("Human", "one more")])
+    session.refresh_from_db()
+    assert session.last_sequence == 1 and session.sync_state == SyncState.DELETING
+
+
+def test_verify_reports_an_unreachable_server(upstream, capsys):
+    from django.core.management import CommandError
+
+    session = memory.get_or_create_session("far")
+    memory.append_messages(session, [("Human", "hi")])
+    sync.push_session(session.pk)
+    upstream.stop()
+    with pytest.raises(CommandError, match="1 session"):
+        call_command("motorhead_sync", "--verify")
+    assert "could not connect" in capsys.readouterr().out
+    assert tasks.verify_session(session.pk) == ""  # the task logs and waits for the next run

@@ -206,8 +206,16 @@ def test_a_worker_killed_mid_push_loses_and_duplicates_nothing(rig_factory, redi
     worker = rig.start_worker("doomed", concurrency=2)
     sessions = rig.write(sessions=10, messages=20)
     deadline = time.monotonic() + 60
-    while not ChatSession.objects.filter(inflight_through__isnull=False).exists():
+    # Wait for a mark set since the previous look (so at most ~0.05 s old): a mark
+    # seen first may be nearly 0.5 s old already, and its POST answered before the kill.
+    marked = ChatSession.objects.filter(inflight_through__isnull=False)
+    previous = None
+    while True:
+        current = set(marked.values_list("pk", "inflight_through"))
+        if previous is not None and current - previous:
+            break
         assert time.monotonic() < deadline, worker.log_tail()
+        previous = current
         time.sleep(0.05)
     time.sleep(0.2)  # the in-flight POST reaches the server and is applied
     worker.kill()
@@ -316,3 +324,25 @@ def test_deletes_while_the_server_is_down_complete_when_it_is_back(rig_factory, 
     assert not ChatMessage.objects.exists()
     assert rig.server.sessions() == []
     assert all(rig.server.stored_messages(s.session_id) == [] for s in sessions)
+
+
+@worker_test
+def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_factory, redis_broker):
+    from django.core.management import call_command
+
+    rig = rig_factory(redis_broker)
+    rig.start_worker(concurrency=2)
+    sessions = rig.write(sessions=5, messages=8)
+    rig.drain()
+    rig.server.wipe()
+    tasks.verify_active.apply_async(queue=rig.queue, retry=False)
+    deadline = time.monotonic() + 60
+    while ChatSession.objects.filter(sync_state=SyncState.DRIFTED).count() < 5:
+        assert time.monotonic() < deadline, rig.workers[0].log_tail()
+        time.sleep(0.2)
+    assert all("wiped" in s.drift for s in ChatSession.objects.all())
+    call_command("motorhead_sync", "--rehydrate", "--drifted-only")
+    for session in sessions:
+        local = [{"role": m.role, "content": m.content} for m in memory.history(session)]
+        assert rig.server.stored_messages(session.session_id) == local  # 8 < WINDOW
+    assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 5

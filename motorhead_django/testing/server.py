@@ -234,10 +234,22 @@ class _Handler(BaseHTTPRequestHandler):
         with self.motorhead._connections_lock:
             self.motorhead._connections.add(self.connection)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:
+            if self.motorhead._httpd is not None:
+                raise
+            # stop() closed this connection under a request: a server that exits.
+
     def finish(self) -> None:
         with self.motorhead._connections_lock:
             self.motorhead._connections.discard(self.connection)
-        super().finish()
+        try:
+            super().finish()
+        except OSError:
+            if self.motorhead._httpd is not None:
+                raise
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.motorhead.verbose:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...conf import motorhead_settings
+from ...exceptions import MotorheadError
 from ...models import ChatSession, SyncState
 from ...pull import active_sessions, pull_session, verify_session
 from ...rehydrate import rehydrate_session
@@ -131,8 +132,10 @@ class Command(BaseCommand):
                     f"; drift: {result.drift}" if result.drift else ""
                 )
             elif options["verify"]:
-                error = ""
-                outcome = verify_session(pk) or "in step"
+                try:
+                    error, outcome = "", verify_session(pk) or "in step"
+                except MotorheadError as exc:
+                    error = outcome = str(exc)
             else:
                 rebuilt = rehydrate_session(pk)
                 error = rebuilt.error or ("busy" if rebuilt.busy else "")
