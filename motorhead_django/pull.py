@@ -190,8 +190,11 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
         if remote.context is not None and not locked.context_pending:
             # A null never replaces a real summary; "NONE" is kept as the server said it.
             updates["context"] = remote.context
-        if remote.context is not None or remote.tokens:
+        if remote.tokens:
+            # 0 is what a server that lost the key, or a hosted one without the
+            # field, reports: it never replaces a count we have.
             updates["tokens"] = remote.tokens
+        if remote.context is not None or remote.tokens:
             result.summary = _record_summary(locked, remote, comparison.through, now)
         result.drift = comparison.describe(with_extras=False)
         if result.skipped:

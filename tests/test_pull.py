@@ -316,3 +316,70 @@ def test_a_pull_waits_its_turn_behind_a_push(upstream):
         release.set()
         thread.join(10)
     assert pull.pull_session(session.pk).added == 1
+
+
+def test_a_zero_token_count_never_replaces_ours(upstream):
+    session = memory.get_or_create_session("count")
+    memory.append_messages(session, [("Human", "hi")])
+    sync.push_session(session.pk)
+    ChatSession.objects.filter(pk=session.pk).update(tokens=120)
+    upstream.store.set_context("count", "a summary")
+    pull.pull_session(session.pk)
+    session.refresh_from_db()
+    assert session.tokens == 120 and session.context == "a summary"
+    upstream.store.tokens["count"] = 30
+    pull.pull_session(session.pk)
+    session.refresh_from_db()
+    assert session.tokens == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pulls_and_concurrent_writers_keep_one_unbroken_order(upstream, postgres):
+    """On PostgreSQL: writers append while pulls insert foreign messages before their rows."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    session = memory.get_or_create_session("busy-pull")
+    say(session, "m1", "m2")
+    sync.push_session(session.pk)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            n = 0
+            while not stop.is_set() or n < 20:
+                memory.append_messages(session, [("Human", f"w{n}"), ("AI", f"w{n}'")])
+                n += 1
+                progress.append(n)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    progress: list[int] = []
+    thread = threading.Thread(target=writer)
+    thread.start()
+    moved = 0
+    for n in range(10):
+        while len(progress) <= n and thread.is_alive():  # pending rows exist: they must move
+            time.sleep(0.001)
+        upstream.preload("busy-pull", [("AI", f"f{n}")])
+        moved += pull.pull_session(session.pk).added
+    stop.set()
+    thread.join(30)
+    assert errors == [] and moved == 10
+    rows = list(ChatMessage.objects.filter(session=session).order_by("sequence"))
+    assert [m.sequence for m in rows] == list(range(1, len(rows) + 1))
+    assert ChatSession.objects.get(pk=session.pk).last_sequence == len(rows)
+    contents = [m.content for m in rows]
+    # Ours first, then the foreign ones in the server's order, then every pending write.
+    assert contents[:12] == ["m1", "m2"] + [f"f{n}" for n in range(10)]
+    written = contents[12:]
+    assert written == [c for n in range(len(written) // 2) for c in (f"w{n}", f"w{n}'")]
+    assert sync.push_session(session.pk).error == ""
+    upstream.wait_for_compactions()
+    stored = upstream.stored_messages("busy-pull")
+    assert stored and local(session)[-len(stored) :] == stored

@@ -159,3 +159,17 @@ def test_verify_reports_an_unreachable_server(upstream, capsys):
         call_command("motorhead_sync", "--verify")
     assert "could not connect" in capsys.readouterr().out
     assert tasks.verify_session(session.pk) == ""  # the task logs and waits for the next run
+
+
+def test_rehydrate_one_session_by_id(upstream, capsys):
+    kept = memory.get_or_create_session("kept")
+    memory.append_messages(kept, [("Human", "stay")])
+    one = memory.get_or_create_session("one", namespace="ns")
+    memory.append_messages(one, [("Human", "a")], context="about a")
+    for session in (kept, one):
+        sync.push_session(session.pk)
+    upstream.wipe()
+    call_command("motorhead_sync", "--rehydrate", "--session", "one", "--namespace", "ns")
+    assert "1 message(s) and the summary" in capsys.readouterr().out
+    assert langchain_read(upstream, "one") == (["a"], "about a")
+    assert upstream.stored_messages("kept") == []  # only the one asked for
