@@ -49,7 +49,7 @@ BEAT_SCHEDULE = {
 def push_session(session_pk: int) -> dict[str, Any]:
     result = sync.push_session(session_pk)
     pulled = False
-    if result.pushed and not result.error:
+    if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
         # The server's side back: its summary, what other clients wrote.
         pulled = not pull.pull_session(session_pk).busy
     if result.retry_at is not None:

@@ -142,7 +142,9 @@ def test_bad_text_options(key, value):
     assert ids(**{key: value}) == ["motorhead_django.E009"]
 
 
-@pytest.mark.parametrize("key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE"])
+@pytest.mark.parametrize(
+    "key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "PULL_AFTER_PUSH"]
+)
 def test_flags_must_be_booleans(key):
     assert ids(URL="http://h", **{key: "yes"}) == ["motorhead_django.E010"]
 

@@ -346,3 +346,18 @@ def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_fact
         local = [{"role": m.role, "content": m.content} for m in memory.history(session)]
         assert rig.server.stored_messages(session.session_id) == local  # 8 < WINDOW
     assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("pull_after_push", [True, False])
+def test_the_push_task_pulls_afterwards_unless_told_not_to(
+    motorhead_server, settings, monkeypatch, pull_after_push
+):
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": pull_after_push}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = memory.get_or_create_session("then-pull")
+    memory.append_messages(session, [("Human", "ours")])
+    motorhead_server.preload("then-pull", [("AI", "theirs")])
+    tasks.push_session(session.pk)
+    contents = [m.content for m in memory.history(session)]
+    assert contents == (["theirs", "ours"] if pull_after_push else ["ours"])
