@@ -32,7 +32,7 @@ from . import memory, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
-from .models import ApiKey, ChatMessage, ChatSession, SyncState
+from .models import ApiKey, ChatMessage, ChatSession, SummaryVersion, SyncState
 
 # Newest messages shown on a session page; older ones are counted, not listed.
 TRANSCRIPT_LIMIT = 500
@@ -106,6 +106,19 @@ class ChatSessionForm(forms.ModelForm):
         return cleaned
 
 
+class SummaryVersionInline(admin.TabularInline):
+    model = SummaryVersion
+    fields = ("pulled_at", "through_sequence", "tokens", "context")
+    readonly_fields = fields
+    ordering = ("-pulled_at",)
+    extra = 0
+    can_delete = False
+    verbose_name_plural = _("summary timeline (pulled from the server)")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
     form = ChatSessionForm
@@ -144,6 +157,8 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_pushed_at",
         "last_pulled_at",
+        "drift",
+        "delete_requested_at",
     )
     readonly_fields = ("transcript", "tokens", *sync_fields, "created_at", "updated_at")
 
@@ -164,6 +179,10 @@ class ChatSessionAdmin(admin.ModelAdmin):
             (_("Summary"), {"fields": ("context", "tokens")}),
             (_("Sync"), {"fields": (*self.sync_fields, "created_at", "updated_at")}),
         )
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The summary timeline belongs to an existing session's page only.
+        return (SummaryVersionInline,) if obj is not None else ()
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id and namespace name the session on the server: fixed once created.

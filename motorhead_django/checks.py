@@ -161,6 +161,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
                 "RETRY_BACKOFF_MAX",
                 "COMPACTION_TIMEOUT",
                 "SWEEP_INTERVAL",
+                "ACTIVE_PERIOD",
             ),
             code="E005",
         )
@@ -259,7 +260,13 @@ def check_flags(**kwargs: Any) -> list[CheckMessage]:
     user = _user_settings() or {}
     return [
         Error(f"MOTORHEAD[{key!r}] must be True or False.", id=_id("E010"))
-        for key in ("SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "COMPAT_ALLOW_ANONYMOUS")
+        for key in (
+            "SYNC_ENABLED",
+            "LONG_TERM_MEMORY",
+            "DELETE_REMOTE",
+            "COMPAT_ALLOW_ANONYMOUS",
+            "PULL_AFTER_PUSH",
+        )
         if key in user
         and not isinstance(user[key], bool)
         and not (key == "SYNC_ENABLED" and user[key] is None)

@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between sweeps in your beat schedule. A session the sweep enqueued
     # is not enqueued again for twice this, so a slow queue is not flooded.
     "SWEEP_INTERVAL": 60.0,
+    # Pull a session right after a push that sent something (one GET more per push).
+    "PULL_AFTER_PUSH": True,
+    # Seconds since its last write for which a session counts as active: the
+    # periodic pull and the drift verify visit active sessions only.
+    "ACTIVE_PERIOD": 7 * 24 * 3600.0,
     # Celery queue for the sync tasks (None: Celery's default queue).
     "TASK_QUEUE": None,
     # Deleting a session locally also deletes it on the server.
@@ -148,6 +153,14 @@ class MotorheadSettings:
     @property
     def SWEEP_INTERVAL(self) -> float:
         return float(self._get("SWEEP_INTERVAL"))
+
+    @property
+    def PULL_AFTER_PUSH(self) -> bool:
+        return bool(self._get("PULL_AFTER_PUSH"))
+
+    @property
+    def ACTIVE_PERIOD(self) -> float:
+        return float(self._get("ACTIVE_PERIOD"))
 
     @property
     def TASK_QUEUE(self) -> str | None:

@@ -85,6 +85,8 @@ def append_messages(
             updates.update(sync_state=SyncState.PENDING, next_attempt_at=None)
         ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
         session.refresh_from_db()
+        if session.delete_requested_at is not None:  # rolls the update back
+            raise MotorheadValidationError({"session_id": "This session is being deleted."})
         first = session.last_sequence - len(pairs) + 1
         state = MessageSyncState.PENDING if pushing else MessageSyncState.SYNCED
         rows = ChatMessage.objects.bulk_create(
@@ -136,13 +138,28 @@ def history(session: ChatSession) -> list[ChatMessage]:
 
 
 def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
-    """Delete the session and its messages from the local database.
+    """Delete a session; with ``remote`` (default: ``DELETE_REMOTE``) on the server too.
 
-    Local delete only, for now: ``remote`` is accepted so callers can already
-    say what they want, but the server-side delete (with a tombstone until the
-    server confirms) belongs to the sync engine and is not wired in here yet.
+    A remote delete leaves the session as a tombstone (state ``deleting``) and
+    schedules the server's DELETE, under the namespace the session was written
+    under; the row and its content go once the server confirmed. While the
+    server is away the sweep retries. Without sync, or with ``remote=False``,
+    the session is deleted here at once and the server keeps its copy.
     """
-    session.delete()
+    remote = motorhead_settings.DELETE_REMOTE if remote is None else remote
+    if not (remote and motorhead_settings.SYNC_ENABLED):
+        ChatSession.objects.filter(pk=session.pk).delete()
+        return
+    with transaction.atomic():
+        ChatSession.objects.filter(pk=session.pk).update(
+            sync_state=SyncState.DELETING,
+            delete_requested_at=timezone.now(),
+            next_attempt_at=None,
+            sync_attempts=0,
+            last_error="",
+        )
+        transaction.on_commit(lambda: _schedule_delete(session.pk))
+    session.refresh_from_db()
 
 
 def summarize(session_pk: int, first: int, last: int) -> str | None:
@@ -218,6 +235,12 @@ def _schedule_summary(session_pk: int, first: int, last: int) -> None:
     from . import tasks
 
     tasks.schedule_summary(session_pk, first, last)
+
+
+def _schedule_delete(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_delete(session_pk)
 
 
 def _as_pair(message: MessageInput) -> tuple[str, str]:

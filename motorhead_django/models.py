@@ -112,6 +112,18 @@ class ChatSession(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     last_pushed_at = models.DateTimeField(_("last pushed"), null=True, blank=True)
     last_pulled_at = models.DateTimeField(_("last pulled"), null=True, blank=True)
+    drift = models.TextField(
+        _("drift"),
+        blank=True,
+        default="",
+        help_text=_("What the last pull or verify found different on the server; empty if none."),
+    )
+    delete_requested_at = models.DateTimeField(
+        _("delete requested"),
+        null=True,
+        blank=True,
+        help_text=_("Set when a delete waits for the server's confirmation (a tombstone)."),
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -135,6 +147,11 @@ class ChatSession(models.Model):
             models.Index(fields=("sync_state",), name="motorhead_session_state"),
             # The admin's default order: most recent activity first.
             models.Index(fields=("-updated_at", "-id"), name="motorhead_session_activity"),
+            models.Index(
+                fields=("next_attempt_at",),
+                condition=Q(delete_requested_at__isnull=False),
+                name="motorhead_session_tombstone",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -152,7 +169,10 @@ class ChatMessage(models.Model):
     )
     sequence = models.PositiveBigIntegerField(
         _("sequence"),
-        help_text=_("Position in the conversation, from 1; fixed once written."),
+        help_text=_(
+            "Position in the conversation, from 1. Only a pull moves it: to place messages "
+            "other clients wrote on the server before ours."
+        ),
     )
     role = models.CharField(
         _("role"), max_length=255, help_text=_("Free text, as Motorhead stores it: Human, AI, …")
@@ -287,3 +307,36 @@ class ApiKey(models.Model):
 
 def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SummaryVersion(models.Model):
+    """One summary (Motorhead's ``context``) as a pull found it; never overwritten."""
+
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="summaries",
+    )
+    # None: the server had no summary; "NONE": its summariser found nothing to say.
+    context = models.TextField(_("context"), null=True, blank=True)  # noqa: DJ001
+    tokens = models.PositiveBigIntegerField(
+        _("tokens"), default=0, help_text=_("The server's token count when it was pulled.")
+    )
+    through_sequence = models.PositiveBigIntegerField(
+        _("through sequence"),
+        default=0,
+        help_text=_("Last local sequence the server's window held when it was pulled."),
+    )
+    pulled_at = models.DateTimeField(_("pulled"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("summary version")
+        verbose_name_plural = _("summary versions")
+        ordering = ("session", "pulled_at", "pk")
+        indexes = [
+            models.Index(fields=("session", "-pulled_at"), name="motorhead_summary_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} summary through #{self.through_sequence}"

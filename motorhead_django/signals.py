@@ -15,3 +15,11 @@ post_push = Signal()
 
 # A sync step failed. Arguments: session, error (a MotorheadError), will_retry (bool).
 push_failed = Signal()
+
+# A pull brought the server's side in. Arguments: session, added (ChatMessage
+# list: messages other clients wrote), summary (SummaryVersion or None).
+post_pull = Signal()
+
+# A pull or verify found the server disagreeing with the local record.
+# Arguments: session, drift (str: what differs).
+drift_found = Signal()

@@ -1,8 +1,9 @@
-"""Celery tasks: thin wrappers over :mod:`motorhead_django.sync`.
+"""Celery tasks: thin wrappers over :mod:`motorhead_django.sync`, ``pull`` and ``rehydrate``.
 
-Add the sweep to your beat schedule (``BEAT_SCHEDULE`` below is a ready-made
-entry); it finds pending work whose task never ran (the broker was down at
-write time, a worker died) and pushes it.
+Add ``BEAT_SCHEDULE`` below to your beat schedule: the sweep finds pending
+work whose task never ran (the broker was down at write time, a worker died)
+and pushes it, and finishes remote deletes; the pull and the drift verify
+visit the active sessions.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from . import memory, sync
+from . import memory, pull, rehydrate, sync
 from .conf import motorhead_settings
-from .models import ChatSession
+from .exceptions import MotorheadError
+from .models import ChatMessage, ChatSession
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ _broker_down_until = 0.0
 # the setting, use the same number of seconds in your schedule.
 BEAT_SCHEDULE = {
     "motorhead-django-sweep": {"task": "motorhead_django.sweep", "schedule": 60.0},
+    "motorhead-django-pull": {"task": "motorhead_django.pull_active", "schedule": 300.0},
+    "motorhead-django-verify": {"task": "motorhead_django.verify_active", "schedule": 3600.0},
 }
 
 
@@ -44,9 +48,14 @@ BEAT_SCHEDULE = {
 )
 def push_session(session_pk: int) -> dict[str, Any]:
     result = sync.push_session(session_pk)
+    pulled = False
+    if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
+        # The server's side back: its summary, what other clients wrote.
+        pulled = not pull.pull_session(session_pk).busy
     if result.retry_at is not None:
         schedule_push(session_pk, eta=result.retry_at)
-    elif result.more:
+    elif result.more or (pulled and _has_pending(session_pk)):
+        # A push that found our pull holding the lock gave up: do its work.
         schedule_push(session_pk)
     return {
         "session": session_pk,
@@ -74,18 +83,44 @@ def schedule_summary(session_pk: int, first: int, last: int) -> None:
 
 @shared_task(name="motorhead_django.sweep", ignore_result=True)
 def sweep(limit: int | None = None) -> int:
-    """Enqueue a push for every session whose push is due; returns how many."""
-    keys = sync.due_sessions(limit or motorhead_settings.SWEEP_LIMIT)
-    if not keys:
+    """Enqueue every due push and remote delete; returns how many."""
+    limit = limit or motorhead_settings.SWEEP_LIMIT
+    keys = sync.due_sessions(limit)
+    deletions = rehydrate.due_deletions(limit)
+    if not keys and not deletions:
         return 0
     # Not due again until well after this sweep, so a slow queue is not
     # flooded with copies of the same push.
     later = timezone.now() + timedelta(seconds=motorhead_settings.SWEEP_INTERVAL * 2)
-    ChatSession.objects.filter(pk__in=keys, next_attempt_at__isnull=True).update(
+    ChatSession.objects.filter(pk__in=keys + deletions, next_attempt_at__isnull=True).update(
         next_attempt_at=later
     )
     for pk in keys:
         schedule_push(pk)
+    for pk in deletions:
+        schedule_delete(pk)
+    return len(keys) + len(deletions)
+
+
+@shared_task(
+    name="motorhead_django.pull_session",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def pull_session(session_pk: int) -> dict[str, Any]:
+    result = pull.pull_session(session_pk)
+    if not result.busy and _has_pending(session_pk):
+        schedule_push(session_pk)
+    return {"session": session_pk, "added": result.added, "drift": result.drift}
+
+
+@shared_task(name="motorhead_django.pull_active", ignore_result=True)
+def pull_active(limit: int | None = None) -> int:
+    """Enqueue a pull for every active session (see ACTIVE_PERIOD); returns how many."""
+    keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
+    for pk in keys:
+        _enqueue(pull_session, pk)
     return len(keys)
 
 
@@ -94,8 +129,52 @@ def runs_inline() -> bool:
     return bool(push_session.app.conf.task_always_eager)
 
 
+@shared_task(name="motorhead_django.verify_session", acks_late=True, ignore_result=True)
+def verify_session(session_pk: int) -> str:
+    try:
+        return pull.verify_session(session_pk)
+    except MotorheadError as exc:  # the next scheduled verify tries again
+        logger.warning("Could not verify session %s: %s", session_pk, exc)
+        return ""
+
+
+@shared_task(name="motorhead_django.verify_active", ignore_result=True)
+def verify_active(limit: int | None = None) -> int:
+    """Enqueue a drift verify for every active session; returns how many."""
+    keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
+    for pk in keys:
+        _enqueue(verify_session, pk)
+    return len(keys)
+
+
+@shared_task(
+    name="motorhead_django.delete_session",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def delete_session(session_pk: int) -> bool:
+    result = rehydrate.delete_remote(session_pk)
+    if result.retry_at is not None:
+        schedule_delete(session_pk, eta=result.retry_at)
+    return result.deleted
+
+
+def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
+    """Enqueue a remote delete; never raises: if the broker is down, the sweep catches up."""
+    _enqueue(delete_session, session_pk, eta=eta)
+
+
+def _has_pending(session_pk: int) -> bool:
+    return ChatMessage.objects.filter(session_id=session_pk, sync_state="pending").exists()
+
+
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
     """Enqueue a push; never raises: if the broker is down, the sweep catches up."""
+    _enqueue(push_session, session_pk, eta=eta)
+
+
+def _enqueue(task: Any, session_pk: int, eta: datetime | None = None) -> None:
     global _broker_down_until
     if eta is not None and runs_inline():
         return  # eager mode cannot wait: the next write, the sweep or motorhead_sync retries
@@ -108,11 +187,12 @@ def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
     if motorhead_settings.TASK_QUEUE:
         options["queue"] = motorhead_settings.TASK_QUEUE
     try:
-        push_session.apply_async((session_pk,), **options)
+        task.apply_async((session_pk,), **options)
     except Exception:  # the broker's errors vary by transport
         _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
         logger.warning(
-            "Could not enqueue the push of session %s; the sweep will pick it up.",
+            "Could not enqueue the %s of session %s; the sweep will pick it up.",
+            "push" if task is push_session else task.name.rpartition(".")[2],
             session_pk,
             exc_info=True,
         )

@@ -150,6 +150,11 @@ def change_form_data(session: ChatSession, **extra: str) -> dict[str, str]:
         "context": session.context or "",
         "add_role": "Human",
         "add_content": "",
+        # The summary timeline inline's management form, as the page sends it.
+        "summaries-TOTAL_FORMS": "0",
+        "summaries-INITIAL_FORMS": "0",
+        "summaries-MIN_NUM_FORMS": "0",
+        "summaries-MAX_NUM_FORMS": "1000",
         **extra,
     }
 
@@ -291,3 +296,15 @@ def test_an_unfiltered_changelist_of_a_huge_table_does_not_count_it(postgres, ad
         response = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist"))
     assert response.context["cl"].paginator.count == 2_000_000
     assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+
+
+def test_change_page_shows_the_summary_timeline_and_drift(admin_client):
+    from motorhead_django.models import SummaryVersion
+
+    (session,) = make_sessions(1)
+    SummaryVersion.objects.create(session=session, context="first summary", tokens=7)
+    ChatSession.objects.filter(pk=session.pk).update(drift="the server has no messages")
+    url = reverse("admin:motorhead_django_chatsession_change", args=[session.pk])
+    response = admin_client.get(url)
+    assert b"first summary" in response.content
+    assert b"the server has no messages" in response.content

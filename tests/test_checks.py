@@ -106,6 +106,12 @@ def test_bad_timeouts(value):
     assert ids(READ_TIMEOUT=value) == ["motorhead_django.E005"]
 
 
+@pytest.mark.parametrize("value", [0, -1, "7d", None])
+def test_bad_active_period(value):
+    assert ids(ACTIVE_PERIOD=value) == ["motorhead_django.E005"]
+    assert ids(ACTIVE_PERIOD=3600) == []
+
+
 @pytest.mark.parametrize("value", [0, -2, 1.5, "12", True])
 def test_bad_window(value):
     assert ids(WINDOW_SIZE=value) == ["motorhead_django.E006"]
@@ -137,7 +143,14 @@ def test_bad_text_options(key, value):
 
 
 @pytest.mark.parametrize(
-    "key", ["SYNC_ENABLED", "LONG_TERM_MEMORY", "DELETE_REMOTE", "COMPAT_ALLOW_ANONYMOUS"]
+    "key",
+    [
+        "SYNC_ENABLED",
+        "LONG_TERM_MEMORY",
+        "DELETE_REMOTE",
+        "COMPAT_ALLOW_ANONYMOUS",
+        "PULL_AFTER_PUSH",
+    ],
 )
 def test_flags_must_be_booleans(key):
     assert ids(URL="http://h", **{key: "yes"}) == ["motorhead_django.E010"]

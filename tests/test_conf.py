@@ -13,6 +13,8 @@ def test_defaults():
     assert motorhead_settings.NAMESPACE == ""
     assert motorhead_settings.ALLOWED_ROLES is None
     assert motorhead_settings.USER_AGENT.startswith("motorhead-django/")
+    assert motorhead_settings.ACTIVE_PERIOD == 7 * 24 * 3600.0
+    assert motorhead_settings.DELETE_REMOTE is True
 
 
 def test_every_default_has_a_property():

@@ -180,3 +180,11 @@ def test_no_local_summary_without_the_setting_or_with_a_server(
         with django_capture_on_commit_callbacks(execute=True):
             memory.append_messages(session, [("Human", f"m{n}") for n in range(10)])
         assert ChatSession.objects.get(pk=session.pk).context is None
+
+
+def test_delete_in_local_only_mode_deletes_at_once():
+    session = memory.get_or_create_session("gone")
+    memory.append_messages(session, [("Human", "hi")])
+    memory.delete_session(session)
+    assert not ChatSession.objects.filter(session_id="gone").exists()
+    assert not ChatMessage.objects.exists()

@@ -206,8 +206,16 @@ def test_a_worker_killed_mid_push_loses_and_duplicates_nothing(rig_factory, redi
     worker = rig.start_worker("doomed", concurrency=2)
     sessions = rig.write(sessions=10, messages=20)
     deadline = time.monotonic() + 60
-    while not ChatSession.objects.filter(inflight_through__isnull=False).exists():
+    # Wait for a mark set since the previous look (so at most ~0.05 s old): a mark
+    # seen first may be nearly 0.5 s old already, and its POST answered before the kill.
+    marked = ChatSession.objects.filter(inflight_through__isnull=False)
+    previous = None
+    while True:
+        current = set(marked.values_list("pk", "inflight_through"))
+        if previous is not None and current - previous:
+            break
         assert time.monotonic() < deadline, worker.log_tail()
+        previous = current
         time.sleep(0.05)
     time.sleep(0.2)  # the in-flight POST reaches the server and is applied
     worker.kill()
@@ -260,3 +268,96 @@ def test_a_dead_broker_is_tried_once_per_interval_and_writes_go_on(caplog, setti
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["Could not enqueue the push of session 1; the sweep will pick it up."]
     assert "the sweep will push session 2" in caplog.text
+
+
+@worker_test
+def test_messages_other_clients_wrote_are_pulled_in_order_once(rig_factory, redis_broker):
+    """Pushes through a worker pull afterwards: foreign messages land between ours, once each."""
+    rig = rig_factory(redis_broker)
+    rig.start_worker(concurrency=3)
+    sessions = rig.write(sessions=10, messages=4)
+    rig.drain()
+    for session in sessions:  # another client writes directly, between our writes
+        rig.server.preload(session.session_id, [("AI", f"{session.session_id} from elsewhere")])
+    for session in sessions:
+        memory.append_messages(session, [("Human", f"{session.session_id} later")])
+    rig.drain()
+    deadline = time.monotonic() + 60
+    while True:
+        local = {
+            s.session_id: [{"role": m.role, "content": m.content} for m in memory.history(s)]
+            for s in sessions
+        }
+        if all(local[s.session_id] == rig.server.stored_messages(s.session_id) for s in sessions):
+            break
+        assert time.monotonic() < deadline, "the foreign messages never came in"
+        tasks.pull_active.apply_async(queue=rig.queue, retry=False)
+        time.sleep(1.0)
+    remote = ChatMessage.objects.filter(origin="remote")
+    assert remote.count() == 10
+    assert all(m.sequence == 5 and m.sync_state == "synced" for m in remote)
+    assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 10
+
+
+@worker_test
+def test_deletes_while_the_server_is_down_complete_when_it_is_back(rig_factory, redis_broker):
+    rig = rig_factory(redis_broker)
+    rig.start_worker(concurrency=2)
+    sessions = rig.write(sessions=5, messages=4)
+    rig.drain()
+    rig.server.stop()
+    for session in sessions:
+        memory.delete_session(session)
+    # The worker tried, failed to connect, and left the tombstones to retry.
+    deadline = time.monotonic() + 30
+    while ChatSession.objects.filter(last_error="").exists():
+        assert time.monotonic() < deadline, rig.workers[0].log_tail()
+        time.sleep(0.1)
+    assert ChatSession.objects.filter(sync_state=SyncState.DELETING).count() == 5
+    assert ChatMessage.objects.count() == 20
+    rig.server.start()
+    deadline = time.monotonic() + 60
+    while ChatSession.objects.exists():
+        assert time.monotonic() < deadline, rig.workers[0].log_tail()
+        rig.sweep()
+        time.sleep(0.5)
+    assert not ChatMessage.objects.exists()
+    assert rig.server.sessions() == []
+    assert all(rig.server.stored_messages(s.session_id) == [] for s in sessions)
+
+
+@worker_test
+def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_factory, redis_broker):
+    from django.core.management import call_command
+
+    rig = rig_factory(redis_broker)
+    rig.start_worker(concurrency=2)
+    sessions = rig.write(sessions=5, messages=8)
+    rig.drain()
+    rig.server.wipe()
+    tasks.verify_active.apply_async(queue=rig.queue, retry=False)
+    deadline = time.monotonic() + 60
+    while ChatSession.objects.filter(sync_state=SyncState.DRIFTED).count() < 5:
+        assert time.monotonic() < deadline, rig.workers[0].log_tail()
+        time.sleep(0.2)
+    assert all("wiped" in s.drift for s in ChatSession.objects.all())
+    call_command("motorhead_sync", "--rehydrate", "--drifted-only")
+    for session in sessions:
+        local = [{"role": m.role, "content": m.content} for m in memory.history(session)]
+        assert rig.server.stored_messages(session.session_id) == local  # 8 < WINDOW
+    assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("pull_after_push", [True, False])
+def test_the_push_task_pulls_afterwards_unless_told_not_to(
+    motorhead_server, settings, monkeypatch, pull_after_push
+):
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": pull_after_push}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = memory.get_or_create_session("then-pull")
+    memory.append_messages(session, [("Human", "ours")])
+    motorhead_server.preload("then-pull", [("AI", "theirs")])
+    tasks.push_session(session.pk)
+    contents = [m.content for m in memory.history(session)]
+    assert contents == (["theirs", "ours"] if pull_after_push else ["ours"])

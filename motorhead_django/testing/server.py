@@ -92,6 +92,9 @@ class MotorheadTestServer:
         self.requests: list[RecordedRequest] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Open client connections: stop() closes them, as a server that exits does.
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -115,6 +118,13 @@ class MotorheadTestServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
@@ -218,6 +228,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        with self.motorhead._connections_lock:
+            self.motorhead._connections.add(self.connection)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:
+            if self.motorhead._httpd is not None:
+                raise
+            # stop() closed this connection under a request: a server that exits.
+
+    def finish(self) -> None:
+        with self.motorhead._connections_lock:
+            self.motorhead._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            if self.motorhead._httpd is not None:
+                raise
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.motorhead.verbose:

@@ -1,4 +1,4 @@
-"""``manage.py motorhead_sync``: push pending work to Motorhead now."""
+"""``manage.py motorhead_sync``: push pending work to Motorhead now; pull, verify, rehydrate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...conf import motorhead_settings
+from ...exceptions import MotorheadError
 from ...models import ChatSession, SyncState
+from ...pull import active_sessions, pull_session, verify_session
+from ...rehydrate import rehydrate_session
 from ...sync import PushResult, drain
 
 
@@ -16,7 +19,8 @@ class Command(BaseCommand):
         "Push every session's pending messages to the Motorhead server, synchronously and "
         "in order, ignoring retry back-off times. Use it to drain the outbox after an outage, "
         "before a deploy, or from cron where Celery beat is not running. With --session, push "
-        "one session. Exits with status 1 when a session is still failed or pending afterwards."
+        "one session. Exits with status 1 when a session is still failed or pending afterwards. "
+        "--pull, --verify and --rehydrate do that instead of a push (see docs/pull.md)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,6 +40,29 @@ class Command(BaseCommand):
             action="store_true",
             help="Also retry sessions marked failed (a 4xx or too many retries).",
         )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--pull",
+            action="store_true",
+            help="Pull the server's window, summary and tokens into the active sessions "
+            "(or --session).",
+        )
+        mode.add_argument(
+            "--verify",
+            action="store_true",
+            help="Compare the active sessions (or --session) with the server; mark drift.",
+        )
+        mode.add_argument(
+            "--rehydrate",
+            action="store_true",
+            help="Rebuild sessions on the server from the local record: --session, or every "
+            "session (after a server was wiped); with --drifted-only, the drifted ones.",
+        )
+        parser.add_argument(
+            "--drifted-only",
+            action="store_true",
+            help="With --rehydrate: only sessions marked drifted.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not motorhead_settings.SYNC_ENABLED:
@@ -43,6 +70,9 @@ class Command(BaseCommand):
                 "Sync is not enabled: set MOTORHEAD['URL'] (and leave SYNC_ENABLED unset or True)."
             )
         sessions = ChatSession.objects.all()
+        if options["pull"] or options["verify"] or options["rehydrate"]:
+            self._other_mode(options)
+            return
         if options["session"] is not None:
             namespace = options["namespace"]
             if namespace is None:
@@ -66,6 +96,58 @@ class Command(BaseCommand):
         )
         if left:
             raise CommandError(f"{len(left)} session(s) still not synced; see the errors above.")
+
+    def _one(self, options: dict[str, Any]) -> list[int]:
+        namespace = options["namespace"]
+        if namespace is None:
+            namespace = motorhead_settings.NAMESPACE
+        keys = list(
+            ChatSession.objects.filter(
+                session_id=options["session"], namespace=namespace
+            ).values_list("pk", flat=True)
+        )
+        if not keys:
+            raise CommandError(f"No session {options['session']!r} in namespace {namespace!r}.")
+        return keys
+
+    def _other_mode(self, options: dict[str, Any]) -> None:
+        if options["session"] is not None:
+            keys = self._one(options)
+        elif options["rehydrate"]:
+            query = ChatSession.objects.filter(delete_requested_at__isnull=True).exclude(
+                sync_state=SyncState.LOCAL
+            )
+            if options["drifted_only"]:
+                query = query.filter(sync_state=SyncState.DRIFTED)
+            keys = list(query.order_by("pk").values_list("pk", flat=True))
+        else:
+            keys = active_sessions()
+        failed = 0
+        for index, pk in enumerate(keys, start=1):
+            name = str(ChatSession.objects.get(pk=pk))
+            if options["pull"]:
+                result = pull_session(pk)
+                error = result.error or ("busy" if result.busy else "")
+                outcome = error or f"{result.added} new message(s)" + (
+                    f"; drift: {result.drift}" if result.drift else ""
+                )
+            elif options["verify"]:
+                try:
+                    error, outcome = "", verify_session(pk) or "in step"
+                except MotorheadError as exc:
+                    error = outcome = str(exc)
+            else:
+                rebuilt = rehydrate_session(pk)
+                error = rebuilt.error or ("busy" if rebuilt.busy else "")
+                outcome = error or (
+                    f"{rebuilt.sent} message(s)"
+                    + (" and the summary" if rebuilt.context_sent else "")
+                )
+            failed += bool(error)
+            self.stdout.write(f"[{index}/{len(keys)}] {name}: {outcome}")
+        self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
+        if failed:
+            raise CommandError(f"{failed} session(s) failed; see the errors above.")
 
     def _progress(self, index: int, total: int, result: PushResult) -> None:
         session = ChatSession.objects.filter(pk=result.session_pk).first()
