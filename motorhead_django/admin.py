@@ -408,7 +408,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke the selected API keys"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = 0
-        for key in queryset.active():
+        for key in queryset.filter(revoked_at__isnull=True):
             key.revoke()
             count += 1
         self.message_user(

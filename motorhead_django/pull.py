@@ -21,7 +21,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -214,7 +214,9 @@ def _synced_tail(session: ChatSession, count: int) -> list[ChatMessage]:
     return list(reversed(newest[:count]))
 
 
-def _insert(session: ChatSession, extras: list[tuple[int, Pair]], now) -> list[ChatMessage]:
+def _insert(
+    session: ChatSession, extras: list[tuple[int, Pair]], now: datetime
+) -> list[ChatMessage]:
     """Insert the server-only messages after their anchors, moving later local ones down."""
     groups: dict[int, list[Pair]] = defaultdict(list)
     for anchor, pair in extras:
@@ -250,7 +252,7 @@ def _insert(session: ChatSession, extras: list[tuple[int, Pair]], now) -> list[C
 
 
 def _record_summary(
-    session: ChatSession, remote: RemoteMemory, through: int, now
+    session: ChatSession, remote: RemoteMemory, through: int, now: datetime
 ) -> SummaryVersion | None:
     latest = session.summaries.order_by("-pulled_at", "-pk").first()
     if latest is not None and (latest.context, latest.tokens) == (remote.context, remote.tokens):

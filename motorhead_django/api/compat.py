@@ -10,7 +10,7 @@ reads or writes through :mod:`motorhead_django.memory`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -20,7 +20,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -57,7 +57,7 @@ class CompatView(APIView):
     """Explicit policies, so a host project's DRF defaults never change them."""
 
     authentication_classes = (ApiKeyAuthentication,)
-    permission_classes = (HasApiKeyOrAnonymousAllowed,)
+    permission_classes: tuple[type[BasePermission], ...] = (HasApiKeyOrAnonymousAllowed,)
     parser_classes = (JSONParser,)
     renderer_classes = (JSONRenderer,)
     pagination_class = None
@@ -71,7 +71,9 @@ class CompatView(APIView):
             exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
         return super().handle_exception(exc)
 
-    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+    def permission_denied(
+        self, request: Request, message: Any = None, code: Any = None
+    ) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:
             raise exceptions.NotAuthenticated(HasApiKeyOrAnonymousAllowed.message)
         super().permission_denied(request, message, code)
@@ -211,7 +213,8 @@ class RetrievalView(CompatView):
 def not_found(request: HttpRequest, **kwargs: Any) -> JsonResponse:
     """Anything else under the compatible routes: a JSON 404 (the server's is empty)."""
     response = JsonResponse({"detail": "Not found."}, status=404)
-    response._has_been_logged = True  # the path may carry a key
+    # Django's own flag that keeps log_response quiet: the path may carry a key.
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

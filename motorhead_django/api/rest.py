@@ -21,7 +21,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from .. import memory, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
-from ..models import ChatMessage, ChatSession, SyncState
+from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
 from .errors import check_body_size
 from .permissions import IsOwnerOrStaff
 from .serializers import (
@@ -81,7 +81,7 @@ class RestView(GenericAPIView):
     """Explicit policies for every REST view."""
 
     permission_classes = (IsAuthenticated, IsOwnerOrStaff)
-    pagination_class = None
+    pagination_class: type[BasePagination] | None = None
 
     def get_authenticators(self) -> list[Any]:
         # Token first: its WWW-Authenticate header turns "no credentials" into a 401.
@@ -272,8 +272,9 @@ class SyncView(RestView):
     @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         session = self.get_session()
-        session.pending_messages = session.messages.pending().count()
-        return Response(self.get_serializer(session).data)
+        pending = Count("messages", filter=Q(messages__sync_state=MessageSyncState.PENDING))
+        status_row = ChatSession.objects.annotate(pending_messages=pending).get(pk=session.pk)
+        return Response(self.get_serializer(status_row).data)
 
     @extend_schema(tags=_TAGS, request=None, responses={202: StatusSerializer})
     def post(self, request: Request, pk: str) -> Response:

@@ -40,7 +40,10 @@ class MemoryWriteSerializer(serializers.Serializer):
     """``POST /sessions/{id}/memory``: Motorhead's body. Unknown fields are ignored."""
 
     messages = serializers.ListField(child=MessageSerializer(), allow_empty=False)
-    context = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
+    context = StrictCharField(  # type: ignore[assignment]
+        required=False, allow_null=True, allow_blank=True
+    )
 
 
 class RetrievalSerializer(serializers.Serializer):
@@ -91,7 +94,10 @@ class ChatSessionSerializer(serializers.Serializer):
     namespace = StrictCharField(max_length=255, required=False, allow_blank=True)
     owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
     metadata = serializers.JSONField(required=False)
-    context = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
+    context = StrictCharField(  # type: ignore[assignment]
+        required=False, allow_null=True, allow_blank=True
+    )
     tokens = serializers.IntegerField(read_only=True)
     message_count = serializers.IntegerField(read_only=True)
     last_activity = serializers.DateTimeField(read_only=True, allow_null=True)
@@ -111,7 +117,10 @@ class ChatSessionSerializer(serializers.Serializer):
 
 class SessionUpdateSerializer(serializers.Serializer):
     metadata = serializers.JSONField(required=False)
-    context = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
+    context = StrictCharField(  # type: ignore[assignment]
+        required=False, allow_null=True, allow_blank=True
+    )
 
     validate_metadata = ChatSessionSerializer.validate_metadata
 
@@ -142,7 +151,8 @@ class MotorheadMemorySerializer(serializers.Serializer):
     """Motorhead's memory: the newest ``WINDOW_SIZE + 1`` messages, newest first."""
 
     messages = MessageSerializer(many=True)
-    context = serializers.CharField(allow_null=True)
+    # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
+    context = serializers.CharField(allow_null=True)  # type: ignore[assignment]
     tokens = serializers.IntegerField()
 
 
