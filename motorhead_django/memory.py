@@ -150,16 +150,19 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     if not (remote and motorhead_settings.SYNC_ENABLED):
         ChatSession.objects.filter(pk=session.pk).delete()
         return
+    tombstone = {
+        "sync_state": SyncState.DELETING,
+        "delete_requested_at": timezone.now(),
+        "next_attempt_at": None,
+        "sync_attempts": 0,
+        "last_error": "",
+    }
     with transaction.atomic():
-        ChatSession.objects.filter(pk=session.pk).update(
-            sync_state=SyncState.DELETING,
-            delete_requested_at=timezone.now(),
-            next_attempt_at=None,
-            sync_attempts=0,
-            last_error="",
-        )
+        ChatSession.objects.filter(pk=session.pk).update(**tombstone)
         transaction.on_commit(lambda: _schedule_delete(session.pk))
-    session.refresh_from_db()
+    # Not re-read: with eager Celery the row is already gone once the block commits.
+    for field, value in tombstone.items():
+        setattr(session, field, value)
 
 
 def summarize(session_pk: int, first: int, last: int) -> str | None:

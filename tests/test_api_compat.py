@@ -403,3 +403,14 @@ def test_oversized_bodies_are_413(alice, settings):
     response = alice.add("big", ("Human", "x" * 200))
     assert response.status_code == 413 and response.json()["detail"]
     assert not ChatSession.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_with_an_upstream_deletes_there_too(alice, settings, motorhead_server):
+    """With a server configured (and eager Celery), the tombstone is confirmed at once."""
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    alice.add("mirrored", ("Human", "hi"))
+    assert len(motorhead_server.stored_messages("mirrored")) == 1
+    assert alice.delete("/sessions/mirrored/memory").json() == {"status": "Ok"}
+    assert motorhead_server.stored_messages("mirrored") == []
+    assert not ChatSession.objects.filter(session_id="mirrored").exists()
