@@ -14,10 +14,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Count, Min, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -28,7 +29,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import memory, sync, tasks
+from . import memory, pull, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
@@ -147,7 +148,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
     ordering = ("-updated_at", "-id")
     raw_id_fields = ("owner",)
     date_hierarchy = None
-    actions = ("push_now",)
+    actions = ("push_now", "pull_now", "full_resync", "delete_on_server", "delete_everywhere")
     sync_fields = (
         "sync_state",
         "context_pending",
@@ -251,26 +252,47 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
     # -- actions -------------------------------------------------------------------
 
-    @admin.action(description=_("Push now"))
-    def push_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+    def _inline_keys(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession], task: Any
+    ) -> list[int]:
+        """The sessions to handle in this request; with a broker they are queued instead."""
         if not motorhead_settings.SYNC_ENABLED:
             self.message_user(
                 request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR
             )
-            return
+            return []
         keys = list(queryset.values_list("pk", flat=True))
-        if not tasks.runs_inline():
-            for pk in keys:
-                tasks.schedule_push(pk)
+        if tasks.runs_inline():
+            return keys
+        for pk in keys:
+            tasks.schedule(task, pk)
+        self.message_user(
+            request,
+            ngettext(
+                "Queued %d session for a worker.", "Queued %d sessions for a worker.", len(keys)
+            )
+            % len(keys),
+        )
+        return []
+
+    def _report_errors(self, request: HttpRequest, errors: dict[int, tuple[str, str]]) -> None:
+        names = dict(ChatSession.objects.filter(pk__in=errors).values_list("pk", "session_id"))
+        for pk, (state, error) in errors.items():
             self.message_user(
                 request,
-                ngettext("Queued a push of %d session.", "Queued a push of %d sessions.", len(keys))
-                % len(keys),
+                # Not led by the id: the admin capitalises a message's first letter.
+                _("Session “%(session)s” is %(state)s: %(error)s")
+                % {"session": names.get(pk, pk), "state": state, "error": error},
+                messages.ERROR,
             )
+
+    @admin.action(description=_("Push now"))
+    def push_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        keys = self._inline_keys(request, queryset, tasks.push_session)
+        if not keys:
             return
         results = sync.drain(keys)
         pushed = sum(result.pushed for result in results)
-        failed = [result for result in results if result.error]
         self.message_user(
             request,
             ngettext(
@@ -280,19 +302,95 @@ class ChatSessionAdmin(admin.ModelAdmin):
             )
             % {"messages": pushed, "count": len(results)},
         )
-        names = dict(ChatSession.objects.filter(pk__in=keys).values_list("pk", "session_id"))
-        for result in failed:
-            self.message_user(
-                request,
-                # Not led by the id: the admin capitalises a message's first letter.
-                _("Session “%(session)s” is %(state)s: %(error)s")
-                % {
-                    "session": names.get(result.session_pk),
-                    "state": result.state,
-                    "error": result.error,
-                },
-                messages.ERROR,
+        self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
+
+    @admin.action(description=_("Pull now"))
+    def pull_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        keys = self._inline_keys(request, queryset, tasks.pull_session)
+        if not keys:
+            return
+        results = [pull.pull_session(pk) for pk in keys]
+        found = sum(result.added for result in results)
+        summaries = sum(1 for result in results if result.summary is not None)
+        self.message_user(
+            request,
+            ngettext(
+                "Pulled %(count)d session: %(found)d message(s) found only on the server, "
+                "%(summaries)d new summary version(s).",
+                "Pulled %(count)d sessions: %(found)d message(s) found only on the server, "
+                "%(summaries)d new summary version(s).",
+                len(results),
             )
+            % {"count": len(results), "found": found, "summaries": summaries},
+        )
+        self._report_errors(
+            request, {r.session_pk: ("not pulled", r.error) for r in results if r.error}
+        )
+
+    @admin.action(description=_("Full resync: push the whole history into a fresh server session"))
+    def full_resync(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        keys = self._inline_keys(request, queryset, tasks.resync_session)
+        if not keys:
+            return
+        results = [sync.resync_session(pk) for pk in keys]
+        pushed = sum(result.pushed for result in results)
+        self.message_user(
+            request,
+            ngettext(
+                "Resynced %(count)d session: %(messages)d message(s) pushed, paced.",
+                "Resynced %(count)d sessions: %(messages)d message(s) pushed, paced.",
+                len(results),
+            )
+            % {"count": len(results), "messages": pushed},
+        )
+        self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
+
+    @admin.action(description=_("Delete on the server (keep here)"))
+    def delete_on_server(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        keys = self._inline_keys(request, queryset, tasks.delete_on_server)
+        if not keys:
+            return
+        errors = {pk: error for pk in keys if (error := sync.delete_on_server(pk))}
+        done = len(keys) - len(errors)
+        self.message_user(
+            request,
+            ngettext(
+                "Deleted %d session on the server; the local record is kept.",
+                "Deleted %d sessions on the server; the local records are kept.",
+                done,
+            )
+            % done,
+        )
+        self._report_errors(request, {pk: ("not deleted", error) for pk, error in errors.items()})
+
+    @admin.action(description=_("Delete everywhere (here and on the server)"))
+    def delete_everywhere(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        keys = list(queryset.values_list("pk", flat=True))
+        for session in queryset:
+            memory.delete_session(session, remote=True)
+        waiting = ChatSession.objects.filter(pk__in=keys).count()
+        self.message_user(
+            request,
+            ngettext(
+                "Deleted %(done)d of %(count)d session.",
+                "Deleted %(done)d of %(count)d sessions.",
+                len(keys),
+            )
+            % {"done": len(keys) - waiting, "count": len(keys)}
+            + (
+                " " + _("%d wait for the server to confirm (retried while it is down).") % waiting
+                if waiting
+                else ""
+            ),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: ChatSession) -> None:
+        # Through the core: with DELETE_REMOTE (the default) the server's copy goes too.
+        memory.delete_session(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+        for session in queryset:
+            memory.delete_session(session)
 
     # -- the sync overview page -----------------------------------------------------
 
@@ -305,6 +403,11 @@ class ChatSessionAdmin(admin.ModelAdmin):
         return [overview, *super().get_urls()]
 
     def sync_overview_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            self._import(request)
+            return HttpResponseRedirect(request.path)
         counts = dict(
             ChatSession.objects.order_by().values_list("sync_state").annotate(n=Count("pk"))
         )
@@ -325,6 +428,38 @@ class ChatSessionAdmin(admin.ModelAdmin):
             "upstream": motorhead_settings.URL,
         }
         return TemplateResponse(request, "admin/motorhead_django/sync_overview.html", context)
+
+    def _import(self, request: HttpRequest) -> None:
+        if not motorhead_settings.SYNC_ENABLED:
+            self.message_user(
+                request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR
+            )
+            return
+        text = request.POST.get("namespaces", "").strip()
+        namespaces = (
+            [ns.strip() for ns in text.split(",")] if text else [motorhead_settings.NAMESPACE]
+        )
+        if not tasks.runs_inline():
+            if tasks.schedule_import(namespaces):
+                self.message_user(request, _("Queued an import from the server for a worker."))
+            else:
+                self.message_user(request, _("The broker refused the import."), messages.ERROR)
+            return
+        try:
+            result = pull.import_sessions(namespaces)
+        except MotorheadError as exc:
+            self.message_user(
+                request, _("Could not list the server's sessions: %s") % exc, messages.ERROR
+            )
+            return
+        self.message_user(
+            request,
+            _("Imported %(imported)d session(s) from the server; %(skipped)d were here already.")
+            % {"imported": result.imported, "skipped": result.skipped},
+        )
+        for problem in [*result.refused, result.stopped]:
+            if problem:
+                self.message_user(request, _("Import: %s") % problem, messages.WARNING)
 
 
 def upstream_health() -> dict[str, Any] | None:

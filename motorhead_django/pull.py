@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,11 +27,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import signals
+from . import memory, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
-from .exceptions import MotorheadError
+from .exceptions import MotorheadError, MotorheadValidationError
 from .locks import session_push_lock
 from .models import (
     ChatMessage,
@@ -325,3 +325,57 @@ def remote_session_ids(
         f"more than {100 * size} sessions in namespace {namespace!r}: "
         "the server lists at most 100 pages; use a larger page size"
     )
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    skipped: int = 0  # imported by an earlier run (resumable)
+    refused: list[str] = field(default_factory=list)  # ids this app cannot hold
+    stopped: str = ""  # why the run stopped early; run it again to resume
+
+
+def import_sessions(
+    namespaces: list[str],
+    *,
+    page_size: int = 1000,
+    refresh: bool = False,
+    client: MotorheadClient | None = None,
+    progress: Callable[[str, int, int, str, int], object] | None = None,
+) -> ImportResult:
+    """Bring every session the server lists in ``namespaces`` into Django, resumably.
+
+    A session imported before (it has been pulled) is skipped unless
+    ``refresh``. The run stops at the first session it cannot pull, so a rerun
+    resumes there. ``progress(namespace, index, total, session_id, added)`` is
+    called after each session.
+    """
+    client = client or get_client()
+    result = ImportResult()
+    for namespace in dict.fromkeys(namespaces):
+        # A session written during the listing moves to the last page: count it once.
+        pages = remote_session_ids(client, namespace or None, size=page_size)
+        ids = list(dict.fromkeys(session_id for page in pages for session_id in page))
+        done = set(
+            ChatSession.objects.filter(
+                namespace=namespace, session_id__in=ids, last_pulled_at__isnull=False
+            ).values_list("session_id", flat=True)
+        )
+        for index, session_id in enumerate(ids, start=1):
+            if session_id in done and not refresh:
+                result.skipped += 1
+                continue
+            try:
+                session = memory.get_or_create_session(session_id, namespace=namespace)
+            except MotorheadValidationError as exc:
+                result.refused.append(f"{session_id!r}: {exc}")
+                continue
+            pulled = pull_session(session.pk, client=client)
+            if pulled.error or pulled.busy:
+                why = pulled.error or "busy (a worker holds its lock)"
+                result.stopped = f"stopped at {session_id!r}: {why}"
+                return result
+            result.imported += 1
+            if progress is not None:
+                progress(namespace, index, len(ids), session_id, pulled.added)
+    return result

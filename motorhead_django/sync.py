@@ -354,6 +354,61 @@ def _record_failure(session: ChatSession, exc: MotorheadError, result: PushResul
     signals.push_failed.send(sender=ChatSession, session=session, error=exc, will_retry=retry)
 
 
+def resync_session(session_pk: int, *, client: MotorheadClient | None = None) -> PushResult:
+    """Replace the server's copy with the whole local history, pushed and paced from the start.
+
+    The server's session is deleted (under the namespace it was written under),
+    every local message becomes pending again, and a push sends them all in
+    order, waiting for each compaction, so every message passes through the
+    server's summariser and the server builds its summary from the whole
+    conversation. (``rehydrate.rehydrate_session`` is the quick way back: the
+    latest summary and the newest window only.)
+    """
+    if not motorhead_settings.SYNC_ENABLED:
+        return PushResult(session_pk, state="disabled")
+    client = client or get_client()
+    with session_push_lock(session_pk) as acquired:
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        if not acquired or session is None or session.delete_requested_at is not None:
+            return PushResult(session_pk, busy=not acquired)
+        try:
+            client.delete_memory(session.session_id, namespace=session.namespace or None)
+        except MotorheadError as exc:
+            result = PushResult(session_pk)
+            _record_failure(session, exc, result)
+            return result
+        # The server starts empty: its summary comes from the history, not from ours.
+        session.messages.update(sync_state=MessageSyncState.PENDING, synced_at=None)
+        ChatSession.objects.filter(pk=session_pk).update(
+            sync_state=SyncState.PENDING, inflight_through=None, context_pending=False
+        )
+    return push_session(session_pk, client=client)
+
+
+def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) -> str:
+    """Delete the server's copy of a session and keep ours; returns an error text or "".
+
+    The session is then marked drifted (the server no longer mirrors it) until a
+    resync or a rehydration restores it; new writes are pushed as usual.
+    """
+    client = client or get_client()
+    with session_push_lock(session_pk) as acquired:
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        if session is None:
+            return ""
+        if not acquired:
+            return "busy: a worker is pushing this session"
+        try:
+            client.delete_memory(session.session_id, namespace=session.namespace or None)
+        except MotorheadError as exc:
+            return str(exc)
+        ChatSession.objects.filter(pk=session_pk).update(
+            sync_state=SyncState.DRIFTED,
+            drift="deleted on the server by an operator; resync or rehydrate to restore it",
+        )
+    return ""
+
+
 def due_sessions(limit: int | None = None, now: datetime | None = None) -> list[int]:
     """Primary keys of sessions whose push is due (served by a partial index)."""
     query = ChatSession.objects.due(now).order_by("next_attempt_at", "pk")

@@ -124,6 +124,45 @@ def pull_active(limit: int | None = None) -> int:
     return len(keys)
 
 
+@shared_task(name="motorhead_django.resync_session", acks_late=True, ignore_result=True)
+def resync_session(session_pk: int) -> int:
+    result = sync.resync_session(session_pk)
+    if result.retry_at is not None:
+        schedule_push(session_pk, eta=result.retry_at)
+    return result.pushed
+
+
+@shared_task(name="motorhead_django.delete_on_server", acks_late=True, ignore_result=True)
+def delete_on_server(session_pk: int) -> str:
+    return sync.delete_on_server(session_pk)
+
+
+@shared_task(name="motorhead_django.import_sessions", ignore_result=True)
+def import_sessions(namespaces: list[str]) -> int:
+    result = pull.import_sessions(namespaces)
+    if result.stopped:
+        logger.warning("Import %s; the next run resumes there.", result.stopped)
+    return result.imported
+
+
+def schedule_import(namespaces: list[str]) -> bool:
+    """Enqueue an import of the server's sessions; False when the broker refused it."""
+    options: dict[str, Any] = {"retry": False}
+    if motorhead_settings.TASK_QUEUE:
+        options["queue"] = motorhead_settings.TASK_QUEUE
+    try:
+        import_sessions.apply_async((namespaces,), **options)
+    except Exception:  # the broker's errors vary by transport
+        logger.warning("Could not enqueue an import.", exc_info=True)
+        return False
+    return True
+
+
+def schedule(task: Any, session_pk: int) -> None:
+    """Enqueue one of the per-session tasks; never raises (see schedule_push)."""
+    _enqueue(task, session_pk)
+
+
 def runs_inline() -> bool:
     """Whether tasks run in this process (``task_always_eager``) rather than on a worker."""
     return bool(push_session.app.conf.task_always_eager)

@@ -72,3 +72,6 @@ SPECTACULAR_SETTINGS = {
 MOTORHEAD: dict = {}
 
 CELERY_TASK_ALWAYS_EAGER = True
+# Never Celery's default amqp://localhost (a real RabbitMQ listens there): the worker
+# tests bring their own broker.
+CELERY_BROKER_URL = "memory://"

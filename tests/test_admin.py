@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from motorhead_django import memory
+from motorhead_django import memory, sync
 from motorhead_django.models import ChatMessage, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -308,3 +308,102 @@ def test_change_page_shows_the_summary_timeline_and_drift(admin_client):
     response = admin_client.get(url)
     assert b"first summary" in response.content
     assert b"the server has no messages" in response.content
+
+
+# -- the sync actions against a server -------------------------------------------
+
+
+@pytest.fixture
+def upstream(settings, motorhead_server, monkeypatch):
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
+    return motorhead_server
+
+
+def pushed_session(name: str, count: int) -> ChatSession:
+    session = memory.get_or_create_session(name)
+    memory.append_messages(
+        session, [("Human" if n % 2 else "AI", f"{name} {n}") for n in range(count)]
+    )
+    sync.push_session(session.pk)
+    return session
+
+
+def test_pull_now_brings_in_what_other_clients_wrote(admin_client, upstream):
+    session = pushed_session("pulled", 2)
+    upstream.preload("pulled", [("Human", "from elsewhere"), ("AI", "me too")])
+    page = run_action(admin_client, "pull_now", [session]).content.decode()
+    assert "Pulled 1 session: 2 message(s) found only on the server" in page
+    assert [m.content for m in memory.history(session)][-2:] == ["from elsewhere", "me too"]
+
+
+def test_full_resync_pushes_the_whole_history_through_the_summariser(admin_client, upstream):
+    session = pushed_session("resynced", 30)
+    upstream.wipe()
+    page = run_action(admin_client, "full_resync", [session]).content.decode()
+    assert "Resynced 1 session: 30 message(s) pushed, paced." in page
+    upstream.wait_for_compactions()
+    lines = [f"{m.role}: {m.content}" for m in memory.history(session)]
+    kept = upstream.stored_lines("resynced")
+    # Every message reached the server's summariser or its window; none was dropped.
+    assert upstream.dropped_lines("resynced") == []
+    assert set(lines) == set(upstream.summarized_lines("resynced")) | set(kept)
+
+
+def test_delete_on_the_server_keeps_the_record(admin_client, upstream):
+    session = pushed_session("kept", 3)
+    page = run_action(admin_client, "delete_on_server", [session]).content.decode()
+    assert "Deleted 1 session on the server; the local record is kept." in page
+    assert upstream.stored_messages("kept") == []
+    session.refresh_from_db()
+    assert session.sync_state == "drifted" and session.messages.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the server's DELETE runs when the tombstone commits
+def test_delete_everywhere_and_the_delete_button_go_through_the_core(admin_client, upstream):
+    first, second = pushed_session("gone-1", 2), pushed_session("gone-2", 2)
+    page = run_action(admin_client, "delete_everywhere", [first]).content.decode()
+    assert "Deleted 1 of 1 session." in page
+    assert (
+        upstream.stored_messages("gone-1") == []
+        and not ChatSession.objects.filter(pk=first.pk).exists()
+    )
+    delete_url = reverse("admin:motorhead_django_chatsession_delete", args=[second.pk])
+    admin_client.post(delete_url, {"post": "yes"})
+    assert upstream.stored_messages("gone-2") == []  # DELETE_REMOTE: the server's copy too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_everywhere_while_the_server_is_down_keeps_a_tombstone(admin_client, upstream):
+    session = pushed_session("later", 1)
+    upstream.faults.fail_rate = 1.0
+    page = run_action(admin_client, "delete_everywhere", [session]).content.decode()
+    assert "Deleted 0 of 1 session. 1 wait for the server to confirm" in page
+    session.refresh_from_db()
+    assert session.sync_state == "deleting"
+
+
+def test_with_a_broker_the_actions_are_queued(admin_client, upstream, monkeypatch):
+    queued: list[tuple[str, int]] = []
+    monkeypatch.setattr("motorhead_django.tasks.runs_inline", lambda: False)
+    monkeypatch.setattr(
+        "motorhead_django.tasks.schedule", lambda task, pk: queued.append((task.name, pk))
+    )
+    session = pushed_session("queued", 1)
+    page = run_action(admin_client, "full_resync", [session]).content.decode()
+    assert "Queued 1 session for a worker." in page
+    assert queued == [("motorhead_django.resync_session", session.pk)]
+
+
+def test_import_from_the_overview_page(admin_client, upstream):
+    for name in ("i1", "i2", "i3"):
+        upstream.preload(name, [("Human", f"{name} hello")], namespace="team")
+    url = reverse("admin:motorhead_django_sync_overview")
+    assert b"Import from the server" in admin_client.get(url).content
+    page = admin_client.post(url, {"namespaces": "team"}, follow=True).content.decode()
+    assert "Imported 3 session(s) from the server; 0 were here already." in page
+    assert sorted(
+        ChatSession.objects.filter(namespace="team").values_list("session_id", flat=True)
+    ) == ["i1", "i2", "i3"]
+    again = admin_client.post(url, {"namespaces": "team"}, follow=True).content.decode()
+    assert "Imported 0 session(s) from the server; 3 were here already." in again

@@ -6,12 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import memory
-from ...client import get_client
 from ...conf import motorhead_settings
-from ...exceptions import MotorheadError, MotorheadValidationError
-from ...models import ChatSession
-from ...pull import pull_session, remote_session_ids
+from ...exceptions import MotorheadError
+from ...pull import import_sessions
 
 
 class Command(BaseCommand):
@@ -47,50 +44,33 @@ class Command(BaseCommand):
         if options["page_size"] < 1:
             raise CommandError("--page-size must be at least 1.")
         namespaces = options["namespace"] or [motorhead_settings.NAMESPACE]
-        client = get_client()
-        imported = skipped = 0
-        for namespace in dict.fromkeys(namespaces):
-            ids = self._list(client, namespace, options["page_size"])
-            done = set(
-                ChatSession.objects.filter(
-                    namespace=namespace, session_id__in=ids, last_pulled_at__isnull=False
-                ).values_list("session_id", flat=True)
-            )
-            label = repr(namespace) if namespace else "(none)"
-            self.stdout.write(
-                f"Namespace {label}: {len(ids)} session(s) listed, {len(done)} imported before"
-            )
-            for index, session_id in enumerate(ids, start=1):
-                if session_id in done and not options["refresh"]:
-                    skipped += 1
-                    continue
-                added = self._import(client, namespace, session_id, imported)
-                imported += 1
-                if options["verbosity"] >= 2:
-                    self.stdout.write(f"[{index}/{len(ids)}] {session_id}: {added} message(s)")
-                elif index % 100 == 0 or index == len(ids):
-                    self.stdout.write(f"[{index}/{len(ids)}] ...")
-        self.stdout.write(f"Done: {imported} session(s) imported, {skipped} already there.")
+        verbose = options["verbosity"] >= 2
 
-    def _list(self, client: Any, namespace: str, size: int) -> list[str]:
+        def progress(namespace: str, index: int, total: int, session_id: str, added: int) -> None:
+            if index == 1:
+                label = repr(namespace) if namespace else "(none)"
+                self.stdout.write(f"Namespace {label}: {total} session(s) listed")
+            if verbose:
+                self.stdout.write(f"[{index}/{total}] {session_id}: {added} message(s)")
+            elif index % 100 == 0 or index == total:
+                self.stdout.write(f"[{index}/{total}] ...")
+
         try:
-            pages = list(remote_session_ids(client, namespace or None, size=size))
+            result = import_sessions(
+                namespaces,
+                page_size=options["page_size"],
+                refresh=options["refresh"],
+                progress=progress,
+            )
         except MotorheadError as exc:
-            raise CommandError(f"Could not list the sessions of {namespace!r}: {exc}") from None
-        # A session written during the listing moves to the last page: count it once.
-        return list(dict.fromkeys(session_id for page in pages for session_id in page))
-
-    def _import(self, client: Any, namespace: str, session_id: str, imported: int) -> int:
-        try:
-            session = memory.get_or_create_session(session_id, namespace=namespace)
-        except MotorheadValidationError as exc:
-            self.stderr.write(f"Skipped {session_id!r}: {exc}")
-            return 0
-        result = pull_session(session.pk, client=client)
-        if result.error or result.busy:
-            why = result.error or "busy (a worker holds its lock)"
+            raise CommandError(f"Could not list the server's sessions: {exc}") from None
+        for refused in result.refused:
+            self.stderr.write(f"Skipped {refused}")
+        if result.stopped:
             raise CommandError(
-                f"Stopped at {session_id!r} after {imported} session(s) this run: {why}. "
+                f"Stopped after {result.imported} session(s) this run, {result.stopped}. "
                 "Run the command again to resume."
             )
-        return result.added
+        self.stdout.write(
+            f"Done: {result.imported} session(s) imported, {result.skipped} already there."
+        )
