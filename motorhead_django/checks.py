@@ -235,7 +235,7 @@ def check_text_options(**kwargs: Any) -> list[CheckMessage]:
     namespace = user.get("NAMESPACE", "")
     if namespace is not None and not isinstance(namespace, str):
         messages.append(Error("MOTORHEAD['NAMESPACE'] must be a string.", id=_id("E009")))
-    for key in ("TASK_QUEUE", "USER_AGENT"):
+    for key in ("TASK_QUEUE", "USER_AGENT", "SEARCH_CONFIG"):
         if user.get(key) is not None and not isinstance(user[key], str):
             messages.append(Error(f"MOTORHEAD[{key!r}] must be a string.", id=_id("E009")))
     roles = user.get("ALLOWED_ROLES")

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "DELETE_REMOTE": True,
     # Roles accepted from clients (None: any role, as the server does).
     "ALLOWED_ROLES": None,
+    # PostgreSQL text search configuration for the local message search.
+    "SEARCH_CONFIG": "english",
     # Limits on what clients may write.
     "MAX_CONTENT_LENGTH": 100_000,
     "MAX_MESSAGES_PER_REQUEST": 100,
@@ -174,6 +176,10 @@ class MotorheadSettings:
     def ALLOWED_ROLES(self) -> frozenset[str] | None:
         roles = self._get("ALLOWED_ROLES")
         return None if roles is None else frozenset(roles)
+
+    @property
+    def SEARCH_CONFIG(self) -> str:
+        return str(self._get("SEARCH_CONFIG"))
 
     @property
     def MAX_CONTENT_LENGTH(self) -> int:

@@ -10,9 +10,12 @@ periodic sweep pushes them.
 
 from __future__ import annotations
 
+import logging
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -23,6 +26,8 @@ from django.utils.module_loading import import_string
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
 from .models import ChatMessage, ChatSession, MessageOrigin, MessageSyncState, SyncState
+
+logger = logging.getLogger(__name__)
 
 MessageInput = Mapping[str, Any] | tuple[str, str] | ChatMessage
 
@@ -192,13 +197,40 @@ def summarize(session_pk: int, first: int, last: int) -> str | None:
     return None
 
 
+def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    """Motorhead's retrieval for a session: ``[{"role", "content", "dist"}]``, nearest first.
+
+    The server's long-term memory search when it is on upstream (``LONG_TERM_MEMORY``
+    with a server configured); otherwise, or when the server fails (it answers
+    500 for any id with punctuation, UUIDs included), a local :func:`search`.
+    """
+    if motorhead_settings.LONG_TERM_MEMORY and motorhead_settings.SYNC_ENABLED:
+        from .client import get_client
+        from .exceptions import MotorheadError
+
+        try:
+            found = get_client().retrieve(session.session_id, text)
+        except MotorheadError as exc:
+            logger.warning("Upstream retrieval for %s failed, searching locally: %s", session, exc)
+        else:
+            return [{"role": r.role, "content": r.content, "dist": r.dist} for r in found[:limit]]
+    return [
+        {"role": m.role, "content": m.content, "dist": dist}
+        for m, dist in search(session, text, limit=limit)
+    ]
+
+
 def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
     """The session's messages nearest to ``text``, nearest first, as ``(message, dist)``.
 
-    A portable local stand-in for Motorhead's long-term memory search: ``dist``
-    is the share of the query's words a message lacks (0 = all present), ties
-    go to the newest. It reads at most the newest ``_SEARCH_SCAN`` matches.
+    On PostgreSQL, full-text search (``SEARCH_CONFIG`` stems the words, so
+    "ordered" finds "order"): ``dist`` is ``1 - rank / (rank + 1)``. Elsewhere
+    a portable word search: ``dist`` is the share of the query's words a
+    message lacks (0 = all present). Ties go to the newest; at most the newest
+    ``_SEARCH_SCAN`` matches are read.
     """
+    if transaction.get_connection().vendor == "postgresql":
+        return _full_text_search(session, text, limit)
     terms = set(_words(text)[:_SEARCH_TERMS])
     if not terms:
         return []
@@ -213,6 +245,30 @@ def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[Ch
             scored.append((message, round(dist, 6)))
     scored.sort(key=lambda pair: (pair[1], -pair[0].sequence))
     return scored[:limit]
+
+
+def _full_text_search(
+    session: ChatSession, text: str, limit: int
+) -> list[tuple[ChatMessage, float]]:
+    from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+
+    terms = _words(text)[:_SEARCH_TERMS]
+    if not terms:
+        return []
+    config = motorhead_settings.SEARCH_CONFIG
+    # Any of the words, like the portable search; more of them rank higher.
+    query = reduce(operator.or_, (SearchQuery(term, config=config) for term in terms))
+    vector = SearchVector("content", config=config)
+    candidates = (
+        session.messages.annotate(
+            # Normalisation 32 maps a rank to rank / (rank + 1): into [0, 1).
+            document=vector,
+            rank=SearchRank(vector, query, normalization=32),
+        )
+        .filter(document=query)
+        .order_by("-rank", "-sequence")[:limit]
+    )
+    return [(message, round(1 - message.rank, 6)) for message in candidates]
 
 
 _SEARCH_TERMS = 20

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -166,6 +167,32 @@ def test_sync_status_and_trigger(api, ann, settings, motorhead_server):
     assert motorhead_server.stored_messages("s")[-1] == {"role": "AI", "content": "pending"}
 
 
+def test_trigger_a_pull(api, ann, settings, motorhead_server):
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    session = make_session(ann, session_id="pulled-in")
+    motorhead_server.preload("pulled-in", [("Human", "written elsewhere")], context="a summary")
+    url = f"{API}/sessions/{session.pk}/sync/"
+    response = api.post(url, {"action": "pull"}, format="json")
+    assert response.status_code == 202  # eager Celery: pulled now
+    assert [m.content for m in memory.history(session)] == ["written elsewhere"]
+    session.refresh_from_db()
+    assert session.context == "a summary"
+    bad = api.post(url, {"action": "both"}, format="json")
+    assert bad.status_code == 400 and "action" in bad.json()
+
+
+def test_throttling_is_off_until_a_rate_is_set(api, ann, settings):
+    session = make_session(ann)
+    url = f"{API}/sessions/{session.pk}/memory/"
+    assert all(api.get(url).status_code == 200 for _ in range(5))
+    cache.clear()
+    settings.REST_FRAMEWORK = settings.REST_FRAMEWORK | {
+        "DEFAULT_THROTTLE_RATES": {"motorhead-rest": "3/min"}
+    }
+    statuses = [api.get(url).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
 # -- who sees what -----------------------------------------------------------------
 
 ROUTES = ("", "messages/", "memory/", "sync/")
@@ -285,7 +312,10 @@ def test_retrieval_searches_the_whole_history(api, ann):
     memory.append_messages(session, [("Human", "my dog is Rex"), ("AI", "ok")])
     url = f"{API}/sessions/{session.pk}/retrieval/"
     found = api.post(url, {"text": "dog Rex"}, format="json").json()
-    assert found == [{"role": "Human", "content": "my dog is Rex", "dist": 0.0}]
+    if connection.vendor == "postgresql":  # ranked full-text search: distances in [0, 1)
+        assert [r["content"] for r in found] == ["my dog is Rex"] and 0 <= found[0]["dist"] < 1
+    else:
+        assert found == [{"role": "Human", "content": "my dog is Rex", "dist": 0.0}]
     assert api.post(url, {"text": 5}, format="json").status_code == 400
     other = make_session(make_user("bob"), "bobs")
     other_url = f"{API}/sessions/{other.pk}/retrieval/"

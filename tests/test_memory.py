@@ -188,3 +188,48 @@ def test_delete_in_local_only_mode_deletes_at_once():
     memory.delete_session(session)
     assert not ChatSession.objects.filter(session_id="gone").exists()
     assert not ChatMessage.objects.exists()
+
+
+def test_retrieval_uses_the_servers_long_term_memory_when_it_is_on(
+    settings, motorhead_server_factory, monkeypatch
+):
+    server = motorhead_server_factory(long_term_memory=True)
+    settings.MOTORHEAD = {"URL": server.url, "LONG_TERM_MEMORY": True}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
+    session = memory.get_or_create_session("ltm_session")
+    # Only the server knows these (another client wrote them): the answer must come from it.
+    server.preload("ltm_session", [])
+    server.store.index_long_term("ltm_session", [("Human", "green tea please"), ("AI", "coffee")])
+    found = memory.retrieve(session, "green tea")
+    assert found[0] == {"role": "Human", "content": "green tea please", "dist": found[0]["dist"]}
+    assert [r.method for r in server.requests] == ["POST"]
+
+
+def test_retrieval_falls_back_to_a_local_search_when_the_server_fails(
+    settings, motorhead_server_factory, monkeypatch, caplog
+):
+    server = motorhead_server_factory(long_term_memory=True)
+    settings.MOTORHEAD = {"URL": server.url, "LONG_TERM_MEMORY": True}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
+    # Motorhead answers 500 for ids with punctuation (its RediSearch query breaks).
+    session = memory.get_or_create_session("9b2e-uuid-like")
+    memory.append_messages(session, [("Human", "I would like green tea"), ("AI", "Sure")])
+    found = memory.retrieve(session, "green tea")
+    assert found[0]["content"] == "I would like green tea"
+    assert "searching locally" in caplog.text
+
+
+def test_full_text_search_stems_on_postgresql(postgres):
+    session = memory.get_or_create_session("fts")
+    memory.append_messages(
+        session,
+        [
+            ("Human", "I ordered two pizzas"),
+            ("AI", "Your orders are on the way"),
+            ("Human", "thanks"),
+        ],
+    )
+    found = memory.search(session, "order")
+    assert {m.content for m, _ in found} == {"I ordered two pizzas", "Your orders are on the way"}
+    assert all(0 <= dist < 1 for _, dist in found)
+    assert memory.search(session, "unrelated words") == []

@@ -43,6 +43,7 @@ from .serializers import (
     StatusSerializer,
     validate_text_param,
 )
+from .throttling import ScopedThrottling
 
 _NAMESPACE = OpenApiParameter(
     "namespace", OpenApiTypes.STR, description="Default: MOTORHEAD['NAMESPACE']."
@@ -53,9 +54,10 @@ MAX_PAGE = 100  # the server's limit
 MAX_SIZE = 1000
 
 
-class CompatView(APIView):
+class CompatView(ScopedThrottling, APIView):
     """Explicit policies, so a host project's DRF defaults never change them."""
 
+    throttle_scope = "motorhead-compat"
     authentication_classes = (ApiKeyAuthentication,)
     permission_classes: tuple[type[BasePermission], ...] = (HasApiKeyOrAnonymousAllowed,)
     parser_classes = (JSONParser,)
@@ -190,7 +192,7 @@ class MemoryView(CompatView):
 
 
 class RetrievalView(CompatView):
-    """``POST /sessions/{id}/retrieval``: a local search over the session's messages."""
+    """``POST /sessions/{id}/retrieval``: the upstream's long-term memory, or a local search."""
 
     @extend_schema(
         tags=_TAGS,
@@ -205,8 +207,7 @@ class RetrievalView(CompatView):
         session = self.session_or_none(request, session_id)
         if session is None:
             return Response([])
-        found = memory.search(session, body.validated_data["text"])
-        return Response([{"role": m.role, "content": m.content, "dist": d} for m, d in found])
+        return Response(memory.retrieve(session, body.validated_data["text"]))
 
 
 @no_append_slash

@@ -42,8 +42,10 @@ from .serializers import (
     SessionUpdateSerializer,
     StatusSerializer,
     SyncStatusSerializer,
+    SyncTriggerSerializer,
     validate_text_param,
 )
+from .throttling import ScopedThrottling
 
 ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
 _TAGS = ["sessions"]
@@ -77,9 +79,10 @@ class MessageCursorPagination(CursorPagination):
     max_page_size = 1000
 
 
-class RestView(GenericAPIView):
+class RestView(ScopedThrottling, GenericAPIView):
     """Explicit policies for every REST view."""
 
+    throttle_scope = "motorhead-rest"
     permission_classes = (IsAuthenticated, IsOwnerOrStaff)
     pagination_class: type[BasePagination] | None = None
 
@@ -260,12 +263,11 @@ class RetrievalView(RestView):
         session = self.get_session()
         body = RetrievalSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        found = memory.search(session, body.validated_data["text"])
-        return Response([{"role": m.role, "content": m.content, "dist": d} for m, d in found])
+        return Response(memory.retrieve(session, body.validated_data["text"]))
 
 
 class SyncView(RestView):
-    """``GET``: the session's sync status. ``POST``: schedule a push now."""
+    """``GET``: the session's sync status. ``POST``: schedule a push (or a pull) now."""
 
     serializer_class = SyncStatusSerializer
 
@@ -276,16 +278,25 @@ class SyncView(RestView):
         status_row = ChatSession.objects.annotate(pending_messages=pending).get(pk=session.pk)
         return Response(self.get_serializer(status_row).data)
 
-    @extend_schema(tags=_TAGS, request=None, responses={202: StatusSerializer})
+    @extend_schema(
+        tags=_TAGS,
+        request=SyncTriggerSerializer,
+        responses={202: StatusSerializer, 400: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, pk: str) -> Response:
         session = self.get_session()
+        body = SyncTriggerSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
         if not motorhead_settings.SYNC_ENABLED:
             raise exceptions.ValidationError(
                 {"detail": ["Sync is off: no Motorhead URL is configured."]}
             )
         if session.sync_state == SyncState.DELETING:
             raise exceptions.ValidationError({"detail": ["The session is being deleted."]})
-        tasks.schedule_push(session.pk)
+        if body.validated_data["action"] == "pull":
+            tasks.schedule(tasks.pull_session, session.pk)
+        else:
+            tasks.schedule_push(session.pk)
         return Response({"status": "scheduled"}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -143,6 +143,10 @@ class HealthSerializer(serializers.Serializer):
     now = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
 
 
+class SyncTriggerSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=("push", "pull"), default="push")
+
+
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
 
