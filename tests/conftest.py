@@ -35,6 +35,22 @@ def _fresh_broker_breaker(monkeypatch) -> None:
 
 
 @pytest.fixture
+def upstream(motorhead_server_factory, settings, monkeypatch):
+    """A test server as the configured upstream; pushes run only when a test says so."""
+    server = motorhead_server_factory(window_size=12)
+    settings.MOTORHEAD = {
+        "URL": server.url,
+        "READ_TIMEOUT": 1.0,
+        "CONNECT_TIMEOUT": 1.0,
+        "RETRY_BACKOFF": 0.01,
+        "RETRY_BACKOFF_MAX": 0.05,
+        "COMPACTION_TIMEOUT": 5.0,
+    }
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    return server
+
+
+@pytest.fixture
 def redis_url() -> str:
     require_service("Redis", REDIS_URL, 6379)
     return REDIS_URL

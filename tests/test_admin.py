@@ -313,13 +313,6 @@ def test_change_page_shows_the_summary_timeline_and_drift(admin_client):
 # -- the sync actions against a server -------------------------------------------
 
 
-@pytest.fixture
-def upstream(settings, motorhead_server, monkeypatch):
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
-    settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
-    return motorhead_server
-
-
 def pushed_session(name: str, count: int) -> ChatSession:
     session = memory.get_or_create_session(name)
     memory.append_messages(

@@ -19,21 +19,6 @@ from motorhead_django.models import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def upstream(motorhead_server_factory, settings, monkeypatch):
-    """A test server as the configured upstream; pushes run only when a test says so."""
-    server = motorhead_server_factory(window_size=12)
-    settings.MOTORHEAD = {
-        "URL": server.url,
-        "READ_TIMEOUT": 1.0,
-        "CONNECT_TIMEOUT": 1.0,
-        "RETRY_BACKOFF": 0.01,
-        "RETRY_BACKOFF_MAX": 0.05,
-    }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
-    return server
-
-
 def say(session: ChatSession, *contents: str) -> None:
     memory.append_messages(session, [("Human", content) for content in contents])
 

@@ -16,18 +16,14 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def upstream(motorhead_server_factory, settings, monkeypatch):
-    server = motorhead_server_factory(window_size=12)
-    settings.MOTORHEAD = {
-        "URL": server.url,
-        "READ_TIMEOUT": 1.0,
-        "CONNECT_TIMEOUT": 1.0,
+def upstream(upstream, settings):
+    """The shared upstream, giving up after two retries."""
+    settings.MOTORHEAD = settings.MOTORHEAD | {
         "RETRY_BACKOFF": 0.05,
         "RETRY_BACKOFF_MAX": 0.1,
         "MAX_RETRIES": 2,
     }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
-    return server
+    return upstream
 
 
 def langchain_read(server, session_id: str) -> tuple[list[str], str | None]:

@@ -14,22 +14,6 @@ from motorhead_django.sync import batch_landed, landed_prefix
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def upstream(motorhead_server_factory, settings, monkeypatch):
-    """A test server as the configured upstream; pushes run only when a test says so."""
-    server = motorhead_server_factory(window_size=12)
-    settings.MOTORHEAD = {
-        "URL": server.url,
-        "READ_TIMEOUT": 1.0,
-        "CONNECT_TIMEOUT": 1.0,
-        "RETRY_BACKOFF": 0.01,
-        "RETRY_BACKOFF_MAX": 0.05,
-        "COMPACTION_TIMEOUT": 5.0,
-    }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
-    return server
-
-
 def write(session_id: str, count: int, start: int = 1) -> ChatSession:
     session = memory.get_or_create_session(session_id)
     pairs = [
