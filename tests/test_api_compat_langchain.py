@@ -14,7 +14,8 @@ from motorhead_django.models import ApiKey, ChatSession
 
 MotorheadMemory = pytest.importorskip("langchain_community.memory.motorhead_memory").MotorheadMemory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Against the example project's own URLs, as a deployment mounts them.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("example_project.urls")]
 
 
 def fresh_memory(url: str, session_id: str):
