@@ -25,7 +25,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_refuses_to_start_without_a_secret_key_in_production():
-    result = manage("check")
+    result = manage("check", DEBUG="false")
     assert result.returncode != 0
     assert "Set SECRET_KEY (or DEBUG=true for local development)." in result.stderr
 
