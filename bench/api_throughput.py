@@ -14,12 +14,15 @@ this one run:
 
 1. Requests per second of ``GET /sessions/{id}/memory`` (a full window of 13
    messages) and of ``POST /sessions/{id}/memory`` (2 messages, spread over 50
-   sessions), ours beside the bare views, and the ratio. Rounds alternate
-   between the two; the median round counts. Local-only mode (no
+   sessions), ours beside the bare views, and the ratio. Rounds of 5 s
+   alternate between the two; the median of 5 rounds counts. Local-only mode (no
    ``MOTORHEAD['URL']``): a write schedules no push.
 2. The latency of ``GET /sessions/{id}/memory`` for a session of 10 and one of
    100,000 messages, one request at a time, alternating: median and p95, and
    the ratio; and the window query's plan.
+3. For the reading of 1.: the same GET and POST, ours and bare, in this process
+   through Django's test client (no HTTP, no server, no load client): the
+   server's own time per request.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import urllib3  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
 
 from motorhead_django import memory  # noqa: E402
 from motorhead_django.models import ApiKey, ChatMessage, ChatSession  # noqa: E402
@@ -155,8 +159,11 @@ def connect(port: int) -> urllib3.HTTPConnectionPool:
     return urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1, retries=False, timeout=10)
 
 
-def load(port: int, send: Request, count: int, clients: int, limit: float) -> float:
-    """Send ``count`` requests from ``clients`` threads (at most ``limit`` seconds); req/s."""
+def load(port: int, send: Request, count: int, clients: int, limit: float) -> tuple[float, float]:
+    """Send ``count`` requests from ``clients`` threads (at most ``limit`` seconds).
+
+    Returns requests per second, and this client's CPU time per request in ms
+    (it shares the CPUs with gunicorn and PostgreSQL)."""
     numbers = itertools.count()
     done = [0] * clients
     failures: list[str] = []
@@ -174,15 +181,15 @@ def load(port: int, send: Request, count: int, clients: int, limit: float) -> fl
             done[slot] += 1
 
     threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if failures:
         raise SystemExit(f"{len(failures)} failed requests, first: {failures[0]}")
-    return sum(done) / elapsed
+    return sum(done) / elapsed, cpu * 1000 / sum(done)
 
 
 def sessions_path(prefix: str, session_id: str) -> str:
@@ -217,26 +224,31 @@ def throughput(port: int, key: str, args: argparse.Namespace) -> None:
     assert ours == bare and len(json.loads(ours)["messages"]) == 13, (ours, bare)
 
     print(
-        f"\nRequests per second, {args.clients} client threads, {args.requests:,} requests "
-        f"a round, median of {args.rounds} rounds (ratio: ours / bare)"
+        f"\nRequests per second, {args.clients} client threads, rounds of {args.limit:g} s "
+        f"(or {args.requests:,} requests), median of {args.rounds} rounds (ratio: ours / bare)"
     )
     for label, make in (
         ("GET  memory (13 messages)", getter),
         ("POST memory (2 messages)", poster),
     ):
         for side in ("ours", "bare"):  # warm every worker up: imports, connections, caches
-            load(port, make(side), args.requests // 4, args.clients, args.limit)
+            load(port, make(side), args.requests, args.clients, args.limit / 3)
         rates: dict[str, list[float]] = {"ours": [], "bare": []}
+        client_cpu = []
         for _ in range(args.rounds):
             for side in ("ours", "bare"):
-                rates[side].append(load(port, make(side), args.requests, args.clients, args.limit))
+                rate, cpu = load(port, make(side), args.requests, args.clients, args.limit)
+                rates[side].append(rate)
+                client_cpu.append(cpu)
         ours_rps, bare_rps = (statistics.median(rates[side]) for side in ("ours", "bare"))
         rounds = " ".join(
             f"{o:.0f}/{b:.0f}" for o, b in zip(rates["ours"], rates["bare"], strict=True)
         )
         print(
-            f"  {label:<26} ours {ours_rps:6.0f} req/s   bare {bare_rps:6.0f} req/s   "
-            f"ratio {ours_rps / bare_rps:.2f}   (rounds ours/bare: {rounds})"
+            f"  {label:<26} ours {ours_rps:5.0f} req/s   bare {bare_rps:5.0f} req/s   "
+            f"ratio {ours_rps / bare_rps:.2f}\n"
+            f"  {'':<26} rounds ours/bare: {rounds}; "
+            f"client CPU {statistics.median(client_cpu):.2f} ms a request"
         )
 
 
@@ -276,6 +288,35 @@ def latency(port: int, key: str, samples: int) -> None:
     print(f"  window query plan (100,000 messages): {plan.splitlines()[1].strip(' ->')}")
 
 
+def in_process(key: str, samples: int) -> None:
+    """The same requests through Django's test client: the server's time, without HTTP."""
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_X_METAL_API_KEY=key)
+    prefixes = {"ours": "/motorhead", "bare": "/bare"}
+    body = json.dumps(
+        {"messages": [{"role": "Human", "content": "q"}, {"role": "AI", "content": "a"}]}
+    )
+    print(f"\nIn process (Django's test client, no HTTP, no gunicorn), median of {samples}")
+    for method in ("GET", "POST"):
+        timings: dict[str, list[float]] = {"ours": [], "bare": []}
+        for n in range(samples + 20):
+            for side, found in timings.items():
+                started = time.perf_counter()
+                if method == "GET":
+                    response = client.get(sessions_path(prefixes[side], "read-100"))
+                else:
+                    path = sessions_path(prefixes[side], f"write-{side}-{n % POST_SESSIONS}")
+                    response = client.post(path, body, content_type="application/json")
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200, response.content
+                if n >= 20:
+                    found.append(elapsed * 1000)
+        ours, bare = (statistics.median(timings[side]) for side in ("ours", "bare"))
+        print(
+            f"  {method:<4} memory   ours {ours:.2f} ms   bare {bare:.2f} ms   "
+            f"ratio (bare / ours) {bare / ours:.2f}"
+        )
+
+
 def database_url(name: str) -> str:
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path=f"/{name}"))
@@ -287,8 +328,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--clients", type=int, default=8, help="client threads")
     args = parser.parse_args()
-    args.requests, args.rounds, samples = (400, 1, 100) if args.quick else (3000, 3, 500)
-    args.limit = 30.0  # seconds at most per round, whatever the rate
+    # Rounds are bounded in time and in count, whatever the rate.
+    args.limit, args.requests, args.rounds, samples = (
+        (2.0, 1000, 1, 100) if args.quick else (5.0, 5000, 5, 500)
+    )
 
     if connection.vendor != "postgresql":
         raise SystemExit("Needs PostgreSQL: set DATABASE_URL=postgres://...")
@@ -308,6 +351,7 @@ def main() -> None:
         server.wait_ready()
         throughput(server.port, key, args)
         latency(server.port, key, samples)
+        in_process(key, samples)
     finally:
         if server is not None:
             server.stop()
