@@ -14,8 +14,9 @@ this one run:
 
 1. Requests per second of ``GET /sessions/{id}/memory`` (a full window of 13
    messages) and of ``POST /sessions/{id}/memory`` (2 messages, spread over 50
-   sessions), ours beside the bare views, and the ratio. Rounds of 5 s
-   alternate between the two; the median of 5 rounds counts. Local-only mode (no
+   sessions), ours beside the bare views, and the ratio. Twelve pairs of 2 s
+   rounds, one of each side, so the load other processes put on the machine
+   weighs on both alike; medians, and the median ratio over the pairs. Local-only mode (no
    ``MOTORHEAD['URL']``): a write schedules no push.
 2. The latency of ``GET /sessions/{id}/memory`` for a session of 10 and one of
    100,000 messages, one request at a time, alternating: median and p95, and
@@ -225,29 +226,31 @@ def throughput(port: int, key: str, args: argparse.Namespace) -> None:
 
     print(
         f"\nRequests per second, {args.clients} client threads, rounds of {args.limit:g} s "
-        f"(or {args.requests:,} requests), median of {args.rounds} rounds (ratio: ours / bare)"
+        f"(or {args.requests:,} requests), {args.rounds} of each, medians "
+        f"(ratio: ours / bare, median over pairs of rounds)"
     )
     for label, make in (
         ("GET  memory (13 messages)", getter),
         ("POST memory (2 messages)", poster),
     ):
         for side in ("ours", "bare"):  # warm every worker up: imports, connections, caches
-            load(port, make(side), args.requests, args.clients, args.limit / 3)
+            load(port, make(side), args.requests, args.clients, args.limit)
         rates: dict[str, list[float]] = {"ours": [], "bare": []}
         client_cpu = []
-        for _ in range(args.rounds):
-            for side in ("ours", "bare"):
+        for n in range(args.rounds):
+            # Short rounds in pairs, first one side then the other, so that the load
+            # other processes put on the machine weighs on both alike.
+            for side in ("ours", "bare") if n % 2 else ("bare", "ours"):
                 rate, cpu = load(port, make(side), args.requests, args.clients, args.limit)
                 rates[side].append(rate)
                 client_cpu.append(cpu)
+        ratios = [o / b for o, b in zip(rates["ours"], rates["bare"], strict=True)]
         ours_rps, bare_rps = (statistics.median(rates[side]) for side in ("ours", "bare"))
-        rounds = " ".join(
-            f"{o:.0f}/{b:.0f}" for o, b in zip(rates["ours"], rates["bare"], strict=True)
-        )
         print(
             f"  {label:<26} ours {ours_rps:5.0f} req/s   bare {bare_rps:5.0f} req/s   "
-            f"ratio {ours_rps / bare_rps:.2f}\n"
-            f"  {'':<26} rounds ours/bare: {rounds}; "
+            f"ratio {statistics.median(ratios):.2f}\n"
+            f"  {'':<26} ratios of the rounds {min(ratios):.2f} to {max(ratios):.2f}, "
+            f"quartiles {' '.join(f'{q:.2f}' for q in statistics.quantiles(ratios, n=4))}; "
             f"client CPU {statistics.median(client_cpu):.2f} ms a request"
         )
 
@@ -330,7 +333,7 @@ def main() -> None:
     args = parser.parse_args()
     # Rounds are bounded in time and in count, whatever the rate.
     args.limit, args.requests, args.rounds, samples = (
-        (2.0, 1000, 1, 100) if args.quick else (5.0, 5000, 5, 500)
+        (1.0, 1000, 4, 100) if args.quick else (2.0, 2000, 12, 500)
     )
 
     if connection.vendor != "postgresql":
@@ -344,7 +347,8 @@ def main() -> None:
         print(
             f"motorhead-django API benchmark: gunicorn, {args.workers} sync workers, "
             f"{connection.vendor} ({connection.settings_dict['NAME']}), {os.cpu_count()} CPUs, "
-            f"local-only (no sync); seeded in {time.perf_counter() - started:.1f} s"
+            f"local-only (no sync); seeded in {time.perf_counter() - started:.1f} s; "
+            f"load average before the run {os.getloadavg()[0]:.1f}"
         )
         connection.close()  # the server's workers get their own connections
         server = Gunicorn(database_url(connection.settings_dict["NAME"]), args.workers)
