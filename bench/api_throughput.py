@@ -2,7 +2,7 @@
 and the latency of a window read at 10 and at 100,000 messages.
 
     .venv/bin/python bench/api_throughput.py            # PostgreSQL at DATABASE_URL
-    .venv/bin/python bench/api_throughput.py --quick    # fewer requests, for a smoke run
+    .venv/bin/python bench/api_throughput.py --quick    # short rounds, for a smoke run
 
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/test; the benchmark
 creates and drops its own database (test_motorhead_bench_api) there. It serves
@@ -15,9 +15,9 @@ this one run:
 1. Requests per second of ``GET /sessions/{id}/memory`` (a full window of 13
    messages) and of ``POST /sessions/{id}/memory`` (2 messages, spread over 50
    sessions), ours beside the bare views, and the ratio. Twelve pairs of 2 s
-   rounds, one of each side, so the load other processes put on the machine
-   weighs on both alike; medians, and the median ratio over the pairs. Local-only mode (no
-   ``MOTORHEAD['URL']``): a write schedules no push.
+   rounds, one of each side back to back, so the load other processes put on
+   the machine weighs on both alike; medians, and the median ratio over the
+   pairs. Local-only mode (no ``MOTORHEAD['URL']``): a write schedules no push.
 2. The latency of ``GET /sessions/{id}/memory`` for a session of 10 and one of
    100,000 messages, one request at a time, alternating: median and p95, and
    the ratio; and the window query's plan.
@@ -176,7 +176,11 @@ def load(port: int, send: Request, count: int, clients: int, limit: float) -> tu
             n = next(numbers)
             if n >= count:
                 break
-            response = send(pool, n)
+            try:
+                response = send(pool, n)
+            except urllib3.exceptions.HTTPError as exc:
+                failures.append(repr(exc))
+                break
             if response.status != 200:
                 failures.append(f"{response.status}: {response.data[:200]!r}")
             done[slot] += 1
@@ -327,7 +331,7 @@ def database_url(name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--clients", type=int, default=8, help="client threads")
     args = parser.parse_args()
