@@ -30,10 +30,10 @@ from .. import memory
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ApiKey, ChatSession
-from . import schema  # noqa: F401  (registers the API-key security scheme)
 from .authentication import ApiKeyAuthentication
 from .errors import check_body_size
 from .permissions import HasApiKeyOrAnonymousAllowed
+from .schema import CompatAutoSchema  # (importing it registers the API-key scheme)
 from .serializers import (
     HealthSerializer,
     MemoryWriteSerializer,
@@ -61,6 +61,7 @@ class CompatView(APIView):
     parser_classes = (JSONParser,)
     renderer_classes = (JSONRenderer,)
     pagination_class = None
+    schema = CompatAutoSchema()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -9,17 +9,19 @@ never open it up. Writes go through :mod:`motorhead_django.memory`.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.apps import apps
 from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -30,8 +32,10 @@ from .. import memory, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
+from .authentication import NulSafeTokenAuthentication
 from .errors import check_body_size
 from .permissions import IsOwnerOrStaff
+from .schema import MotorheadAutoSchema
 from .serializers import (
     ChatMessageSerializer,
     ChatSessionSerializer,
@@ -82,12 +86,13 @@ class RestView(GenericAPIView):
 
     permission_classes = (IsAuthenticated, IsOwnerOrStaff)
     pagination_class: type[BasePagination] | None = None
+    schema = MotorheadAutoSchema()
 
     def get_authenticators(self) -> list[Any]:
         # Token first: its WWW-Authenticate header turns "no credentials" into a 401.
         classes: list[type] = [SessionAuthentication]
         if apps.is_installed("rest_framework.authtoken"):
-            classes.insert(0, TokenAuthentication)
+            classes.insert(0, NulSafeTokenAuthentication)
         return [cls() for cls in classes]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -276,7 +281,9 @@ class SyncView(RestView):
         status_row = ChatSession.objects.annotate(pending_messages=pending).get(pk=session.pk)
         return Response(self.get_serializer(status_row).data)
 
-    @extend_schema(tags=_TAGS, request=None, responses={202: StatusSerializer})
+    @extend_schema(
+        tags=_TAGS, request=None, responses={202: StatusSerializer, 400: OpenApiTypes.OBJECT}
+    )
     def post(self, request: Request, pk: str) -> Response:
         session = self.get_session()
         if not motorhead_settings.SYNC_ENABLED:
@@ -313,7 +320,11 @@ def _pk(value: str, field: str | None = None) -> int:
 def _datetime(value: str, field: str) -> Any:
     try:
         parsed = parse_datetime(value)
-    except ValueError:
+        if parsed is not None and timezone.is_aware(parsed):
+            # In UTC now: PostgreSQL refuses offsets past 15:59, and a time near year 1
+            # or 9999 may not exist in UTC at all.
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None:
         raise exceptions.ValidationError({field: ["An ISO 8601 date and time."]})
