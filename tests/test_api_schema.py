@@ -136,3 +136,31 @@ def test_error_answers_are_in_the_schema(schema):
     other = compat.get("/motorhead/sessions/s/memory", {"namespace": "other"})
     expect(403, memory_path, "get", other)
     expect(400, memory_path, "get", compat.get("/motorhead/sessions/a%00b/memory"))
+
+
+def test_the_schema_states_what_the_views_refuse(schema):
+    """Blank roles, empty batches, out-of-range pages and control characters are 400s;
+    the schema says so, so a valid request by the schema is one the views can take."""
+
+    def valid(name: str, body: Any) -> bool:
+        components = _jsonschema(copy.deepcopy(schema["components"]))
+        full = {"$ref": f"#/components/schemas/{name}", "components": components}
+        return jsonschema.Draft7Validator(full).is_valid(body)
+
+    assert valid("Message", {"role": "Human", "content": ""})
+    assert not valid("Message", {"role": "", "content": "x"})
+    assert not valid("Message", {"role": "Human", "content": "a\x00b"})
+    assert not valid("MemoryWrite", {"messages": []})
+    assert valid("MemoryWrite", {"messages": [{"role": "AI", "content": "x"}], "context": None})
+    assert valid("MessagesAppend", {"role": "AI", "content": "x"})
+    assert not valid("MessagesAppend", {})
+    assert not valid("Retrieval", {"text": ""})
+    parameters = schema["paths"]["/motorhead/sessions/{session_id}/memory"]["get"]["parameters"]
+    session_id = next(p["schema"] for p in parameters if p["name"] == "session_id")
+    assert not jsonschema.Draft7Validator(session_id).is_valid("a\nb")
+    paging = schema["paths"]["/motorhead/sessions"]["get"]["parameters"]
+    assert {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    } in paging

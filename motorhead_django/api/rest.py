@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import GenericAPIView
@@ -37,9 +37,12 @@ from .errors import check_body_size
 from .permissions import IsOwnerOrStaff
 from .schema import MotorheadAutoSchema
 from .serializers import (
+    NO_CONTROL_CHARACTERS,
     ChatMessageSerializer,
     ChatSessionSerializer,
     MessagesAppendSerializer,
+    MessagesBatchSerializer,
+    MessageSerializer,
     MotorheadMemorySerializer,
     RetrievalResultSerializer,
     RetrievalSerializer,
@@ -51,15 +54,18 @@ from .serializers import (
 
 ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
 _TAGS = ["sessions"]
+_TEXT = {"type": "string", "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
 _LIST_PARAMETERS = [
-    OpenApiParameter("sync_state", OpenApiTypes.STR),
-    OpenApiParameter("namespace", OpenApiTypes.STR),
-    OpenApiParameter("owner", OpenApiTypes.INT, description="A user id."),
+    OpenApiParameter("sync_state", _TEXT),
+    OpenApiParameter("namespace", _TEXT),
+    OpenApiParameter("owner", {"type": "integer", "minimum": 0}, description="A user id."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME),
     OpenApiParameter("updated_after", OpenApiTypes.DATETIME),
     OpenApiParameter("updated_before", OpenApiTypes.DATETIME),
-    OpenApiParameter("search", OpenApiTypes.STR, description="In the id or any message."),
+    OpenApiParameter(
+        "search", {**_TEXT, "maxLength": 1000}, description="In the id or any message."
+    ),
     OpenApiParameter(
         "ordering", OpenApiTypes.STR, enum=[*ORDERINGS, *(f"-{o}" for o in ORDERINGS)]
     ),
@@ -225,7 +231,11 @@ class MessageListView(RestView):
 
     @extend_schema(
         tags=_TAGS,
-        request=MessagesAppendSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="MessagesAppend",
+            serializers=[MessageSerializer, MessagesBatchSerializer],
+            resource_type_field_name=None,
+        ),
         responses={201: ChatMessageSerializer(many=True)},
     )
     def post(self, request: Request, pk: str) -> Response:
