@@ -247,6 +247,9 @@ def test_token_authentication(ann):
     assert client.get(f"{API}/sessions/{session.pk}/").status_code == 200
     client.credentials(HTTP_AUTHORIZATION="Token nope")
     assert client.get(f"{API}/sessions/{session.pk}/").status_code == 401
+    # PostgreSQL cannot compare with a NUL: DRF's own lookup answered 500.
+    client.credentials(HTTP_AUTHORIZATION="Token a\x00b")
+    assert client.get(f"{API}/sessions/{session.pk}/").status_code == 401
 
 
 def test_session_authentication(client, ann):
@@ -331,3 +334,21 @@ def test_oversized_bodies_are_413_before_parsing(api, ann, settings):
         response.status_code == 413 and "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
     )
     assert not ChatMessage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "value,status",
+    [
+        # Python reads offsets up to a day; PostgreSQL refused this one with a 500.
+        ("2024-01-01T00:00:00+23:58", 200),
+        # Before year 1 once in UTC: Python cannot represent it.
+        ("0001-01-01T00:00:00+05:00", 400),
+        ("9999-12-31T23:59:59-05:00", 400),
+    ],
+)
+def test_date_filters_take_any_offset_or_answer_400(api, ann, value, status):
+    make_session(ann)
+    response = api.get(f"{API}/sessions/", {"created_after": value})
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert "created_after" in response.json()

@@ -107,3 +107,60 @@ def test_responses_match_the_schema(schema):
     check(schema, "/motorhead/sessions/{session_id}/retrieval", "post", found)
     check(schema, memory_path, "delete", compat.delete("/motorhead/sessions/c/memory"))
     check(schema, "/api/sessions/{id}/", "delete", api.delete(f"/api/sessions/{pk}/"))
+
+
+def test_error_answers_are_in_the_schema(schema):
+    """Each status a client can get is listed, with a body the schema allows."""
+
+    def expect(status: int, path: str, method: str, response) -> None:
+        assert response.status_code == status, response.content
+        check(schema, path, method, response)
+
+    user = get_user_model().objects.create(username="e")
+    api = APIClient()
+    expect(401, "/api/sessions/", "get", api.get("/api/sessions/"))
+    api.force_authenticate(user)
+    expect(400, "/api/sessions/", "get", api.get("/api/sessions/", {"ordering": "x"}))
+    expect(404, "/api/sessions/", "get", api.get("/api/sessions/", {"page": 9}))
+    expect(404, "/api/sessions/{id}/", "get", api.get("/api/sessions/999/"))
+    not_json = api.post("/api/sessions/", "x", content_type="text/plain")
+    expect(415, "/api/sessions/", "post", not_json)
+    pk = api.post("/api/sessions/", {"session_id": "s"}, format="json").json()["id"]
+    expect(400, "/api/sessions/{id}/sync/", "post", api.post(f"/api/sessions/{pk}/sync/"))
+
+    _, key = ApiKey.issue(user, "k", namespace="team")
+    compat = APIClient()
+    expect(401, "/motorhead/sessions", "get", compat.get("/motorhead/sessions"))
+    compat.credentials(HTTP_X_METAL_API_KEY=key)
+    memory_path = "/motorhead/sessions/{session_id}/memory"
+    other = compat.get("/motorhead/sessions/s/memory", {"namespace": "other"})
+    expect(403, memory_path, "get", other)
+    expect(400, memory_path, "get", compat.get("/motorhead/sessions/a%00b/memory"))
+
+
+def test_the_schema_states_what_the_views_refuse(schema):
+    """Blank roles, empty batches, out-of-range pages and control characters are 400s;
+    the schema says so, so a valid request by the schema is one the views can take."""
+
+    def valid(name: str, body: Any) -> bool:
+        components = _jsonschema(copy.deepcopy(schema["components"]))
+        full = {"$ref": f"#/components/schemas/{name}", "components": components}
+        return jsonschema.Draft7Validator(full).is_valid(body)
+
+    assert valid("Message", {"role": "Human", "content": ""})
+    assert not valid("Message", {"role": "", "content": "x"})
+    assert not valid("Message", {"role": "Human", "content": "a\x00b"})
+    assert not valid("MemoryWrite", {"messages": []})
+    assert valid("MemoryWrite", {"messages": [{"role": "AI", "content": "x"}], "context": None})
+    assert valid("MessagesAppend", {"role": "AI", "content": "x"})
+    assert not valid("MessagesAppend", {})
+    assert not valid("Retrieval", {"text": ""})
+    parameters = schema["paths"]["/motorhead/sessions/{session_id}/memory"]["get"]["parameters"]
+    session_id = next(p["schema"] for p in parameters if p["name"] == "session_id")
+    assert not jsonschema.Draft7Validator(session_id).is_valid("a\nb")
+    paging = schema["paths"]["/motorhead/sessions"]["get"]["parameters"]
+    assert {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    } in paging

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.request import Request
 
 from ..models import ApiKey
@@ -47,3 +47,13 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Any value makes DRF answer 401 (not 403) to a request without a key.
         return 'x-metal-api-key realm="motorhead"'
+
+
+class NulSafeTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication, with a token holding a NUL character refused as invalid:
+    PostgreSQL cannot compare with one, and DRF would let that surface as a 500."""
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        if "\x00" in key:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return super().authenticate_credentials(key)

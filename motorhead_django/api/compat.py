@@ -30,11 +30,12 @@ from .. import memory
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ApiKey, ChatSession
-from . import schema  # noqa: F401  (registers the API-key security scheme)
 from .authentication import ApiKeyAuthentication
 from .errors import check_body_size
 from .permissions import HasApiKeyOrAnonymousAllowed
+from .schema import CompatAutoSchema  # (importing it registers the API-key scheme)
 from .serializers import (
+    NO_CONTROL_CHARACTERS,
     HealthSerializer,
     MemoryWriteSerializer,
     MotorheadMemorySerializer,
@@ -45,9 +46,9 @@ from .serializers import (
 )
 from .throttling import ScopedThrottling
 
-_NAMESPACE = OpenApiParameter(
-    "namespace", OpenApiTypes.STR, description="Default: MOTORHEAD['NAMESPACE']."
-)
+_TEXT = {"type": "string", "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
+_NAMESPACE = OpenApiParameter("namespace", _TEXT, description="Default: MOTORHEAD['NAMESPACE'].")
+_SESSION_ID = OpenApiParameter("session_id", {**_TEXT, "minLength": 1}, OpenApiParameter.PATH)
 _TAGS = ["motorhead"]
 
 MAX_PAGE = 100  # the server's limit
@@ -63,6 +64,7 @@ class CompatView(ScopedThrottling, APIView):
     parser_classes = (JSONParser,)
     renderer_classes = (JSONRenderer,)
     pagination_class = None
+    schema = CompatAutoSchema()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -129,8 +131,8 @@ class SessionListView(CompatView):
     @extend_schema(
         tags=_TAGS,
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT, description="1 to 100."),
-            OpenApiParameter("size", OpenApiTypes.INT, description="1 to 1000."),
+            OpenApiParameter("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+            OpenApiParameter("size", {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}),
             _NAMESPACE,
         ],
         responses={
@@ -150,7 +152,9 @@ class SessionListView(CompatView):
 class MemoryView(CompatView):
     """``GET|POST|DELETE /sessions/{id}/memory``."""
 
-    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses=MotorheadMemorySerializer)
+    @extend_schema(
+        tags=_TAGS, parameters=[_SESSION_ID, _NAMESPACE], responses=MotorheadMemorySerializer
+    )
     def get(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         session = self.session_or_none(request, session_id)
         if session is None:
@@ -161,7 +165,7 @@ class MemoryView(CompatView):
 
     @extend_schema(
         tags=_TAGS,
-        parameters=[_NAMESPACE],
+        parameters=[_SESSION_ID, _NAMESPACE],
         request=MemoryWriteSerializer,
         responses={200: StatusSerializer, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
     )
@@ -182,7 +186,9 @@ class MemoryView(CompatView):
             memory.append_messages(session, body.validated_data["messages"], **extra)
         return Response({"status": "Ok"})
 
-    @extend_schema(tags=_TAGS, parameters=[_NAMESPACE], responses={200: StatusSerializer})
+    @extend_schema(
+        tags=_TAGS, parameters=[_SESSION_ID, _NAMESPACE], responses={200: StatusSerializer}
+    )
     def delete(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         # Always 200, like the server: unknown ids and other owners' ids alike.
         session = self.session_or_none(request, session_id)
@@ -196,7 +202,7 @@ class RetrievalView(CompatView):
 
     @extend_schema(
         tags=_TAGS,
-        parameters=[_NAMESPACE],
+        parameters=[_SESSION_ID, _NAMESPACE],
         request=RetrievalSerializer,
         responses={200: RetrievalResultSerializer(many=True), 400: OpenApiTypes.OBJECT},
     )

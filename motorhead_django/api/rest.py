@@ -9,17 +9,19 @@ never open it up. Writes go through :mod:`motorhead_django.memory`.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.apps import apps
 from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -30,12 +32,17 @@ from .. import memory, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
+from .authentication import NulSafeTokenAuthentication
 from .errors import check_body_size
 from .permissions import IsOwnerOrStaff
+from .schema import MotorheadAutoSchema
 from .serializers import (
+    NO_CONTROL_CHARACTERS,
     ChatMessageSerializer,
     ChatSessionSerializer,
     MessagesAppendSerializer,
+    MessagesBatchSerializer,
+    MessageSerializer,
     MotorheadMemorySerializer,
     RetrievalResultSerializer,
     RetrievalSerializer,
@@ -49,15 +56,18 @@ from .throttling import ScopedThrottling
 
 ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
 _TAGS = ["sessions"]
+_TEXT = {"type": "string", "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
 _LIST_PARAMETERS = [
-    OpenApiParameter("sync_state", OpenApiTypes.STR),
-    OpenApiParameter("namespace", OpenApiTypes.STR),
-    OpenApiParameter("owner", OpenApiTypes.INT, description="A user id."),
+    OpenApiParameter("sync_state", _TEXT),
+    OpenApiParameter("namespace", _TEXT),
+    OpenApiParameter("owner", {"type": "integer", "minimum": 0}, description="A user id."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME),
     OpenApiParameter("updated_after", OpenApiTypes.DATETIME),
     OpenApiParameter("updated_before", OpenApiTypes.DATETIME),
-    OpenApiParameter("search", OpenApiTypes.STR, description="In the id or any message."),
+    OpenApiParameter(
+        "search", {**_TEXT, "maxLength": 1000}, description="In the id or any message."
+    ),
     OpenApiParameter(
         "ordering", OpenApiTypes.STR, enum=[*ORDERINGS, *(f"-{o}" for o in ORDERINGS)]
     ),
@@ -85,12 +95,13 @@ class RestView(ScopedThrottling, GenericAPIView):
     throttle_scope = "motorhead-rest"
     permission_classes = (IsAuthenticated, IsOwnerOrStaff)
     pagination_class: type[BasePagination] | None = None
+    schema = MotorheadAutoSchema()
 
     def get_authenticators(self) -> list[Any]:
         # Token first: its WWW-Authenticate header turns "no credentials" into a 401.
         classes: list[type] = [SessionAuthentication]
         if apps.is_installed("rest_framework.authtoken"):
-            classes.insert(0, TokenAuthentication)
+            classes.insert(0, NulSafeTokenAuthentication)
         return [cls() for cls in classes]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -223,7 +234,11 @@ class MessageListView(RestView):
 
     @extend_schema(
         tags=_TAGS,
-        request=MessagesAppendSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="MessagesAppend",
+            serializers=[MessageSerializer, MessagesBatchSerializer],
+            resource_type_field_name=None,
+        ),
         responses={201: ChatMessageSerializer(many=True)},
     )
     def post(self, request: Request, pk: str) -> Response:
@@ -324,7 +339,11 @@ def _pk(value: str, field: str | None = None) -> int:
 def _datetime(value: str, field: str) -> Any:
     try:
         parsed = parse_datetime(value)
-    except ValueError:
+        if parsed is not None and timezone.is_aware(parsed):
+            # In UTC now: PostgreSQL refuses offsets past 15:59, and a time near year 1
+            # or 9999 may not exist in UTC at all.
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None:
         raise exceptions.ValidationError({field: ["An ISO 8601 date and time."]})

@@ -1,8 +1,11 @@
-"""OpenAPI (drf-spectacular) support: the API-key security scheme and a hook.
+"""OpenAPI (drf-spectacular) support: the API-key security scheme, the error answers
+of every operation, and a hook.
 
 Importing this module registers the scheme; :mod:`motorhead_django.api.compat`
-does. Add the hook to ``SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"]`` so the
-``k/<key>/`` copies of the compatible routes are not listed twice.
+does. The views set :class:`MotorheadAutoSchema` themselves, so their error statuses
+are listed whatever the project's ``DEFAULT_SCHEMA_CLASS``. Add the hook to
+``SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"]`` so the ``k/<key>/`` copies of the
+compatible routes are not listed twice.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -29,3 +34,58 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 def exclude_keyed_routes(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
     """Drop the ``k/{api_key}/`` copies of the compatible routes from the schema."""
     return [endpoint for endpoint in endpoints if "{api_key}" not in endpoint[0]]
+
+
+class MotorheadAutoSchema(AutoSchema):
+    """Lists the error answers next to each operation's own, so a client (and a schema
+    check) knows every status it may get: who may call, and what bad input is."""
+
+    # What a path parameter that names nothing is: a REST id that is not one of the
+    # caller's sessions is a 404.
+    bad_path_status = 404
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        where = {parameter["in"] for parameter in operation.get("parameters", [])}
+        names = {parameter["name"] for parameter in operation.get("parameters", [])}
+        codes = {401}
+        if "requestBody" in operation:
+            codes |= {400, 413, 415}
+        if "query" in where:
+            codes.add(400)
+        if self.method == "GET" and self._get_paginator() is not None:
+            codes.add(404)  # DRF's paginators: a page past the end, a bad cursor
+        if "path" in where:
+            codes.add(self.bad_path_status)
+        codes |= self.forbidden(names)
+        for code in sorted(codes):
+            response = self._get_response_for_code(OpenApiTypes.OBJECT, str(code))
+            response["description"] = _ERRORS[code]
+            operation["responses"].setdefault(str(code), response)
+        return operation
+
+    def forbidden(self, parameters: set[str]) -> set[int]:
+        # Session authentication checks CSRF on writes.
+        return {403} if self.method in ("POST", "PUT", "PATCH", "DELETE") else set()
+
+
+class CompatAutoSchema(MotorheadAutoSchema):
+    # Motorhead's session ids are any text: a malformed one is bad input, an unknown one
+    # simply has no messages.
+    bad_path_status = 400
+
+    def forbidden(self, parameters: set[str]) -> set[int]:
+        # A key limited to a namespace may not name another.
+        return {403} if "namespace" in parameters else set()
+
+
+_ERRORS = {
+    400: "Bad input, with field-level messages.",
+    401: "No credentials, or invalid ones.",
+    403: "Not allowed (another namespace than the API key's, or a CSRF failure).",
+    404: "Not found, or not one of the caller's.",
+    413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    415: "The body's media type is not accepted.",
+}

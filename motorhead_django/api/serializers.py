@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+# For the schema: what validate_text_param and memory.validate_session_id accept.
+NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f]*$"
 
 
 def validate_text_param(name: str, value: str, max_length: int = 255) -> str:
@@ -31,23 +35,36 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+# "+": with allow_blank, drf-spectacular adds a maxLength 0 alternative for "".
+@extend_schema_field({"type": "string", "pattern": "^[^\\u0000]+$"})
+class TextField(StrictCharField):
+    """Message text or a context: any string without a NUL character (DRF refuses those)."""
+
+
+@extend_schema_field(
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
+)
+class SessionIdField(StrictCharField):
+    """A Motorhead session id; the memory core validates it."""
+
+
 class MessageSerializer(serializers.Serializer):
-    role = StrictCharField(max_length=255)
-    content = StrictCharField(allow_blank=True)
+    role = StrictCharField(min_length=1, max_length=255)
+    content = TextField(allow_blank=True)
 
 
 class MemoryWriteSerializer(serializers.Serializer):
     """``POST /sessions/{id}/memory``: Motorhead's body. Unknown fields are ignored."""
 
-    messages = serializers.ListField(child=MessageSerializer(), allow_empty=False)
+    messages = serializers.ListField(child=MessageSerializer(), allow_empty=False, min_length=1)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
-    context = StrictCharField(  # type: ignore[assignment]
+    context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
     )
 
 
 class RetrievalSerializer(serializers.Serializer):
-    text = StrictCharField(max_length=10_000)
+    text = TextField(min_length=1, max_length=10_000)
 
 
 # -- REST resources ------------------------------------------------------------------
@@ -64,12 +81,20 @@ class ChatMessageSerializer(serializers.Serializer):
     sync_state = serializers.CharField(read_only=True)
 
 
+class MessagesBatchSerializer(serializers.Serializer):
+    """For the schema: the many-messages form of :class:`MessagesAppendSerializer`."""
+
+    messages = serializers.ListField(child=MessageSerializer(), allow_empty=False, min_length=1)
+
+
 class MessagesAppendSerializer(serializers.Serializer):
     """One message (``{"role", "content"}``) or many (``{"messages": [...]}``), oldest first."""
 
-    role = StrictCharField(max_length=255, required=False)
-    content = StrictCharField(allow_blank=True, required=False)
-    messages = serializers.ListField(child=MessageSerializer(), allow_empty=False, required=False)
+    role = StrictCharField(min_length=1, max_length=255, required=False)
+    content = TextField(allow_blank=True, required=False)
+    messages = serializers.ListField(
+        child=MessageSerializer(), allow_empty=False, min_length=1, required=False
+    )
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         single = "role" in data or "content" in data
@@ -90,12 +115,12 @@ class ChatSessionSerializer(serializers.Serializer):
     after creation; the id and namespace name it on the server."""
 
     id = serializers.IntegerField(read_only=True)
-    session_id = StrictCharField(max_length=255)
+    session_id = SessionIdField(max_length=255)
     namespace = StrictCharField(max_length=255, required=False, allow_blank=True)
     owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
     metadata = serializers.JSONField(required=False)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
-    context = StrictCharField(  # type: ignore[assignment]
+    context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
     )
     tokens = serializers.IntegerField(read_only=True)
@@ -118,7 +143,7 @@ class ChatSessionSerializer(serializers.Serializer):
 class SessionUpdateSerializer(serializers.Serializer):
     metadata = serializers.JSONField(required=False)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
-    context = StrictCharField(  # type: ignore[assignment]
+    context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
     )
 
