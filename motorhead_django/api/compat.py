@@ -28,10 +28,9 @@ from rest_framework.views import APIView
 
 from .. import memory
 from ..conf import motorhead_settings
-from ..exceptions import MotorheadValidationError
 from ..models import ApiKey, ChatSession
 from .authentication import ApiKeyAuthentication
-from .errors import check_body_size
+from .errors import CoreErrors
 from .permissions import HasApiKeyOrAnonymousAllowed
 from .schema import CompatAutoSchema  # (importing it registers the API-key scheme)
 from .serializers import (
@@ -55,7 +54,7 @@ MAX_PAGE = 100  # the server's limit
 MAX_SIZE = 1000
 
 
-class CompatView(ScopedThrottling, APIView):
+class CompatView(ScopedThrottling, CoreErrors, APIView):
     """Explicit policies, so a host project's DRF defaults never change them."""
 
     throttle_scope = "motorhead-compat"
@@ -65,15 +64,6 @@ class CompatView(ScopedThrottling, APIView):
     renderer_classes = (JSONRenderer,)
     pagination_class = None
     schema = CompatAutoSchema()
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        check_body_size(request)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, MotorheadValidationError):
-            exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
-        return super().handle_exception(exc)
 
     def permission_denied(
         self, request: Request, message: Any = None, code: Any = None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ..exceptions import MotorheadValidationError
 
 
 class RequestTooLarge(APIException):
@@ -27,3 +32,16 @@ def check_body_size(request: Request) -> None:
         length = 0
     if limit is not None and length > limit:
         raise RequestTooLarge()
+
+
+class CoreErrors:
+    """For both surfaces' views: the body limit, and the core's refusals as field-level 400s."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        check_body_size(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, MotorheadValidationError):
+            exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
+        return super().handle_exception(exc)  # type: ignore[misc]

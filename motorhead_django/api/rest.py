@@ -30,10 +30,9 @@ from rest_framework.response import Response
 
 from .. import memory, tasks
 from ..conf import motorhead_settings
-from ..exceptions import MotorheadValidationError
 from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
 from .authentication import NulSafeTokenAuthentication
-from .errors import check_body_size
+from .errors import CoreErrors
 from .permissions import IsOwnerOrStaff
 from .schema import MotorheadAutoSchema
 from .serializers import (
@@ -89,7 +88,7 @@ class MessageCursorPagination(CursorPagination):
     max_page_size = 1000
 
 
-class RestView(ScopedThrottling, GenericAPIView):
+class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
     """Explicit policies for every REST view."""
 
     throttle_scope = "motorhead-rest"
@@ -103,15 +102,6 @@ class RestView(ScopedThrottling, GenericAPIView):
         if apps.is_installed("rest_framework.authtoken"):
             classes.insert(0, NulSafeTokenAuthentication)
         return [cls() for cls in classes]
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        check_body_size(request)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, MotorheadValidationError):
-            exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
-        return super().handle_exception(exc)
 
     def sessions(self) -> QuerySet[ChatSession]:
         return ChatSession.objects.owned_by(self.request.user)
