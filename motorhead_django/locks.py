@@ -13,8 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from django.db import connections
+
+if TYPE_CHECKING:
+    from .models import ChatSession
 
 # High bits that mark our keys in pg_locks, so they do not collide with other
 # apps' advisory locks on small integers.
@@ -48,3 +52,17 @@ def session_push_lock(session_pk: int, using: str = "default") -> Iterator[bool]
     finally:
         if acquired:
             lock.release()
+
+
+@contextmanager
+def locked_session(session_pk: int) -> Iterator[tuple[bool, ChatSession | None]]:
+    """The session's push lock, and the session read under it: ``(acquired, session)``.
+
+    ``session`` is None when the lock was not taken (nothing is read then) or
+    the row is gone. Every sync step that talks to the server for one session
+    goes through here, so none of them interleave and none acts on a stale row.
+    """
+    from .models import ChatSession
+
+    with session_push_lock(session_pk) as acquired:
+        yield acquired, ChatSession.objects.filter(pk=session_pk).first() if acquired else None

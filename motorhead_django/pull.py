@@ -32,7 +32,7 @@ from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
-from .locks import session_push_lock
+from .locks import locked_session
 from .models import (
     ChatMessage,
     ChatSession,
@@ -147,11 +147,10 @@ def pull_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
     if not motorhead_settings.SYNC_ENABLED:
         result.skipped = "disabled"
         return result
-    with session_push_lock(session_pk) as acquired:
+    with locked_session(session_pk) as (acquired, session):
         if not acquired:
             result.busy = True
             return result
-        session = ChatSession.objects.filter(pk=session_pk).first()
         if session is None or session.delete_requested_at is not None:
             result.skipped = "deleted"
             return result
@@ -273,9 +272,8 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
     nothing does, or when the session cannot be checked now: busy, pending work).
     Raises :class:`MotorheadError` when the server cannot be read.
     """
-    with session_push_lock(session_pk) as acquired:
-        session = ChatSession.objects.filter(pk=session_pk).first()
-        if not acquired or session is None or session.inflight_through is not None:
+    with locked_session(session_pk) as (_, session):
+        if session is None or session.inflight_through is not None:
             return ""
         if session.sync_state not in (SyncState.SYNCED, SyncState.DRIFTED):
             return ""  # pending work first: the push is about to change the window

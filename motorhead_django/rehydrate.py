@@ -24,7 +24,7 @@ from django.utils import timezone
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
-from .locks import session_push_lock
+from .locks import locked_session
 from .models import ChatSession, MessageSyncState, SyncState
 from .sync import backoff_delay
 
@@ -44,10 +44,9 @@ class RehydrateResult:
 def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None) -> RehydrateResult:
     """Replace the session on the server with its latest summary and newest window."""
     result = RehydrateResult(session_pk)
-    with session_push_lock(session_pk) as acquired:
-        session = ChatSession.objects.filter(pk=session_pk).first()
-        if not acquired or session is None or session.delete_requested_at is not None:
-            result.busy = acquired is False
+    with locked_session(session_pk) as (acquired, session):
+        if session is None or session.delete_requested_at is not None:
+            result.busy = not acquired
             return result
         client = client or get_client()
         window = list(
@@ -105,11 +104,10 @@ class DeleteResult:
 def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> DeleteResult:
     """Delete a tombstoned session on the server, then locally; back off on failure."""
     result = DeleteResult(session_pk)
-    with session_push_lock(session_pk) as acquired:
+    with locked_session(session_pk) as (acquired, session):
         if not acquired:
             result.busy = True
             return result
-        session = ChatSession.objects.filter(pk=session_pk).first()
         if session is None or session.delete_requested_at is None:
             return result
         try:

@@ -30,7 +30,7 @@ from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable, may_have_applied
-from .locks import session_push_lock
+from .locks import locked_session
 from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,10 @@ def push_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
     if not motorhead_settings.SYNC_ENABLED:
         result.state = "disabled"
         return result
-    with session_push_lock(session_pk) as acquired:
+    with locked_session(session_pk) as (acquired, session):
         if not acquired:
             result.busy = True
             return result
-        session = ChatSession.objects.filter(pk=session_pk).first()
         if session is None:
             return result
         pusher = _Pusher(session, client or get_client(), result)
@@ -367,9 +366,8 @@ def resync_session(session_pk: int, *, client: MotorheadClient | None = None) ->
     if not motorhead_settings.SYNC_ENABLED:
         return PushResult(session_pk, state="disabled")
     client = client or get_client()
-    with session_push_lock(session_pk) as acquired:
-        session = ChatSession.objects.filter(pk=session_pk).first()
-        if not acquired or session is None or session.delete_requested_at is not None:
+    with locked_session(session_pk) as (acquired, session):
+        if session is None or session.delete_requested_at is not None:
             return PushResult(session_pk, busy=not acquired)
         try:
             client.delete_memory(session.session_id, namespace=session.namespace or None)
@@ -392,12 +390,11 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
     resync or a rehydration restores it; new writes are pushed as usual.
     """
     client = client or get_client()
-    with session_push_lock(session_pk) as acquired:
-        session = ChatSession.objects.filter(pk=session_pk).first()
-        if session is None:
-            return ""
+    with locked_session(session_pk) as (acquired, session):
         if not acquired:
             return "busy: a worker is pushing this session"
+        if session is None:
+            return ""
         try:
             client.delete_memory(session.session_id, namespace=session.namespace or None)
         except MotorheadError as exc:
