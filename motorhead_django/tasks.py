@@ -72,13 +72,7 @@ def summarize_session(session_pk: int, first: int, last: int) -> None:
 
 def schedule_summary(session_pk: int, first: int, last: int) -> None:
     """Enqueue a local summary; if the broker is down, that stretch stays unsummarised."""
-    options: dict[str, Any] = {"retry": False}
-    if motorhead_settings.TASK_QUEUE:
-        options["queue"] = motorhead_settings.TASK_QUEUE
-    try:
-        summarize_session.apply_async((session_pk, first, last), **options)
-    except Exception:  # the broker's errors vary by transport
-        logger.warning("Could not enqueue the summary of session %s.", session_pk, exc_info=True)
+    _enqueue(summarize_session, session_pk, first, last, fallback="it stays unsummarised")
 
 
 @shared_task(name="motorhead_django.sweep", ignore_result=True)
@@ -147,15 +141,7 @@ def import_sessions(namespaces: list[str]) -> int:
 
 def schedule_import(namespaces: list[str]) -> bool:
     """Enqueue an import of the server's sessions; False when the broker refused it."""
-    options: dict[str, Any] = {"retry": False}
-    if motorhead_settings.TASK_QUEUE:
-        options["queue"] = motorhead_settings.TASK_QUEUE
-    try:
-        import_sessions.apply_async((namespaces,), **options)
-    except Exception:  # the broker's errors vary by transport
-        logger.warning("Could not enqueue an import.", exc_info=True)
-        return False
-    return True
+    return _enqueue(import_sessions, namespaces, fallback="run it again")
 
 
 def schedule(task: Any, session_pk: int) -> None:
@@ -213,25 +199,33 @@ def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
     _enqueue(push_session, session_pk, eta=eta)
 
 
-def _enqueue(task: Any, session_pk: int, eta: datetime | None = None) -> None:
+def _enqueue(
+    task: Any, *args: Any, eta: datetime | None = None, fallback: str = "the sweep will pick it up"
+) -> bool:
+    """``apply_async`` that never raises; False when the task was not enqueued."""
     global _broker_down_until
+    what = _describe(task, args)
     if eta is not None and runs_inline():
-        return  # eager mode cannot wait: the next write, the sweep or motorhead_sync retries
+        return False  # eager mode cannot wait: the next write, the sweep or motorhead_sync retries
     if time.monotonic() < _broker_down_until:
-        logger.debug("Broker recently unreachable; the sweep will push session %s.", session_pk)
-        return
+        logger.debug("Broker recently unreachable; not enqueuing %s; %s.", what, fallback)
+        return False
     options: dict[str, Any] = {"retry": False}
     if eta is not None:
         options["eta"] = eta
     if motorhead_settings.TASK_QUEUE:
         options["queue"] = motorhead_settings.TASK_QUEUE
     try:
-        task.apply_async((session_pk,), **options)
+        task.apply_async(args, **options)
     except Exception:  # the broker's errors vary by transport
         _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
-        logger.warning(
-            "Could not enqueue the %s of session %s; the sweep will pick it up.",
-            "push" if task is push_session else task.name.rpartition(".")[2],
-            session_pk,
-            exc_info=True,
-        )
+        logger.warning("Could not enqueue %s; %s.", what, fallback, exc_info=True)
+        return False
+    return True
+
+
+def _describe(task: Any, args: tuple[Any, ...]) -> str:
+    if task is import_sessions:
+        return "an import"
+    kind = "push" if task is push_session else task.name.rpartition(".")[2].replace("_", " ")
+    return f"the {kind} of session {args[0]}"
