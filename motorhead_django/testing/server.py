@@ -46,6 +46,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     fault: str | None
+    peer: str = ""  # the client's address and port: one per TCP connection
 
 
 class MotorheadTestServer:
@@ -290,7 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         fault = server.faults.decide(method)
         server.requests.append(
-            RecordedRequest(method, raw_path, query, dict(self.headers.items()), body, fault)
+            RecordedRequest(
+                method,
+                raw_path,
+                query,
+                dict(self.headers.items()),
+                body,
+                fault,
+                peer=f"{self.client_address[0]}:{self.client_address[1]}",
+            )
         )
         if fault in ("error", "reject", "drop"):
             self._fault(fault)
