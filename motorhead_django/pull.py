@@ -10,7 +10,7 @@ it, its Redis can be flushed. A pull reads one session's window and:
 * reports drift: our messages missing from the window, or an empty server.
 
 The server has no message ids, so the window is matched with our history by
-content (as :func:`motorhead_django.sync.batch_landed` does); docs/pull.md
+content (as :func:`motorhead_django.sync.landed_prefix` does); docs/pull.md
 says what this can and cannot decide. A pull holds the same per-session lock
 as the push, so the two never interleave on a session.
 """

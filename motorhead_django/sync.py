@@ -302,13 +302,6 @@ def landed_prefix(
     return 0
 
 
-def batch_landed(
-    window: list[tuple[str, str]], earlier: list[tuple[str, str]], batch: list[tuple[str, str]]
-) -> bool:
-    """Whether the window shows that one POSTed ``batch`` (applied whole or not at all) landed."""
-    return landed_prefix(window, earlier, batch) == len(batch)
-
-
 def _is_tail(window: list[tuple[str, str]], history: list[tuple[str, str]]) -> bool:
     return len(window) <= len(history) and history[len(history) - len(window) :] == window
 

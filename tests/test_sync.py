@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from motorhead_django import memory, signals, sync
 from motorhead_django.models import ChatSession, SyncState
-from motorhead_django.sync import batch_landed, landed_prefix
+from motorhead_django.sync import landed_prefix
 
 pytestmark = pytest.mark.django_db
 
@@ -215,12 +215,12 @@ def test_signals_around_each_step(upstream):
         (["x", "y"], False),  # unrelated
     ],
 )
-def test_batch_landed(window, landed):
+def test_one_posted_batch_landed_or_not(window, landed):
+    """A single POST is applied whole or not at all: all of it is the landed prefix, or none."""
     pair = lambda text: ("Human", text)  # noqa: E731
-    assert (
-        batch_landed([pair(t) for t in window], [pair("a"), pair("b")], [pair("c"), pair("d")])
-        is landed
-    )
+    batch = [pair("c"), pair("d")]
+    prefix = landed_prefix([pair(t) for t in window], [pair("a"), pair("b")], batch)
+    assert prefix == (len(batch) if landed else 0)
 
 
 def test_motorhead_sync_command_drains_and_reports(upstream, capsys):
