@@ -115,6 +115,18 @@ class Rig:
             self.sweep()
             time.sleep(1.0)
 
+    def wait_until(
+        self, condition, *, timeout: float = 60.0, interval: float = 0.2, between=None
+    ) -> None:
+        """Poll ``condition`` (calling ``between`` after each miss); fail with the worker logs."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            logs = "\n\n".join(f"{w.name}:\n{w.log_tail(30)}" for w in self.workers)
+            assert time.monotonic() < deadline, f"still waiting after {timeout}s;\n{logs}"
+            if between is not None:
+                between()
+            time.sleep(interval)
+
     def assert_mirrored(self, sessions: list[ChatSession]) -> None:
         assert ChatSession.objects.filter(sync_state=SyncState.FAILED).count() == 0
         for session in sessions:
@@ -282,17 +294,19 @@ def test_messages_other_clients_wrote_are_pulled_in_order_once(rig_factory, redi
     for session in sessions:
         memory.append_messages(session, [("Human", f"{session.session_id} later")])
     rig.drain()
-    deadline = time.monotonic() + 60
-    while True:
-        local = {
-            s.session_id: [{"role": m.role, "content": m.content} for m in memory.history(s)]
+
+    def mirrored() -> bool:
+        return all(
+            [{"role": m.role, "content": m.content} for m in memory.history(s)]
+            == rig.server.stored_messages(s.session_id)
             for s in sessions
-        }
-        if all(local[s.session_id] == rig.server.stored_messages(s.session_id) for s in sessions):
-            break
-        assert time.monotonic() < deadline, "the foreign messages never came in"
-        tasks.pull_active.apply_async(queue=rig.queue, retry=False)
-        time.sleep(1.0)
+        )
+
+    rig.wait_until(  # the foreign messages come in with the scheduled pulls
+        mirrored,
+        interval=1.0,
+        between=lambda: tasks.pull_active.apply_async(queue=rig.queue, retry=False),
+    )
     remote = ChatMessage.objects.filter(origin="remote")
     assert remote.count() == 10
     assert all(m.sequence == 5 and m.sync_state == "synced" for m in remote)
@@ -309,18 +323,11 @@ def test_deletes_while_the_server_is_down_complete_when_it_is_back(rig_factory, 
     for session in sessions:
         memory.delete_session(session)
     # The worker tried, failed to connect, and left the tombstones to retry.
-    deadline = time.monotonic() + 30
-    while ChatSession.objects.filter(last_error="").exists():
-        assert time.monotonic() < deadline, rig.workers[0].log_tail()
-        time.sleep(0.1)
+    rig.wait_until(lambda: not ChatSession.objects.filter(last_error="").exists(), timeout=30)
     assert ChatSession.objects.filter(sync_state=SyncState.DELETING).count() == 5
     assert ChatMessage.objects.count() == 20
     rig.server.start()
-    deadline = time.monotonic() + 60
-    while ChatSession.objects.exists():
-        assert time.monotonic() < deadline, rig.workers[0].log_tail()
-        rig.sweep()
-        time.sleep(0.5)
+    rig.wait_until(lambda: not ChatSession.objects.exists(), interval=0.5, between=rig.sweep)
     assert not ChatMessage.objects.exists()
     assert rig.server.sessions() == []
     assert all(rig.server.stored_messages(s.session_id) == [] for s in sessions)
@@ -336,10 +343,7 @@ def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_fact
     rig.drain()
     rig.server.wipe()
     tasks.verify_active.apply_async(queue=rig.queue, retry=False)
-    deadline = time.monotonic() + 60
-    while ChatSession.objects.filter(sync_state=SyncState.DRIFTED).count() < 5:
-        assert time.monotonic() < deadline, rig.workers[0].log_tail()
-        time.sleep(0.2)
+    rig.wait_until(lambda: ChatSession.objects.filter(sync_state=SyncState.DRIFTED).count() == 5)
     assert all("wiped" in s.drift for s in ChatSession.objects.all())
     call_command("motorhead_sync", "--rehydrate", "--drifted-only")
     for session in sessions:
