@@ -11,19 +11,11 @@ last page, and a search by message content. Best of 5 for each, with its query c
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+from _setup import own_database, setup_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -73,12 +65,10 @@ def timed(client: Client, url: str, params: dict[str, str]) -> tuple[float, int]
 
 
 def main() -> None:
-    settings.DATABASES["default"]["NAME"] = "motorhead_bench_admin"
     settings.DEBUG = False
     settings.ALLOWED_HOSTS = ["*"]
     setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with own_database("motorhead_bench_admin"):
         fill()
         admin = get_user_model().objects.create_superuser("admin", "a@example.com", "admin")
         client = Client()
@@ -94,8 +84,6 @@ def main() -> None:
         for label, params in cases.items():
             seconds, queries = timed(client, url, params)
             print(f"  {label:<28} {seconds * 1000:8.1f} ms  {queries} queries")
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -41,20 +41,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+from _setup import ROOT, own_database, setup_django  # noqa: E402
+
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.api_settings"
-
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 import urllib3  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -342,28 +336,24 @@ def main() -> None:
 
     if connection.vendor != "postgresql":
         raise SystemExit("Needs PostgreSQL: set DATABASE_URL=postgres://...")
-    settings.DATABASES["default"]["NAME"] = "motorhead_bench_api"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    server = None
-    try:
+    with own_database("motorhead_bench_api", serialize=False) as name:
         started = time.perf_counter()
         key = seed()
         print(
             f"motorhead-django API benchmark: gunicorn, {args.workers} sync workers, "
-            f"{connection.vendor} ({connection.settings_dict['NAME']}), {os.cpu_count()} CPUs, "
+            f"{connection.vendor} ({name}), {os.cpu_count()} CPUs, "
             f"local-only (no sync); seeded in {time.perf_counter() - started:.1f} s; "
             f"load average before the run {os.getloadavg()[0]:.1f}"
         )
         connection.close()  # the server's workers get their own connections
-        server = Gunicorn(database_url(connection.settings_dict["NAME"]), args.workers)
-        server.wait_ready()
-        throughput(server.port, key, args)
-        latency(server.port, key, samples)
-        in_process(key, samples)
-    finally:
-        if server is not None:
+        server = Gunicorn(database_url(name), args.workers)
+        try:
+            server.wait_ready()
+            throughput(server.port, key, args)
+            latency(server.port, key, samples)
+            in_process(key, samples)
+        finally:
             server.stop()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -12,23 +12,14 @@ session). Prints the best of several runs for each, and the ratio.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+from _setup import own_database, setup_django  # noqa: E402
+
 warnings.filterwarnings("ignore")
+setup_django()
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from langchain_community.chat_message_histories import SQLChatMessageHistory  # noqa: E402
 
@@ -82,9 +73,11 @@ def fill_theirs(size: int, url: str) -> SQLChatMessageHistory:
 
 
 def main() -> None:
-    settings.DATABASES["default"]["NAME"] = "motorhead_bench_lc"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    name = connection.settings_dict["NAME"]
+    with own_database("motorhead_bench_lc") as name:
+        read_windows(name)
+
+
+def read_windows(name: str) -> None:
     db = connection.settings_dict
     url = (
         f"postgresql+psycopg://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
@@ -110,7 +103,6 @@ def main() -> None:
     finally:
         for engine in engines:
             engine.dispose()  # its pooled connection would keep the database open
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -30,17 +30,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+from _setup import own_database, setup_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -197,9 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     sessions, per_session, idle = (50, 20, 10_000) if args.quick else (500, 20, 100_000)
 
-    settings.DATABASES["default"]["NAME"] = "motorhead_bench"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with own_database("motorhead_bench"):
         print(
             f"motorhead-django sync benchmark, {connection.vendor} "
             f"({connection.settings_dict['NAME']}), {os.cpu_count()} CPUs"
@@ -208,8 +200,6 @@ def main() -> None:
         throughput("Motorhead's default window", 12, sessions, per_session)
         throughput("A server across a network", 12, sessions, per_session, latency=0.002)
         idle_sweep(idle)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":
