@@ -222,8 +222,3 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and 1 <= int(raw) <= maximum):
         raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
     return int(raw)
-
-
-def _validate_text(name: str, value: str) -> None:
-    if len(value) > 255 or any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise exceptions.ValidationError({name: ["At most 255 characters, no control characters."]})

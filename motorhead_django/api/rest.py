@@ -106,8 +106,10 @@ class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
     def sessions(self) -> QuerySet[ChatSession]:
         return ChatSession.objects.owned_by(self.request.user)
 
-    def get_session(self) -> ChatSession:
-        session = get_object_or_404(self.sessions(), pk=_pk(self.kwargs["pk"]))
+    def get_session(self, query: QuerySet[ChatSession] | None = None) -> ChatSession:
+        """The caller's session of this URL, from ``query`` (annotated, say) when given."""
+        query = self.sessions() if query is None else query
+        session = get_object_or_404(query, pk=_pk(self.kwargs["pk"]))
         self.check_object_permissions(self.request, session)
         return session
 
@@ -181,12 +183,10 @@ class SessionDetailView(RestView):
 
     serializer_class = ChatSessionSerializer
 
-    def sessions(self) -> QuerySet[ChatSession]:
-        return _annotated(super().sessions())
-
     @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
-        return Response(self.get_serializer(self.get_session()).data)
+        # Only the answer needs the counts: PATCH and DELETE fetch the plain row.
+        return Response(self.get_serializer(self.get_session(_annotated(self.sessions()))).data)
 
     @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
     def patch(self, request: Request, pk: str) -> Response:
@@ -278,10 +278,9 @@ class SyncView(RestView):
 
     @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
-        session = self.get_session()
         pending = Count("messages", filter=Q(messages__sync_state=MessageSyncState.PENDING))
-        status_row = ChatSession.objects.annotate(pending_messages=pending).get(pk=session.pk)
-        return Response(self.get_serializer(status_row).data)
+        session = self.get_session(self.sessions().annotate(pending_messages=pending))
+        return Response(self.get_serializer(session).data)
 
     @extend_schema(
         tags=_TAGS,
