@@ -41,6 +41,7 @@ from .models import (
     SummaryVersion,
     SyncState,
 )
+from .querysets import ChatMessageQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -174,17 +175,20 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
     with transaction.atomic():
         # Writers update this row first, so holding it orders us with them.
         locked = ChatSession.objects.select_for_update().get(pk=session.pk)
-        comparison = compare(window, _synced_tail(locked, len(window) + 1))
         if locked.inflight_through is not None:
             # A push may have landed a batch we have not confirmed: the next push
             # settles it; until then its messages would look like extras.
             result.skipped = "in flight"
             comparison = Comparison()
-        elif comparison.extras:
-            added = _insert(locked, comparison.extras, now)
-        if added or comparison.through:
-            # Sequences may have moved: the newest synced message is the window's end.
-            comparison.through = _synced_tail(locked, 1)[-1].sequence
+        else:
+            tail = _synced(locked).newest(len(window) + 1)
+            comparison = compare(window, tail)
+            if comparison.extras:
+                added = _insert(locked, comparison.extras, now)
+                # Sequences moved: the newest synced message is the window's end.
+                comparison.through = _synced(locked).newest(1)[-1].sequence
+            elif comparison.through:
+                comparison.through = tail[-1].sequence
         updates: dict[str, object] = {"last_pulled_at": now}
         if remote.context is not None and not locked.context_pending:
             # A null never replaces a real summary; "NONE" is kept as the server said it.
@@ -208,9 +212,8 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
     return added
 
 
-def _synced_tail(session: ChatSession, count: int) -> list[ChatMessage]:
-    newest = session.messages.filter(sync_state=MessageSyncState.SYNCED).order_by("-sequence")
-    return list(reversed(newest[:count]))
+def _synced(session: ChatSession) -> ChatMessageQuerySet:
+    return session.messages.filter(sync_state=MessageSyncState.SYNCED)
 
 
 def _insert(
@@ -279,7 +282,7 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
             return ""  # pending work first: the push is about to change the window
         remote = (client or get_client()).get_memory(session.session_id)
         window = [(m.role, m.content) for m in remote.chronological]
-        drift = compare(window, _synced_tail(session, len(window) + 1)).describe(with_extras=True)
+        drift = compare(window, _synced(session).newest(len(window) + 1)).describe(with_extras=True)
         now = timezone.now()
         if drift:
             ChatSession.objects.filter(pk=session_pk, sync_state=session.sync_state).update(

@@ -49,11 +49,9 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
             result.busy = not acquired
             return result
         client = client or get_client()
-        window = list(
-            session.messages.filter(sync_state=MessageSyncState.SYNCED).order_by("-sequence")[
-                : motorhead_settings.WINDOW_SIZE
-            ]
-        )[::-1]
+        window = session.messages.filter(sync_state=MessageSyncState.SYNCED).newest(
+            motorhead_settings.WINDOW_SIZE
+        )
         namespace = session.namespace or None
         try:
             client.delete_memory(session.session_id, namespace=namespace)
