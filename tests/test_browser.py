@@ -128,12 +128,14 @@ def browser() -> Iterator:
 
 def test_an_operator_reads_a_conversation_and_pushes_it(example_site, browser, motorhead_server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get(f"{example_site}/admin/login/")
     browser.find_element(By.NAME, "username").send_keys("admin")
     browser.find_element(By.NAME, "password").send_keys("admin")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # Wait for the login to land (its cookie set) before navigating away from it.
+    WebDriverWait(browser, 15).until(lambda driver: "/login/" not in driver.current_url)
 
     browser.get(f"{example_site}/admin/motorhead_django/chatsession/")
     row = browser.find_element(By.XPATH, "//tr[.//a[text()='browser-demo']]")
