@@ -324,3 +324,16 @@ def test_one_pooled_connection_serves_many_calls(client, server):
         client.health()
     assert len(server.requests) == 5
     assert len({r.peer for r in server.requests}) == 1  # five calls, one TCP connection
+
+
+def test_the_proxy_comes_from_the_environment_as_with_requests(monkeypatch, server):
+    # The test server stands in for a proxy: it sees the absolute-form request.
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    with pytest.raises(MotorheadClientError):
+        MotorheadClient("http://motorhead.invalid:8080").health()
+    assert server.requests[0].path == "http://motorhead.invalid:8080/"
+
+    monkeypatch.setenv("NO_PROXY", "motorhead.invalid")
+    with pytest.raises(MotorheadConnectError):
+        MotorheadClient("http://motorhead.invalid:8080", connect_timeout=1.0).health()
+    assert len(server.requests) == 1
