@@ -33,8 +33,12 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
 
     def due(self, now: datetime | None = None) -> ChatSessionQuerySet:
         """Pending sessions whose next attempt time has come."""
+        return self.pending().attempt_due(now)
+
+    def attempt_due(self, now: datetime | None = None) -> ChatSessionQuerySet:
+        """Sessions with no next attempt time, or one that has come (pushes and remote deletes)."""
         now = now or timezone.now()
-        return self.pending().filter(
+        return self.filter(
             models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now)
         )
 

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from .client import MotorheadClient, get_client
@@ -136,13 +136,12 @@ def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: De
     logger.warning("Remote delete of %s failed (attempt %d): %s", session, attempts, result.error)
 
 
-def due_deletions(limit: int | None = None, now: datetime | None = None) -> list[int]:
+def due_deletions(limit: int | None = None) -> list[int]:
     """Tombstones whose remote delete is due (served by a partial index)."""
-    now = now or timezone.now()
     query = (
         ChatSession.objects.filter(delete_requested_at__isnull=False)
         .exclude(sync_state=SyncState.FAILED)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .attempt_due()
         .order_by("next_attempt_at", "pk")
     )
     keys = query.values_list("pk", flat=True)

@@ -399,9 +399,9 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
     return ""
 
 
-def due_sessions(limit: int | None = None, now: datetime | None = None) -> list[int]:
+def due_sessions(limit: int | None = None) -> list[int]:
     """Primary keys of sessions whose push is due (served by a partial index)."""
-    query = ChatSession.objects.due(now).order_by("next_attempt_at", "pk")
+    query = ChatSession.objects.due().order_by("next_attempt_at", "pk")
     query = query.exclude(sync_state=SyncState.DELETING)
     keys = query.values_list("pk", flat=True)
     return list(keys[:limit] if limit else keys)
