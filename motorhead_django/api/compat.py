@@ -197,10 +197,9 @@ class RetrievalView(CompatView):
         responses={200: RetrievalResultSerializer(many=True), 400: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
-        memory.validate_session_id(session_id)
+        session = self.session_or_none(request, session_id)  # validates the id first
         body = RetrievalSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        session = self.session_or_none(request, session_id)
         if session is None:
             return Response([])
         return Response(memory.retrieve(session, body.validated_data["text"]))
