@@ -99,11 +99,11 @@ def engine_run(window: int, latency: float, keys: list[int], threads: int) -> tu
             (session.session_id, [{"role": m.role, "content": m.content} for m in messages])
         )
 
-    def push(key: int) -> None:
+    def push(keys: list[int]) -> None:
         try:
-            result = sync.push_session(key)
-            if result.error:
-                raise SystemExit(f"push failed: {result.error}")
+            for result in sync.drain(keys):
+                if result.error:
+                    raise SystemExit(f"push failed: {result.error}")
         finally:
             connections.close_all()
 
@@ -111,11 +111,12 @@ def engine_run(window: int, latency: float, keys: list[int], threads: int) -> tu
     try:
         started = time.perf_counter()
         if threads == 1:
-            for key in keys:
-                sync.push_session(key)
+            push(keys)
         else:
+            # Each worker takes passes of its own, as the sweep's push_sessions tasks do.
+            passes = [keys[n : n + sync.PASS_SIZE] for n in range(0, len(keys), sync.PASS_SIZE)]
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(push, keys))
+                list(pool.map(push, passes))
         elapsed = time.perf_counter() - started
     finally:
         signals.pre_push.disconnect(record)

@@ -31,27 +31,47 @@ _local_locks_guard = threading.Lock()
 @contextmanager
 def session_push_lock(session_pk: int, using: str = "default") -> Iterator[bool]:
     """Try to take the push lock of one session; yields whether it was taken."""
+    with session_push_locks([session_pk], using) as acquired:
+        yield session_pk in acquired
+
+
+@contextmanager
+def session_push_locks(session_pks: list[int], using: str = "default") -> Iterator[set[int]]:
+    """Try to take the push locks of many sessions; yields the keys taken.
+
+    On PostgreSQL one statement takes them all and one releases them, however
+    many there are (a push pass shares this cost between its sessions).
+    """
     connection = connections[using]
+    keys = list(dict.fromkeys(session_pks))  # a lock taken twice would be held twice
     if connection.vendor == "postgresql":
-        key = _KEY_BASE + session_pk
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            acquired = bool(cursor.fetchone()[0])
+            cursor.execute(
+                "SELECT pk FROM unnest(%s::bigint[]) AS pk WHERE pg_try_advisory_lock(%s + pk)",
+                [keys, _KEY_BASE],
+            )
+            acquired = {row[0] for row in cursor.fetchall()}
         try:
             yield acquired
         finally:
             if acquired:
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+                    cursor.execute(
+                        "SELECT pg_advisory_unlock(%s + pk) FROM unnest(%s::bigint[]) AS pk",
+                        [_KEY_BASE, sorted(acquired)],
+                    )
         return
-    with _local_locks_guard:
-        lock = _local_locks.setdefault(session_pk, threading.Lock())
-    acquired = lock.acquire(blocking=False)
+    acquired = set()
     try:
+        for pk in keys:
+            with _local_locks_guard:
+                lock = _local_locks.setdefault(pk, threading.Lock())
+            if lock.acquire(blocking=False):
+                acquired.add(pk)
         yield acquired
     finally:
-        if acquired:
-            lock.release()
+        for pk in acquired:
+            _local_locks[pk].release()
 
 
 @contextmanager

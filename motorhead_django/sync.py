@@ -15,14 +15,20 @@ The guarantees and their limits are written down in docs/sync.md. In short:
 
 from __future__ import annotations
 
+import heapq
 import logging
+import operator
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
+from typing import Any
 
-from django.db.models import Case, F, Value, When
+from django.db import transaction
+from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from . import signals
@@ -30,13 +36,16 @@ from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable, may_have_applied
-from .locks import locked_session
+from .locks import locked_session, session_push_locks
 from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 
-# Pending messages read at a time by a push.
+# Pending messages read at a time for one session.
 _READ_CHUNK = 1000
+
+# Sessions pushed together in one pass by `drain` and the sweep's tasks.
+PASS_SIZE = 50
 
 
 @dataclass
@@ -60,34 +69,56 @@ class CompactionTimeout(MotorheadError):
 
 def push_session(session_pk: int, *, client: MotorheadClient | None = None) -> PushResult:
     """Push a session's pending messages, in order, exactly once each."""
-    result = PushResult(session_pk)
+    return push_sessions([session_pk], client=client)[0]
+
+
+def push_sessions(
+    session_pks: Iterable[int], *, client: MotorheadClient | None = None
+) -> list[PushResult]:
+    """Push several sessions in one pass; one result per distinct key, in order.
+
+    A pass shares its bookkeeping between its sessions: one statement takes
+    their locks and one releases them, one reads the sessions, one their
+    pending messages, one marks those in flight, and one transaction records
+    what the server confirmed, whether the pass holds one session or fifty.
+    While a session waits for the server's compaction, the others are pushed.
+    """
+    keys = list(dict.fromkeys(session_pks))
+    results = {pk: PushResult(pk) for pk in keys}
     if not motorhead_settings.SYNC_ENABLED:
-        result.state = "disabled"
-        return result
-    with locked_session(session_pk) as (acquired, session):
-        if not acquired:
-            result.busy = True
-            return result
-        if session is None:
-            return result
-        pusher = _Pusher(session, client or get_client(), result)
-        try:
-            pusher.run()
-        except MotorheadError as exc:
-            _record_failure(session, exc, result)
-        else:
-            _record_success(session, result, seen=pusher.seen)
-    # A push scheduled while we held the lock found it busy and gave up; the
-    # messages it was for committed before that, so we see them now.
-    result.more = result.error == "" and (
-        ChatMessage.objects.filter(
-            session_id=session_pk, sync_state=MessageSyncState.PENDING
-        ).exists()
-    )
-    return result
+        for result in results.values():
+            result.state = "disabled"
+        return list(results.values())
+    client = client or get_client()
+    with session_push_locks(keys) as acquired:
+        sessions = ChatSession.objects.in_bulk(list(acquired))
+        pushers = []
+        for pk in keys:
+            results[pk].busy = pk not in acquired
+            if pk in sessions:
+                pushers.append(_Pusher(sessions[pk], client, results[pk]))
+        if pushers:
+            _read_chunks(pushers)
+            _mark_inflight(pushers)
+            _run_interleaved(pushers)
+            _record(pushers)
+            _send_outcome_signals(pushers)
+    # After the unlock: a push scheduled while we held the locks found them
+    # busy and gave up; the messages it was for committed before that.
+    _read_outcome([results[pusher.session.pk] for pusher in pushers])
+    return list(results.values())
 
 
 class _Pusher:
+    """One session's part of a pass.
+
+    ``run`` is a generator: it yields the seconds it wants to wait (for the
+    server's compaction), and the pass pushes other sessions meanwhile. What
+    the server confirms is counted here (``confirmed``, a prefix of ``chunk``)
+    and recorded for the whole pass at its end; the in-flight mark, written
+    before the first POST, covers the chunk until then.
+    """
+
     def __init__(self, session: ChatSession, client: MotorheadClient, result: PushResult) -> None:
         self.session = session
         self.client = client
@@ -95,42 +126,58 @@ class _Pusher:
         self.window = motorhead_settings.WINDOW_SIZE
         # Messages on the server's list; None when unknown (read it first).
         self.remote_length: int | None = None
-        # The highest sequence this run has seen: anything above it came later.
+        # Consecutive pending messages, oldest first; the server has the first `confirmed`.
+        self.chunk: list[ChatMessage] = []
+        self.confirmed = 0
+        # Leading messages of the chunk an earlier run may have sent (under its mark).
+        self.in_doubt = 0
+        # The local context, until a batch carrying it is confirmed; then `context_sent`.
+        self.context = session.context if session.context_pending else None
+        self.context_sent: str | None = None
+        self.landed: list[ChatMessage] = []  # every message confirmed in this run
+        self.error: MotorheadError | None = None
+        # An ambiguous POST could not be settled: the mark must stay for the next run.
+        self.unsettled = False
+        # The highest sequence this run has read: anything above it came later.
         self.seen = session.last_sequence
 
-    def run(self) -> None:
-        if self.session.inflight_through is not None:
-            self._settle_inflight()
+    @property
+    def complete(self) -> bool:
+        return len(self.chunk) < _READ_CHUNK
+
+    def take_chunk(self, chunk: list[ChatMessage]) -> None:
+        self.chunk, self.confirmed = chunk, 0
+        if chunk:
+            self.seen = max(self.seen, chunk[-1].sequence)
+        mark = self.session.inflight_through
+        self.in_doubt = sum(1 for m in chunk if mark is not None and m.sequence <= mark)
+
+    def run(self) -> Iterator[float]:
+        try:
+            yield from self._push()
+        except MotorheadError as exc:
+            self.error = exc
+
+    def _push(self) -> Iterator[float]:
+        if self.in_doubt:
+            # An earlier run may have sent these: look before sending anything.
+            self._settle(self.in_doubt, last=self.chunk[self.in_doubt - 1].sequence)
         while True:
-            # Read in chunks, not per batch; what is written meanwhile comes
-            # with the next chunk (or the next run, see `more`).
-            pending = list(self.session.messages.pending().order_by("sequence")[:_READ_CHUNK])
-            if not pending:
+            while self.confirmed < len(self.chunk):
+                if self.remote_length is None or self.remote_length > self.window:
+                    yield from self._wait_for_compaction()
+                assert self.remote_length is not None
+                room = self.window + 1 - self.remote_length
+                self._send(self.chunk[self.confirmed : self.confirmed + room])
+            if self.complete:
                 return
-            self.seen = max(self.seen, pending[-1].sequence)
-            complete = len(pending) < _READ_CHUNK
-            while pending:
-                segment, pending = self._split(pending)
-                if not self._send_segment(segment):
-                    complete = False  # settled part-way: read what is left again
-                    break
-            if complete:
-                return
+            self._next_chunk()
 
-    def _split(self, pending: list[ChatMessage]) -> tuple[list[ChatMessage], list[ChatMessage]]:
-        """As many messages as the server can take now without losing any."""
-        room = self._room()
-        return pending[:room], pending[room:]
-
-    def _room(self) -> int:
-        if self.remote_length is None or self.remote_length > self.window:
-            self._wait_for_compaction()
-        assert self.remote_length is not None
-        return self.window + 1 - self.remote_length
-
-    def _wait_for_compaction(self) -> None:
+    def _wait_for_compaction(self) -> Iterator[float]:
         deadline = time.monotonic() + motorhead_settings.COMPACTION_TIMEOUT
         delay = 0.05
+        if self.remote_length is not None:
+            yield 0.0  # our last batch started a compaction: the other sessions go first
         while True:
             memory = self._read_window()
             # GET returns at most window + 1 messages: fewer means we know the length.
@@ -144,24 +191,16 @@ class _Pusher:
                     "its summariser is slow or failing",
                     session_id=self.session.session_id,
                 )
-            time.sleep(delay)
+            yield delay
             delay = min(delay * 2, 1.0)
 
     def _read_window(self) -> RemoteMemory:
         return self.client.get_memory(self.session.session_id)
 
-    def _send_segment(self, segment: list[ChatMessage]) -> bool:
-        """POST a segment in batches; True when all of it is confirmed.
-
-        One in-flight mark covers the whole segment and is written before the
-        first POST: after a crash the next run finds from the server's window
-        how much of the segment landed. One confirmation follows the last POST.
-        """
+    def _send(self, segment: list[ChatMessage]) -> None:
+        """POST a segment (what the server can take now) in batches, until one fails."""
         session = self.session
-        context = session.context if session.context_pending else None
-        self._mark_inflight(segment[-1].sequence)
         size = motorhead_settings.BATCH_SIZE
-        sent = 0
         for start in range(0, len(segment), size):
             batch = segment[start : start + size]
             signals.pre_push.send(sender=ChatSession, session=session, messages=batch)
@@ -169,107 +208,254 @@ class _Pusher:
                 self.client.add_memory(
                     session.session_id,
                     [(m.role, m.content) for m in batch],
-                    # The context travels with the segment's first batch.
-                    context=context if start == 0 else None,
+                    context=self.context,
                     namespace=session.namespace or None,
                 )
             except MotorheadError as exc:
                 if not may_have_applied(exc):
-                    if sent:
-                        self._confirm(segment[:sent], context_sent=context)
-                    else:
-                        self._clear_inflight()
                     raise
                 # It may have landed: look before sending anything again.
-                if self._settle_inflight(known_landed=sent) < sent + len(batch):
+                if self._settle(len(batch), last=self.chunk[-1].sequence) < len(batch):
                     raise
-                return False
-            sent += len(batch)
+                return  # the window read gave the server's length: the caller goes on
+            self._confirm(len(batch))
             self.result.batches += 1
-            if self.remote_length is not None:
-                self.remote_length += len(batch)
-        self._confirm(segment, context_sent=context)
-        return True
+            assert self.remote_length is not None
+            self.remote_length += len(batch)
 
-    def _settle_inflight(self, known_landed: int = 0) -> int:
-        """Confirm the part of the in-flight messages the server's window shows; returns how many.
+    def _settle(self, count: int, last: int) -> int:
+        """Confirm what the server's window shows of the next ``count`` messages; returns how many.
 
-        ``known_landed`` messages at the start were answered by the server and
-        count as landed whatever the window shows.
+        ``last`` ends the in-flight range named in the result's note. Should
+        the window not be readable, the mark stays for the next run to settle.
         """
-        session = self.session
-        inflight = list(
-            session.messages.pending()
-            .filter(sequence__lte=session.inflight_through)
-            .order_by("sequence")
+        inflight = self.chunk[self.confirmed : self.confirmed + count]
+        try:
+            memory = self._read_window()
+        except MotorheadError:
+            self.unsettled = True
+            raise
+        landed = landed_prefix(
+            [(m.role, m.content) for m in memory.chronological],
+            self._history_before(self.confirmed),
+            [(m.role, m.content) for m in inflight],
         )
-        if not inflight:
-            self._clear_inflight()
-            return 0
-        memory = self._read_window()
-        before = session.messages.filter(sequence__lt=inflight[0].sequence).order_by("-sequence")
-        earlier = [(m.role, m.content) for m in reversed(before[: self.window + 1])]
-        landed = max(
-            known_landed,
-            landed_prefix(
-                [(m.role, m.content) for m in memory.chronological],
-                earlier,
-                [(m.role, m.content) for m in inflight],
-            ),
-        )
-        first, last = inflight[0].sequence, inflight[-1].sequence
-        if landed == len(inflight):
-            note = f"seq {first}-{last}: landed"
-        elif landed == 0:
-            note = f"seq {first}-{last}: not applied"
-        else:
-            note = f"seq {first}-{last}: landed through seq {inflight[landed - 1].sequence}"
-        self.result.resolved.append(note)
-        logger.info("Settled an ambiguous push of %s: %s", session, note)
         self.remote_length = len(memory.messages) if len(memory.messages) <= self.window else None
         if landed:
-            # The context, if pending, went with the first in-flight batch.
-            context = session.context if session.context_pending else None
-            self._confirm(inflight[:landed], context_sent=context)
+            self._confirm(landed)  # the context, if pending, went with the first of them
+        first = self.chunk[0].sequence
+        if self.confirmed == 0:
+            note = f"seq {first}-{last}: not applied"
+        elif self.chunk[self.confirmed - 1].sequence == last:
+            note = f"seq {first}-{last}: landed"
         else:
-            self._clear_inflight()
+            note = (
+                f"seq {first}-{last}: landed through seq {self.chunk[self.confirmed - 1].sequence}"
+            )
+        self.result.resolved.append(note)
+        logger.info("Settled an ambiguous push of %s: %s", self.session, note)
         return landed
 
-    def _mark_inflight(self, through: int) -> None:
-        ChatSession.objects.filter(pk=self.session.pk).update(inflight_through=through)
-        self.session.inflight_through = through
+    def _history_before(self, index: int) -> list[tuple[str, str]]:
+        """Our newest ``WINDOW_SIZE + 1`` messages before ``chunk[index]``, oldest first."""
+        wanted = self.window + 1
+        local = self.chunk[max(0, index - wanted) : index]
+        if len(local) < wanted:
+            older = self.session.messages.filter(sequence__lt=self.chunk[0].sequence)
+            local = older.newest(wanted - len(local)) + local
+        return [(m.role, m.content) for m in local]
 
-    def _confirm(self, messages: list[ChatMessage], context_sent: str | None) -> None:
-        """Record that the server has ``messages`` (consecutive pending ones) and clear the mark."""
-        session = self.session
-        now = timezone.now()
-        updates: dict[str, object] = {"inflight_through": None, "last_pushed_at": now}
-        if context_sent is not None:
-            # Only if nobody changed the context meanwhile.
-            updates["context_pending"] = Case(
-                When(context=context_sent, then=Value(False)), default=F("context_pending")
+    def _confirm(self, count: int) -> None:
+        messages = self.chunk[self.confirmed : self.confirmed + count]
+        self.confirmed += count
+        self.landed.extend(messages)
+        self.result.pushed += count
+        if self.context is not None:
+            self.context_sent, self.context = self.context, None
+
+    def _next_chunk(self) -> None:
+        """Record the finished chunk, then read and mark the next (a backlog beyond one chunk)."""
+        _record([self], finished=False)
+        after = self.chunk[-1].sequence
+        self.take_chunk(
+            list(
+                self.session.messages.pending()
+                .filter(sequence__gt=after)
+                .chronological()[:_READ_CHUNK]
             )
-        # No transaction needed: should we stop between the two updates, the
-        # in-flight mark is left over synced messages, and the next run clears
-        # it without asking the server.
-        ChatMessage.objects.filter(
-            session=session,
-            sync_state=MessageSyncState.PENDING,
-            sequence__gte=messages[0].sequence,
-            sequence__lte=messages[-1].sequence,
-        ).update(sync_state=MessageSyncState.SYNCED, synced_at=now)
-        ChatSession.objects.filter(pk=session.pk).update(**updates)
-        session.inflight_through, session.last_pushed_at = None, now
-        if context_sent is not None:
-            session.refresh_from_db(fields=["context", "context_pending"])
-        for message in messages:
-            message.sync_state = MessageSyncState.SYNCED
-        self.result.pushed += len(messages)
-        signals.post_push.send(sender=ChatSession, session=session, messages=messages)
+        )
+        _mark_inflight([self])
 
-    def _clear_inflight(self) -> None:
-        ChatSession.objects.filter(pk=self.session.pk).update(inflight_through=None)
-        self.session.inflight_through = None
+
+def _read_chunks(pushers: list[_Pusher]) -> None:
+    """Each session's first ``_READ_CHUNK`` pending messages, in one query."""
+    by_session: dict[int, list[ChatMessage]] = {p.session.pk: [] for p in pushers}
+    rows = (
+        ChatMessage.objects.pending()
+        .filter(session_id__in=list(by_session))
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("session_id")], order_by=F("sequence").asc())
+        )
+        .filter(rank__lte=_READ_CHUNK)
+        .order_by("session_id", "sequence")
+    )
+    for message in rows:
+        by_session[message.session_id].append(message)
+    for pusher in pushers:
+        chunk = by_session[pusher.session.pk]
+        mark = pusher.session.inflight_through
+        if mark is not None and len(chunk) == _READ_CHUNK and chunk[-1].sequence < mark:
+            # An earlier run's mark covers more than a chunk: settle all of it at once.
+            chunk = list(
+                pusher.session.messages.pending().filter(sequence__lte=mark).chronological()
+            )
+        pusher.take_chunk(chunk)
+
+
+def _mark_inflight(pushers: list[_Pusher]) -> None:
+    """Store each chunk's last sequence before anything of it is sent (one statement)."""
+    marks = {
+        p.session.pk: p.chunk[-1].sequence
+        for p in pushers
+        if p.chunk and p.session.inflight_through != p.chunk[-1].sequence
+    }
+    if not marks:
+        return
+    ChatSession.objects.filter(pk__in=list(marks)).update(
+        inflight_through=Case(*(When(pk=pk, then=Value(seq)) for pk, seq in marks.items()))
+    )
+    for pusher in pushers:
+        if pusher.session.pk in marks:
+            pusher.session.inflight_through = marks[pusher.session.pk]
+
+
+def _run_interleaved(pushers: list[_Pusher]) -> None:
+    """Run the pushers one step at a time, each when the wait it asked for is over."""
+    queue = [(0.0, order, pusher.run()) for order, pusher in enumerate(pushers)]
+    while queue:
+        ready_at, order, steps = heapq.heappop(queue)
+        pause = ready_at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        try:
+            wait = next(steps)
+        except StopIteration:
+            continue
+        heapq.heappush(queue, (time.monotonic() + wait, order, steps))
+
+
+def _record(pushers: list[_Pusher], *, finished: bool = True) -> None:
+    """Record what the server confirmed and each session's state, in one transaction.
+
+    Two statements whatever the number of sessions: the confirmed messages
+    become synced, and the sessions' rows get their mark cleared (kept where
+    an ambiguous POST could not be settled) and, when the run is ``finished``,
+    their sync state.
+    """
+    now = timezone.now()
+    confirmed = [p for p in pushers if p.confirmed]
+    rows: dict[str, Any] = {
+        "inflight_through": Case(
+            When(pk__in=[p.session.pk for p in pushers if p.unsettled], then=F("inflight_through")),
+            default=Value(None),
+        ),
+        "last_pushed_at": Case(
+            When(pk__in=[p.session.pk for p in confirmed], then=Value(now)),
+            default=F("last_pushed_at"),
+        ),
+    }
+    sent = [p for p in pushers if p.context_sent is not None]
+    if sent:
+        # Only if nobody changed the context meanwhile.
+        rows["context_pending"] = Case(
+            *(When(pk=p.session.pk, context=p.context_sent, then=Value(False)) for p in sent),
+            default=F("context_pending"),
+        )
+    if finished:
+        rows.update(_state_updates(pushers, now))
+    with transaction.atomic():
+        if confirmed:
+            ranges = (
+                Q(
+                    session_id=p.session.pk,
+                    sequence__gte=p.chunk[0].sequence,
+                    sequence__lte=p.chunk[p.confirmed - 1].sequence,
+                )
+                for p in confirmed
+            )
+            ChatMessage.objects.pending().filter(reduce(operator.or_, ranges)).update(
+                sync_state=MessageSyncState.SYNCED, synced_at=now
+            )
+        ChatSession.objects.filter(pk__in=[p.session.pk for p in pushers]).update(**rows)
+    for pusher in pushers:
+        session = pusher.session
+        if not pusher.unsettled:
+            session.inflight_through = None
+        if pusher.confirmed:
+            session.last_pushed_at = now
+        if pusher.context_sent is not None:
+            session.context_pending = session.context != pusher.context_sent
+        pusher.context_sent = None
+
+
+def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
+    """Each session's sync state, attempts, error and next attempt time, as CASE expressions.
+
+    A session that pushed without error is synced only if nothing was
+    written after the messages its run read: a write in progress holds the
+    row (append_messages updates it first), and PostgreSQL re-checks the CASE
+    against the row's newest version once the writer commits.
+    """
+    states: list[When] = []
+    attempts: list[When] = []
+    errors: list[When] = []
+    retry_times: list[When] = []
+    for pusher in pushers:
+        pk, result = pusher.session.pk, pusher.result
+        if pusher.error is None:
+            states.append(When(pk=pk, last_sequence__lte=pusher.seen, then=Value(SyncState.SYNCED)))
+            continue
+        failure = _failure(pusher.session, pusher.error, result, now)
+        states.append(When(pk=pk, then=Value(failure["sync_state"])))
+        attempts.append(When(pk=pk, then=Value(failure["sync_attempts"])))
+        errors.append(When(pk=pk, then=Value(failure["last_error"])))
+        if failure["next_attempt_at"] is not None:
+            retry_times.append(When(pk=pk, then=Value(failure["next_attempt_at"])))
+    no_time = Value(None, output_field=DateTimeField())
+    return {
+        "sync_state": Case(*states, default=Value(SyncState.PENDING)),
+        "sync_attempts": Case(*attempts, default=Value(0)) if attempts else 0,
+        "last_error": Case(*errors, default=Value("")) if errors else "",
+        "next_attempt_at": (
+            Case(*retry_times, default=no_time, output_field=DateTimeField())
+            if retry_times
+            else None
+        ),
+    }
+
+
+def _send_outcome_signals(pushers: list[_Pusher]) -> None:
+    for pusher in pushers:
+        session = pusher.session
+        if pusher.landed:
+            signals.post_push.send(sender=ChatSession, session=session, messages=pusher.landed)
+        if pusher.error is not None:
+            _report_failure(session, pusher.error, pusher.result)
+
+
+def _read_outcome(results: list[PushResult]) -> None:
+    """Each successful run's state, and whether pending messages are left (one query)."""
+    done = {result.session_pk: result for result in results if not result.error}
+    if not done:
+        return
+    pending = ChatMessage.objects.pending().filter(session_id=OuterRef("pk"))
+    rows = (
+        ChatSession.objects.filter(pk__in=list(done))
+        .annotate(more=Exists(pending))
+        .values_list("pk", "sync_state", "more")
+    )
+    for pk, state, more in rows:
+        done[pk].state, done[pk].more = state, more
 
 
 def landed_prefix(
@@ -314,36 +500,37 @@ def backoff_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _record_success(session: ChatSession, result: PushResult, seen: int) -> None:
-    done = {"sync_attempts": 0, "last_error": "", "next_attempt_at": None}
-    # Synced only if nothing was written after the messages this run read. One
-    # statement is enough: a write in progress holds the row (append_messages
-    # updates it first), and PostgreSQL re-checks this WHERE against the row's
-    # newest version once the writer commits.
-    if ChatSession.objects.filter(pk=session.pk, last_sequence__lte=seen).update(
-        sync_state=SyncState.SYNCED, **done
-    ):
-        result.state = SyncState.SYNCED
-    else:
-        ChatSession.objects.filter(pk=session.pk).update(sync_state=SyncState.PENDING, **done)
-        result.state = SyncState.PENDING
+def _failure(
+    session: ChatSession, exc: MotorheadError, result: PushResult, now: datetime
+) -> dict[str, Any]:
+    """The session's fields after a failed run (also set on ``result``)."""
+    attempts = session.sync_attempts + 1
+    retry = is_retryable(exc) and attempts <= motorhead_settings.MAX_RETRIES
+    result.error = str(exc)[:2000]
+    result.retry_at = now + timedelta(seconds=backoff_delay(attempts)) if retry else None
+    result.state = SyncState.RETRYING if retry else SyncState.FAILED
+    return {
+        "sync_state": result.state,
+        "sync_attempts": attempts,
+        "last_error": result.error,
+        "next_attempt_at": result.retry_at,
+    }
 
 
 def _record_failure(session: ChatSession, exc: MotorheadError, result: PushResult) -> None:
-    attempts = session.sync_attempts + 1
-    retry = is_retryable(exc) and attempts <= motorhead_settings.MAX_RETRIES
-    error = str(exc)[:2000]
-    updates: dict[str, object] = {"sync_attempts": attempts, "last_error": error}
-    if retry:
-        result.retry_at = timezone.now() + timedelta(seconds=backoff_delay(attempts))
-        updates.update(sync_state=SyncState.RETRYING, next_attempt_at=result.retry_at)
-    else:
-        updates.update(sync_state=SyncState.FAILED, next_attempt_at=None)
-    ChatSession.objects.filter(pk=session.pk).update(**updates)
-    result.state = str(updates["sync_state"])
-    result.error = error
-    logger.warning("Push of %s failed (attempt %d): %s", session, attempts, error)
-    signals.push_failed.send(sender=ChatSession, session=session, error=exc, will_retry=retry)
+    ChatSession.objects.filter(pk=session.pk).update(
+        **_failure(session, exc, result, timezone.now())
+    )
+    _report_failure(session, exc, result)
+
+
+def _report_failure(session: ChatSession, exc: MotorheadError, result: PushResult) -> None:
+    logger.warning(
+        "Push of %s failed (attempt %d): %s", session, session.sync_attempts + 1, result.error
+    )
+    signals.push_failed.send(
+        sender=ChatSession, session=session, error=exc, will_retry=result.retry_at is not None
+    )
 
 
 def resync_session(session_pk: int, *, client: MotorheadClient | None = None) -> PushResult:
@@ -421,11 +608,11 @@ def drain(
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-    results = []
+    results: list[PushResult] = []
     client = client or get_client()
-    for index, pk in enumerate(session_pks, start=1):
-        result = push_session(pk, client=client)
-        results.append(result)
-        if progress is not None:
-            progress(index, len(session_pks), result)
+    for start in range(0, len(session_pks), PASS_SIZE):
+        for result in push_sessions(session_pks[start : start + PASS_SIZE], client=client):
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(session_pks), result)
     return results

@@ -47,18 +47,33 @@ BEAT_SCHEDULE = {
     ignore_result=True,
 )
 def push_session(session_pk: int) -> dict[str, Any]:
-    result = sync.push_session(session_pk)
+    return _follow_up(sync.push_session(session_pk))
+
+
+@shared_task(
+    name="motorhead_django.push_sessions",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def push_sessions(session_pks: list[int]) -> list[dict[str, Any]]:
+    """One push pass over several sessions (how the sweep sends its work)."""
+    return [_follow_up(result) for result in sync.push_sessions(session_pks)]
+
+
+def _follow_up(result: sync.PushResult) -> dict[str, Any]:
+    """After a session's push: pull it, and enqueue its retry or the work that arrived meanwhile."""
     pulled = False
     if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
         # The server's side back: its summary, what other clients wrote.
-        pulled = not pull.pull_session(session_pk).busy
+        pulled = not pull.pull_session(result.session_pk).busy
     if result.retry_at is not None:
-        schedule_push(session_pk, eta=result.retry_at)
-    elif result.more or (pulled and _has_pending(session_pk)):
+        schedule_push(result.session_pk, eta=result.retry_at)
+    elif result.more or (pulled and _has_pending(result.session_pk)):
         # A push that found our pull holding the lock gave up: do its work.
-        schedule_push(session_pk)
+        schedule_push(result.session_pk)
     return {
-        "session": session_pk,
+        "session": result.session_pk,
         "pushed": result.pushed,
         "state": result.state,
         "busy": result.busy,
@@ -89,8 +104,9 @@ def sweep(limit: int | None = None) -> int:
     ChatSession.objects.filter(pk__in=keys + deletions, next_attempt_at__isnull=True).update(
         next_attempt_at=later
     )
-    for pk in keys:
-        schedule_push(pk)
+    # In passes: a pass shares its bookkeeping between its sessions (see sync.push_sessions).
+    for start in range(0, len(keys), sync.PASS_SIZE):
+        _enqueue(push_sessions, keys[start : start + sync.PASS_SIZE])
     for pk in deletions:
         schedule_delete(pk)
     return len(keys) + len(deletions)
@@ -227,5 +243,7 @@ def _enqueue(
 def _describe(task: Any, args: tuple[Any, ...]) -> str:
     if task is import_sessions:
         return "an import"
+    if task is push_sessions:
+        return f"the push of {len(args[0])} session(s)"
     kind = "push" if task is push_session else task.name.rpartition(".")[2].replace("_", " ")
     return f"the {kind} of session {args[0]}"

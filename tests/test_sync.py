@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from motorhead_django import memory, signals, sync
+from motorhead_django import locks, memory, signals, sync
 from motorhead_django.models import ChatSession, SyncState
 from motorhead_django.sync import landed_prefix
 
@@ -334,3 +340,144 @@ def test_a_write_during_the_push_leaves_the_session_pending(upstream):
     assert first.pushed == 2 and first.state == SyncState.PENDING and first.more
     assert sync.push_session(session.pk).state == SyncState.SYNCED
     assert upstream.stored_messages("busy") == local(session)
+
+
+# -- passes: many sessions pushed together ---------------------------------------------------
+
+
+def applied_lines(server, session_id: str) -> list[dict[str, str]]:
+    """Every message the server applied for a session, in the order it applied them.
+
+    Read from the POSTs it recorded (those that failed after applying included),
+    so a duplicate shows even where compaction has trimmed the list since.
+    """
+    path = f"/sessions/{session_id}/memory"
+    applied = []
+    for request in server.requests_for("POST"):
+        if request.path == path and (request.fault is None or request.fault.startswith("apply")):
+            applied.extend(json.loads(request.body)["messages"])
+    return applied
+
+
+@contextmanager
+def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
+    """A session's push lock held by another thread, on its own database connection."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with locks.session_push_lock(session_pk) as acquired:
+                assert acquired
+                taken.set()
+                done.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
+def test_a_pass_costs_the_same_statements_for_one_session_or_twelve(upstream, settings):
+    """Locks, reads, marks and records are shared by the sessions of a pass."""
+    settings.MOTORHEAD = settings.MOTORHEAD | {"WINDOW_SIZE": 100, "BATCH_SIZE": 4}
+    counts = {}
+    for size in (1, 12):
+        keys = [write(f"pass{size}-{n}", 8).pk for n in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            results = sync.push_sessions(keys)
+        assert [r.state for r in results] == [SyncState.SYNCED] * size
+        assert sum(r.batches for r in results) == 2 * size
+        counts[size] = len(queries.captured_queries)
+    assert counts[1] == counts[12] <= 10
+
+
+def test_a_pass_pushes_other_sessions_while_one_waits_for_its_compaction(
+    motorhead_server_factory, settings, monkeypatch
+):
+    server = motorhead_server_factory(window_size=4, compaction_delay=0.3)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    slow, quick = write("slow-compaction", 8), write("no-compaction", 2)
+    started = time.monotonic()
+    sync.push_sessions([slow.pk, quick.pk])
+    paths = [r.path for r in server.requests_for("POST")]
+    # The quick session's POST came before the slow one's second segment.
+    first_quick = paths.index("/sessions/no-compaction/memory")
+    assert first_quick < len([p for p in paths if "slow" in p])
+    assert time.monotonic() - started >= 0.3
+    for session in (slow, quick):
+        assert applied_lines(server, session.session_id) == local(session)
+    assert server.dropped_lines("slow-compaction") == []
+
+
+def test_a_busy_or_failing_session_does_not_hold_up_the_pass(upstream):
+    busy, failing, fine = write("p-busy", 2), write("p-failing", 2), write("p-fine", 2)
+    upstream.faults.fail_next(1, mode="reject", methods={"POST"}, after=0)
+    with lock_held_elsewhere(busy.pk):  # another worker is pushing it
+        results = sync.push_sessions([failing.pk, busy.pk, fine.pk])
+    by_key = {r.session_pk: r for r in results}
+    assert by_key[busy.pk].busy and by_key[busy.pk].pushed == 0
+    assert by_key[failing.pk].state == SyncState.FAILED and "400" in by_key[failing.pk].error
+    assert by_key[fine.pk].state == SyncState.SYNCED and by_key[fine.pk].pushed == 2
+    assert upstream.stored_messages("p-fine") == local(fine)
+    assert upstream.stored_messages("p-failing") == []
+
+
+def test_a_backlog_longer_than_a_chunk_is_pushed_in_one_run(upstream, settings, monkeypatch):
+    monkeypatch.setattr(sync, "_READ_CHUNK", 5)
+    settings.MOTORHEAD = settings.MOTORHEAD | {"WINDOW_SIZE": 100, "BATCH_SIZE": 3}
+    session = write("long", 12)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 12 and result.state == SyncState.SYNCED and not result.more
+    assert upstream.stored_messages("long") == local(session)
+
+
+def test_when_the_window_cannot_be_read_after_an_ambiguous_post_the_mark_stays(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
+    session = write("unsettled", 4)
+    upstream.faults.fail_next(1, mode="apply_then_drop", methods={"POST"}, after=1)
+    upstream.faults.fail_next(1, mode="error", methods={"GET"}, after=1)
+    first = sync.push_session(session.pk)
+    assert first.pushed == 2 and first.state == SyncState.RETRYING
+    session.refresh_from_db()
+    assert session.inflight_through == 4  # seq 3-4 may be on the server
+    second = sync.push_session(session.pk)
+    assert second.resolved == ["seq 3-4: landed"] and second.state == SyncState.SYNCED
+    assert applied_lines(upstream, "unsettled") == local(session)
+
+
+@pytest.mark.parametrize("window", [12, 64])
+def test_passes_through_a_faulty_server_apply_every_message_once(
+    motorhead_server_factory, settings, monkeypatch, window
+):
+    """30% of requests fail and 10% fail after applying; passes run until nothing is pending."""
+    server = motorhead_server_factory(window_size=window, seed=window)
+    settings.MOTORHEAD = {
+        "URL": server.url,
+        "WINDOW_SIZE": window,
+        "BATCH_SIZE": 4,
+        "READ_TIMEOUT": 1.0,
+        "MAX_RETRIES": 10_000,
+    }
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    monkeypatch.setattr(sync, "PASS_SIZE", 7)
+    sessions = [write(f"faulty-{n}", 20) for n in range(30)]
+    server.faults.fail_rate, server.faults.apply_then_fail_rate = 0.3, 0.1
+    for _ in range(100):
+        sync.drain()
+        if not ChatSession.objects.pending().exists():
+            break
+    assert not ChatSession.objects.pending().exists()
+    assert {"error", "drop", "apply_then_error", "apply_then_drop"} <= {
+        r.fault for r in server.requests if r.fault
+    }
+    server.wait_for_compactions()
+    for session in sessions:
+        assert applied_lines(server, session.session_id) == local(session), session.session_id
+        assert server.dropped_lines(session.session_id) == []

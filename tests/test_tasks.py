@@ -21,7 +21,7 @@ import pytest
 from celery import Celery
 from django.db import connection
 
-from motorhead_django import memory, tasks
+from motorhead_django import memory, sync, tasks
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
 from .celery_app import app as default_app
@@ -365,3 +365,29 @@ def test_the_push_task_pulls_afterwards_unless_told_not_to(
     tasks.push_session(session.pk)
     contents = [m.content for m in memory.history(session)]
     assert contents == (["theirs", "ours"] if pull_after_push else ["ours"])
+
+
+@pytest.mark.django_db
+def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
+    """Due sessions go out in push_sessions tasks of at most PASS_SIZE (inline here: eager mode)."""
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    sessions = [memory.get_or_create_session(f"swept-{n}") for n in range(3)]
+    for session in sessions:
+        memory.append_messages(session, [("Human", f"hello from {session.session_id}")])
+    passes: list[list[int]] = []
+    push_sessions = sync.push_sessions
+
+    def spy(keys, **kwargs):
+        passes.append(list(keys))
+        return push_sessions(keys, **kwargs)
+
+    monkeypatch.setattr(sync, "PASS_SIZE", 2)
+    monkeypatch.setattr(sync, "push_sessions", spy)
+    assert tasks.sweep() == 3
+    assert passes == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
+    for session in sessions:
+        assert motorhead_server.stored_messages(session.session_id) == [
+            {"role": "Human", "content": f"hello from {session.session_id}"}
+        ]
+    assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 3
