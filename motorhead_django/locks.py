@@ -11,7 +11,7 @@ session-level locks; point the workers at PostgreSQL directly.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -35,43 +35,66 @@ def session_push_lock(session_pk: int, using: str = "default") -> Iterator[bool]
         yield session_pk in acquired
 
 
-@contextmanager
-def session_push_locks(session_pks: list[int], using: str = "default") -> Iterator[set[int]]:
-    """Try to take the push locks of many sessions; yields the keys taken.
+class PushLocks:
+    """The push locks of many sessions, taken together and released in groups.
 
-    On PostgreSQL one statement takes them all and one releases them, however
-    many there are (a push pass shares this cost between its sessions).
+    On PostgreSQL one statement takes any number of them and one releases a
+    group, so a push pass shares this cost between its sessions. Leaving the
+    ``with`` block releases whatever is still held.
     """
-    connection = connections[using]
-    keys = list(dict.fromkeys(session_pks))  # a lock taken twice would be held twice
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pk FROM unnest(%s::bigint[]) AS pk WHERE pg_try_advisory_lock(%s + pk)",
-                [keys, _KEY_BASE],
-            )
-            acquired = {row[0] for row in cursor.fetchall()}
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT pg_advisory_unlock(%s + pk) FROM unnest(%s::bigint[]) AS pk",
-                        [_KEY_BASE, sorted(acquired)],
-                    )
-        return
-    acquired = set()
-    try:
-        for pk in keys:
-            with _local_locks_guard:
-                lock = _local_locks.setdefault(pk, threading.Lock())
-            if lock.acquire(blocking=False):
-                acquired.add(pk)
-        yield acquired
-    finally:
-        for pk in acquired:
-            _local_locks[pk].release()
+
+    def __init__(self, using: str = "default") -> None:
+        self.connection = connections[using]
+        self.held: set[int] = set()
+
+    def acquire(self, session_pks: Iterable[int]) -> set[int]:
+        """Try to take each lock; returns the keys taken."""
+        # PostgreSQL counts a lock taken twice by one connection: take each once.
+        keys = [pk for pk in dict.fromkeys(session_pks) if pk not in self.held]
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pk FROM unnest(%s::bigint[]) AS pk WHERE pg_try_advisory_lock(%s + pk)",
+                    [keys, _KEY_BASE],
+                )
+                acquired = {row[0] for row in cursor.fetchall()}
+        else:
+            acquired = set()
+            for pk in keys:
+                with _local_locks_guard:
+                    lock = _local_locks.setdefault(pk, threading.Lock())
+                if lock.acquire(blocking=False):
+                    acquired.add(pk)
+        self.held |= acquired
+        return acquired
+
+    def release(self, session_pks: Iterable[int]) -> None:
+        keys = sorted(self.held.intersection(session_pks))
+        if not keys:
+            return
+        self.held.difference_update(keys)
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(%s + pk) FROM unnest(%s::bigint[]) AS pk",
+                    [_KEY_BASE, keys],
+                )
+        else:
+            for pk in keys:
+                _local_locks[pk].release()
+
+    def __enter__(self) -> PushLocks:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release(list(self.held))
+
+
+@contextmanager
+def session_push_locks(session_pks: Iterable[int], using: str = "default") -> Iterator[set[int]]:
+    """Try to take the push locks of many sessions; yields the keys taken."""
+    with PushLocks(using) as locks:
+        yield locks.acquire(session_pks)
 
 
 @contextmanager

@@ -17,17 +17,28 @@ from __future__ import annotations
 
 import heapq
 import logging
-import operator
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import reduce
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When, Window
+from django.db.models import (
+    Case,
+    CharField,
+    DateTimeField,
+    Exists,
+    F,
+    Field,
+    OuterRef,
+    PositiveIntegerField,
+    TextField,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -36,13 +47,16 @@ from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable, may_have_applied
-from .locks import locked_session, session_push_locks
+from .locks import PushLocks, locked_session
 from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 
 # Pending messages read at a time for one session.
 _READ_CHUNK = 1000
+
+# Messages marked synced per statement (a bound on its parameters).
+_UPDATE_BATCH = 5000
 
 # Sessions pushed together in one pass by `drain` and the sweep's tasks.
 PASS_SIZE = 50
@@ -78,10 +92,12 @@ def push_sessions(
     """Push several sessions in one pass; one result per distinct key, in order.
 
     A pass shares its bookkeeping between its sessions: one statement takes
-    their locks and one releases them, one reads the sessions, one their
-    pending messages, one marks those in flight, and one transaction records
-    what the server confirmed, whether the pass holds one session or fifty.
-    While a session waits for the server's compaction, the others are pushed.
+    their locks, one reads the sessions, one their pending messages and one
+    marks their first segments in flight; then the sessions are pushed in
+    turn, and while one waits for the server's compaction the others go on.
+    Whenever sessions need a record (a new segment's mark, or they are done),
+    one transaction writes it for all of them, and one statement releases the
+    locks of those that are done, so a long session does not hold up the rest.
     """
     keys = list(dict.fromkeys(session_pks))
     results = {pk: PushResult(pk) for pk in keys}
@@ -90,33 +106,30 @@ def push_sessions(
             result.state = "disabled"
         return list(results.values())
     client = client or get_client()
-    with session_push_locks(keys) as acquired:
+    with PushLocks() as locks:
+        acquired = locks.acquire(keys)
         sessions = ChatSession.objects.in_bulk(list(acquired))
         pushers = []
         for pk in keys:
             results[pk].busy = pk not in acquired
             if pk in sessions:
                 pushers.append(_Pusher(sessions[pk], client, results[pk]))
+        locks.release(acquired - set(sessions))  # deleted meanwhile
         if pushers:
             _read_chunks(pushers)
-            _mark_inflight(pushers)
-            _run_interleaved(pushers)
-            _record(pushers)
-            _send_outcome_signals(pushers)
-    # After the unlock: a push scheduled while we held the locks found them
-    # busy and gave up; the messages it was for committed before that.
-    _read_outcome([results[pusher.session.pk] for pusher in pushers])
+            _mark_first_segments(pushers)
+            _Pass(pushers, locks).run()
     return list(results.values())
 
 
 class _Pusher:
     """One session's part of a pass.
 
-    ``run`` is a generator: it yields the seconds it wants to wait (for the
-    server's compaction), and the pass pushes other sessions meanwhile. What
-    the server confirms is counted here (``confirmed``, a prefix of ``chunk``)
-    and recorded for the whole pass at its end; the in-flight mark, written
-    before the first POST, covers the chunk until then.
+    ``run`` is a generator that yields the seconds it wants to wait (for the
+    server's compaction), or None when it needs its progress recorded before
+    it goes on. What the server confirms is counted here (``confirmed``, a
+    prefix of ``chunk``) until the next record; the in-flight mark, written
+    before a segment's first POST, covers the segment until then.
     """
 
     def __init__(self, session: ChatSession, client: MotorheadClient, result: PushResult) -> None:
@@ -126,39 +139,43 @@ class _Pusher:
         self.window = motorhead_settings.WINDOW_SIZE
         # Messages on the server's list; None when unknown (read it first).
         self.remote_length: int | None = None
-        # Consecutive pending messages, oldest first; the server has the first `confirmed`.
+        # Unrecorded pending messages, oldest first; the server has the first `confirmed`.
         self.chunk: list[ChatMessage] = []
         self.confirmed = 0
+        self.complete = True  # no pending messages beyond the chunk when it was read
         # Leading messages of the chunk an earlier run may have sent (under its mark).
         self.in_doubt = 0
+        # The mark the next record writes (None: clear it).
+        self.next_mark: int | None = None
         # The local context, until a batch carrying it is confirmed; then `context_sent`.
         self.context = session.context if session.context_pending else None
         self.context_sent: str | None = None
-        self.landed: list[ChatMessage] = []  # every message confirmed in this run
         self.error: MotorheadError | None = None
         # An ambiguous POST could not be settled: the mark must stay for the next run.
         self.unsettled = False
         # The highest sequence this run has read: anything above it came later.
         self.seen = session.last_sequence
-
-    @property
-    def complete(self) -> bool:
-        return len(self.chunk) < _READ_CHUNK
+        # How the run ended: on its own, or stopped because another session's run crashed.
+        self.finished = self.stopped = False
+        self.crash: Exception | None = None
 
     def take_chunk(self, chunk: list[ChatMessage]) -> None:
-        self.chunk, self.confirmed = chunk, 0
+        self.chunk, self.confirmed, self.complete = chunk, 0, len(chunk) < _READ_CHUNK
         if chunk:
             self.seen = max(self.seen, chunk[-1].sequence)
         mark = self.session.inflight_through
         self.in_doubt = sum(1 for m in chunk if mark is not None and m.sequence <= mark)
 
-    def run(self) -> Iterator[float]:
+    def run(self) -> Generator[float | None, None, None]:
         try:
             yield from self._push()
         except MotorheadError as exc:
             self.error = exc
+        except Exception as exc:  # not the server's doing: the pass stops and re-raises it
+            self.crash, self.unsettled = exc, True
+        self.finished = True
 
-    def _push(self) -> Iterator[float]:
+    def _push(self) -> Iterator[float | None]:
         if self.in_doubt:
             # An earlier run may have sent these: look before sending anything.
             self._settle(self.in_doubt, last=self.chunk[self.in_doubt - 1].sequence)
@@ -168,12 +185,24 @@ class _Pusher:
                     yield from self._wait_for_compaction()
                 assert self.remote_length is not None
                 room = self.window + 1 - self.remote_length
-                self._send(self.chunk[self.confirmed : self.confirmed + room])
+                segment = self.chunk[self.confirmed : self.confirmed + room]
+                if segment[-1].sequence > (self.session.inflight_through or 0):
+                    # One segment in flight at a time: a killed run leaves at
+                    # most WINDOW_SIZE + 1 messages for the next to settle.
+                    self.next_mark = segment[-1].sequence
+                    yield None
+                self._send(segment)
             if self.complete:
                 return
-            self._next_chunk()
+            # A backlog beyond one chunk: record this one, then read the next.
+            after = self.chunk[-1].sequence
+            yield None
+            self.session.refresh_from_db(fields=["context", "context_pending"])
+            self.context = self.session.context if self.session.context_pending else None
+            pending = self.session.messages.pending().filter(sequence__gt=after)
+            self.take_chunk(list(pending.chronological()[:_READ_CHUNK]))
 
-    def _wait_for_compaction(self) -> Iterator[float]:
+    def _wait_for_compaction(self) -> Iterator[float | None]:
         deadline = time.monotonic() + motorhead_settings.COMPACTION_TIMEOUT
         delay = 0.05
         if self.remote_length is not None:
@@ -215,7 +244,8 @@ class _Pusher:
                 if not may_have_applied(exc):
                     raise
                 # It may have landed: look before sending anything again.
-                if self._settle(len(batch), last=self.chunk[-1].sequence) < len(batch):
+                mark = session.inflight_through or batch[-1].sequence
+                if self._settle(len(batch), last=mark) < len(batch):
                     raise
                 return  # the window read gave the server's length: the caller goes on
             self._confirm(len(batch))
@@ -244,14 +274,13 @@ class _Pusher:
         if landed:
             self._confirm(landed)  # the context, if pending, went with the first of them
         first = self.chunk[0].sequence
-        if self.confirmed == 0:
+        through = self.chunk[self.confirmed - 1].sequence if self.confirmed else None
+        if through is None:
             note = f"seq {first}-{last}: not applied"
-        elif self.chunk[self.confirmed - 1].sequence == last:
+        elif through == last:
             note = f"seq {first}-{last}: landed"
         else:
-            note = (
-                f"seq {first}-{last}: landed through seq {self.chunk[self.confirmed - 1].sequence}"
-            )
+            note = f"seq {first}-{last}: landed through seq {through}"
         self.result.resolved.append(note)
         logger.info("Settled an ambiguous push of %s: %s", self.session, note)
         return landed
@@ -266,25 +295,18 @@ class _Pusher:
         return [(m.role, m.content) for m in local]
 
     def _confirm(self, count: int) -> None:
-        messages = self.chunk[self.confirmed : self.confirmed + count]
         self.confirmed += count
-        self.landed.extend(messages)
         self.result.pushed += count
         if self.context is not None:
             self.context_sent, self.context = self.context, None
 
-    def _next_chunk(self) -> None:
-        """Record the finished chunk, then read and mark the next (a backlog beyond one chunk)."""
-        _record([self], finished=False)
-        after = self.chunk[-1].sequence
-        self.take_chunk(
-            list(
-                self.session.messages.pending()
-                .filter(sequence__gt=after)
-                .chronological()[:_READ_CHUNK]
-            )
-        )
-        _mark_inflight([self])
+    @property
+    def done(self) -> bool:
+        return self.finished or self.stopped
+
+    @property
+    def succeeded(self) -> bool:
+        return self.finished and self.error is None and self.crash is None
 
 
 def _read_chunks(pushers: list[_Pusher]) -> None:
@@ -306,57 +328,115 @@ def _read_chunks(pushers: list[_Pusher]) -> None:
         mark = pusher.session.inflight_through
         if mark is not None and len(chunk) == _READ_CHUNK and chunk[-1].sequence < mark:
             # An earlier run's mark covers more than a chunk: settle all of it at once.
-            chunk = list(
-                pusher.session.messages.pending().filter(sequence__lte=mark).chronological()
-            )
+            pending = pusher.session.messages.pending().filter(sequence__lte=mark)
+            chunk = list(pending.chronological())
         pusher.take_chunk(chunk)
 
 
-def _mark_inflight(pushers: list[_Pusher]) -> None:
-    """Store each chunk's last sequence before anything of it is sent (one statement)."""
+def _mark_first_segments(pushers: list[_Pusher]) -> None:
+    """Mark each session's first segment in flight before anything is sent (one statement).
+
+    The server's length is not known yet, so the mark covers the most a
+    segment can hold. A session whose earlier run's mark covers pending
+    messages keeps it until that is settled.
+    """
     marks = {
-        p.session.pk: p.chunk[-1].sequence
+        p.session.pk: p.chunk[min(len(p.chunk), p.window + 1) - 1].sequence
         for p in pushers
-        if p.chunk and p.session.inflight_through != p.chunk[-1].sequence
+        if p.chunk and not p.in_doubt
     }
     if not marks:
         return
+    groups = _group_by_value(marks.items())
     ChatSession.objects.filter(pk__in=list(marks)).update(
-        inflight_through=Case(*(When(pk=pk, then=Value(seq)) for pk, seq in marks.items()))
+        inflight_through=Case(*(When(pk__in=keys, then=Value(seq)) for seq, keys in groups.items()))
     )
     for pusher in pushers:
         if pusher.session.pk in marks:
             pusher.session.inflight_through = marks[pusher.session.pk]
 
 
-def _run_interleaved(pushers: list[_Pusher]) -> None:
-    """Run the pushers one step at a time, each when the wait it asked for is over."""
-    queue = [(0.0, order, pusher.run()) for order, pusher in enumerate(pushers)]
-    while queue:
-        ready_at, order, steps = heapq.heappop(queue)
-        pause = ready_at - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        try:
-            wait = next(steps)
-        except StopIteration:
-            continue
-        heapq.heappush(queue, (time.monotonic() + wait, order, steps))
+class _Pass:
+    """Runs the pushers of a pass in turn, recording their progress in groups."""
+
+    def __init__(self, pushers: list[_Pusher], locks: PushLocks) -> None:
+        self.pushers = pushers
+        self.locks = locks
+        self.waiting: list[_Pusher] = []  # to record: before they go on, or because they are done
+
+    def run(self) -> None:
+        queue = [(0.0, order, pusher.run()) for order, pusher in enumerate(self.pushers)]
+        while queue:
+            ready_at, order, steps = queue[0]
+            pusher = self.pushers[order]
+            # Record before a pusher that asked for it goes on, and rather than sleep.
+            if self.waiting and (pusher in self.waiting or ready_at > time.monotonic()):
+                self.record()
+                continue
+            heapq.heappop(queue)
+            pause = ready_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                wait = next(steps)
+            except StopIteration:
+                self.waiting.append(pusher)
+                if pusher.crash is not None:
+                    break
+                continue
+            if wait is None:
+                self.waiting.append(pusher)
+                wait = 0.0
+            heapq.heappush(queue, (time.monotonic() + wait, order, steps))
+        crash = next((p.crash for p in self.pushers if p.crash is not None), None)
+        if crash is not None:
+            # Stop the others where they stand: between answered requests,
+            # so nothing of theirs is in doubt; record what they pushed.
+            for _, order, steps in queue:
+                steps.close()
+                self.pushers[order].stopped = True
+                if self.pushers[order] not in self.waiting:
+                    self.waiting.append(self.pushers[order])
+        self.record()
+        if crash is not None:
+            raise crash
+
+    def record(self) -> None:
+        group, self.waiting = self.waiting, []
+        if not group:
+            return
+        landed = _record(group)
+        for pusher, messages in zip(group, landed, strict=True):
+            if messages:
+                signals.post_push.send(
+                    sender=ChatSession, session=pusher.session, messages=messages
+                )
+            if pusher.finished and pusher.error is not None:
+                _report_failure(pusher.session, pusher.error, pusher.result)
+        done = [p for p in group if p.done]
+        self.locks.release(p.session.pk for p in done)
+        # After the unlock: a push scheduled while we held the lock found it
+        # busy and gave up; the messages it was for committed before that.
+        _read_outcome([p.result for p in done if p.succeeded])
 
 
-def _record(pushers: list[_Pusher], *, finished: bool = True) -> None:
-    """Record what the server confirmed and each session's state, in one transaction.
+def _record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
+    """Record the pushers' progress in one transaction; returns the messages each had confirmed.
 
     Two statements whatever the number of sessions: the confirmed messages
-    become synced, and the sessions' rows get their mark cleared (kept where
-    an ambiguous POST could not be settled) and, when the run is ``finished``,
-    their sync state.
+    become synced, and the sessions' rows get their new mark (cleared, or
+    kept where an ambiguous POST could not be settled) and, for runs that
+    finished, their sync state.
     """
     now = timezone.now()
     confirmed = [p for p in pushers if p.confirmed]
+    marks = _group_by_value(
+        (p.session.pk, p.next_mark) for p in pushers if p.next_mark is not None and not p.done
+    )
     rows: dict[str, Any] = {
         "inflight_through": Case(
             When(pk__in=[p.session.pk for p in pushers if p.unsettled], then=F("inflight_through")),
+            *(When(pk__in=keys, then=Value(mark)) for mark, keys in marks.items()),
             default=Value(None),
         ),
         "last_pushed_at": Case(
@@ -367,85 +447,99 @@ def _record(pushers: list[_Pusher], *, finished: bool = True) -> None:
     sent = [p for p in pushers if p.context_sent is not None]
     if sent:
         # Only if nobody changed the context meanwhile.
+        contexts = _group_by_value((p.session.pk, p.context_sent) for p in sent)
         rows["context_pending"] = Case(
-            *(When(pk=p.session.pk, context=p.context_sent, then=Value(False)) for p in sent),
+            *(
+                When(pk__in=keys, context=context, then=Value(False))
+                for context, keys in contexts.items()
+            ),
             default=F("context_pending"),
         )
+    finished = [p for p in pushers if p.finished and p.crash is None]
     if finished:
-        rows.update(_state_updates(pushers, now))
+        rows.update(_state_updates(finished, now))
     with transaction.atomic():
-        if confirmed:
-            ranges = (
-                Q(
-                    session_id=p.session.pk,
-                    sequence__gte=p.chunk[0].sequence,
-                    sequence__lte=p.chunk[p.confirmed - 1].sequence,
-                )
-                for p in confirmed
-            )
-            ChatMessage.objects.pending().filter(reduce(operator.or_, ranges)).update(
+        ids = [m.pk for p in confirmed for m in p.chunk[: p.confirmed]]
+        for start in range(0, len(ids), _UPDATE_BATCH):
+            ChatMessage.objects.filter(pk__in=ids[start : start + _UPDATE_BATCH]).update(
                 sync_state=MessageSyncState.SYNCED, synced_at=now
             )
         ChatSession.objects.filter(pk__in=[p.session.pk for p in pushers]).update(**rows)
+    landed = []
     for pusher in pushers:
         session = pusher.session
+        messages, pusher.chunk = pusher.chunk[: pusher.confirmed], pusher.chunk[pusher.confirmed :]
+        pusher.confirmed = 0
+        for message in messages:
+            message.sync_state, message.synced_at = MessageSyncState.SYNCED, now
+        landed.append(messages)
         if not pusher.unsettled:
-            session.inflight_through = None
-        if pusher.confirmed:
+            session.inflight_through = None if pusher.done else pusher.next_mark
+        pusher.next_mark = None
+        if messages:
             session.last_pushed_at = now
         if pusher.context_sent is not None:
             session.context_pending = session.context != pusher.context_sent
-        pusher.context_sent = None
+            pusher.context_sent = None
+    return landed
 
 
 def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
-    """Each session's sync state, attempts, error and next attempt time, as CASE expressions.
+    """The sync state, attempts, error and next attempt time of finished runs, as CASE expressions.
 
     A session that pushed without error is synced only if nothing was
     written after the messages its run read: a write in progress holds the
     row (append_messages updates it first), and PostgreSQL re-checks the CASE
-    against the row's newest version once the writer commits.
+    against the row's newest version once the writer commits. A session
+    being deleted keeps its state: the delete owns it now.
     """
-    states: list[When] = []
-    attempts: list[When] = []
-    errors: list[When] = []
-    retry_times: list[When] = []
+    fields: dict[str, Field[Any, Any]] = {
+        "sync_state": CharField(),
+        "sync_attempts": PositiveIntegerField(),
+        "last_error": TextField(),
+        "next_attempt_at": DateTimeField(),
+    }
+    cases: dict[str, list[When]] = {
+        name: [When(delete_requested_at__isnull=False, then=F(name))] for name in fields
+    }
+    succeeded = [p for p in pushers if p.error is None]
+    if succeeded:
+        seen = _group_by_value((p.session.pk, p.seen) for p in succeeded)
+        cases["sync_state"] += [
+            When(pk__in=keys, last_sequence__lte=last, then=Value(SyncState.SYNCED))
+            for last, keys in seen.items()
+        ]
+        keys = [p.session.pk for p in succeeded]
+        cleared = {"sync_state": SyncState.PENDING, "sync_attempts": 0, "last_error": ""}
+        for name, value in cleared.items():
+            cases[name].append(When(pk__in=keys, then=Value(value)))
+        cases["next_attempt_at"].append(
+            When(pk__in=keys, then=Value(None, output_field=DateTimeField()))
+        )
     for pusher in pushers:
-        pk, result = pusher.session.pk, pusher.result
-        if pusher.error is None:
-            states.append(When(pk=pk, last_sequence__lte=pusher.seen, then=Value(SyncState.SYNCED)))
-            continue
-        failure = _failure(pusher.session, pusher.error, result, now)
-        states.append(When(pk=pk, then=Value(failure["sync_state"])))
-        attempts.append(When(pk=pk, then=Value(failure["sync_attempts"])))
-        errors.append(When(pk=pk, then=Value(failure["last_error"])))
-        if failure["next_attempt_at"] is not None:
-            retry_times.append(When(pk=pk, then=Value(failure["next_attempt_at"])))
-    no_time = Value(None, output_field=DateTimeField())
+        if pusher.error is not None:
+            values = _failure(pusher.session, pusher.error, pusher.result, now)
+            for name, value in values.items():
+                cases[name].append(
+                    When(pk=pusher.session.pk, then=Value(value, output_field=fields[name]))
+                )
     return {
-        "sync_state": Case(*states, default=Value(SyncState.PENDING)),
-        "sync_attempts": Case(*attempts, default=Value(0)) if attempts else 0,
-        "last_error": Case(*errors, default=Value("")) if errors else "",
-        "next_attempt_at": (
-            Case(*retry_times, default=no_time, output_field=DateTimeField())
-            if retry_times
-            else None
-        ),
+        name: Case(*whens, default=F(name), output_field=fields[name])
+        for name, whens in cases.items()
     }
 
 
-def _send_outcome_signals(pushers: list[_Pusher]) -> None:
-    for pusher in pushers:
-        session = pusher.session
-        if pusher.landed:
-            signals.post_push.send(sender=ChatSession, session=session, messages=pusher.landed)
-        if pusher.error is not None:
-            _report_failure(session, pusher.error, pusher.result)
+def _group_by_value(pairs: Iterable[tuple[int, Any]]) -> dict[Any, list[int]]:
+    """Session keys grouped by a value, for one ``WHEN pk IN (...)`` per value."""
+    groups: dict[Any, list[int]] = {}
+    for pk, value in pairs:
+        groups.setdefault(value, []).append(pk)
+    return groups
 
 
 def _read_outcome(results: list[PushResult]) -> None:
     """Each successful run's state, and whether pending messages are left (one query)."""
-    done = {result.session_pk: result for result in results if not result.error}
+    done = {result.session_pk: result for result in results}
     if not done:
         return
     pending = ChatMessage.objects.pending().filter(session_id=OuterRef("pk"))

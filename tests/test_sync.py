@@ -481,3 +481,117 @@ def test_passes_through_a_faulty_server_apply_every_message_once(
     for session in sessions:
         assert applied_lines(server, session.session_id) == local(session), session.session_id
         assert server.dropped_lines(session.session_id) == []
+
+
+def lock_is_free_elsewhere(session_pk: int) -> bool:
+    """Whether another worker (a thread with its own connection) could take the push lock now."""
+    answer = []
+
+    def probe() -> None:
+        try:
+            with locks.session_push_lock(session_pk) as acquired:
+                answer.append(acquired)
+        finally:
+            connections.close_all()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join()
+    return answer == [True]
+
+
+def test_a_session_that_finishes_is_released_while_the_pass_goes_on(
+    motorhead_server_factory, settings, monkeypatch
+):
+    server = motorhead_server_factory(window_size=4, compaction_delay=0.05)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    long, short = write("long-one", 16), write("short-one", 2)
+    seen_later = []
+
+    def on_pre_push(sender, session, messages, **kwargs):
+        if session.pk == long.pk and messages[-1].sequence > 10:
+            short.refresh_from_db()
+            seen_later.append((short.sync_state, lock_is_free_elsewhere(short.pk)))
+
+    signals.pre_push.connect(on_pre_push)
+    try:
+        results = sync.push_sessions([long.pk, short.pk])
+    finally:
+        signals.pre_push.disconnect(on_pre_push)
+    assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
+    # While the long session was still pushing, the short one was recorded and unlocked.
+    assert seen_later and set(seen_later) == {(SyncState.SYNCED, True)}
+    for session in (long, short):
+        assert applied_lines(server, session.session_id) == local(session)
+
+
+def test_one_segment_at_a_time_is_marked_in_flight(motorhead_server_factory, settings, monkeypatch):
+    """A worker killed at any point leaves at most WINDOW_SIZE + 1 messages to settle."""
+    server = motorhead_server_factory(window_size=4)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = write("segments", 20)
+    in_doubt = []
+
+    def on_pre_push(sender, session, messages, **kwargs):
+        row = ChatSession.objects.get(pk=session.pk)
+        first_pending = row.messages.pending().chronological().first()
+        in_doubt.append(row.inflight_through - first_pending.sequence + 1)
+
+    signals.pre_push.connect(on_pre_push)
+    try:
+        assert sync.push_session(session.pk).state == SyncState.SYNCED
+    finally:
+        signals.pre_push.disconnect(on_pre_push)
+    assert len(in_doubt) > 5 and max(in_doubt) <= 5
+    assert applied_lines(server, "segments") == local(session)
+
+
+def test_an_error_that_is_not_the_servers_stops_the_pass_and_keeps_what_landed(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
+    broken, waiting = write("broken", 6), write("waiting", 2)
+
+    def on_pre_push(sender, session, messages, **kwargs):
+        if session.pk == broken.pk and messages[0].sequence == 3:
+            raise RuntimeError("a receiver's bug")
+
+    signals.pre_push.connect(on_pre_push)
+    try:
+        with pytest.raises(RuntimeError, match="a receiver's bug"):
+            sync.push_sessions([broken.pk, waiting.pk])
+    finally:
+        signals.pre_push.disconnect(on_pre_push)
+    broken.refresh_from_db()
+    assert list(broken.messages.pending().values_list("sequence", flat=True)) == [3, 4, 5, 6]
+    assert broken.inflight_through is not None  # kept: the next run looks first
+    assert lock_is_free_elsewhere(broken.pk) and lock_is_free_elsewhere(waiting.pk)
+    results = sync.push_sessions([broken.pk, waiting.pk])
+    assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
+    for session in (broken, waiting):
+        assert applied_lines(upstream, session.session_id) == local(session)
+
+
+def test_a_context_changed_during_a_long_backlog_goes_with_the_next_chunk(
+    motorhead_server_factory, settings, monkeypatch
+):
+    monkeypatch.setattr(sync, "_READ_CHUNK", 4)
+    server = motorhead_server_factory(window_size=100)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 100, "BATCH_SIZE": 2}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = memory.get_or_create_session("ctx-backlog")
+    memory.append_messages(session, [("Human", f"m{n}") for n in range(8)], context="first")
+
+    def on_post_push(sender, session, messages, **kwargs):
+        signals.post_push.disconnect(on_post_push)
+        memory.set_context(ChatSession.objects.get(pk=session.pk), "second")
+
+    signals.post_push.connect(on_post_push)
+    try:
+        assert sync.push_session(session.pk).pushed == 8
+    finally:
+        signals.post_push.disconnect(on_post_push)
+    contexts = [json.loads(r.body).get("context") for r in server.requests_for("POST")]
+    assert contexts == ["first", None, "second", None]
+    session.refresh_from_db()
+    assert server.context("ctx-backlog") == "second" and not session.context_pending
