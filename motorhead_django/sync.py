@@ -348,8 +348,9 @@ def _mark_first_segments(pushers: list[_Pusher]) -> None:
     if not marks:
         return
     groups = _group_by_value(marks.items())
-    ChatSession.objects.filter(pk__in=list(marks)).update(
-        inflight_through=Case(*(When(pk__in=keys, then=Value(seq)) for seq, keys in groups.items()))
+    _update_sessions(
+        list(marks),
+        {"inflight_through": Case(*(When(pk__in=k, then=Value(v)) for v, k in groups.items()))},
     )
     for pusher in pushers:
         if pusher.session.pk in marks:
@@ -423,10 +424,10 @@ class _Pass:
 def _record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
     """Record the pushers' progress in one transaction; returns the messages each had confirmed.
 
-    Two statements whatever the number of sessions: the confirmed messages
-    become synced, and the sessions' rows get their new mark (cleared, or
-    kept where an ambiguous POST could not be settled) and, for runs that
-    finished, their sync state.
+    The same few statements whatever the number of sessions: the confirmed
+    messages become synced, then the sessions' rows get their new mark
+    (cleared, or kept where an ambiguous POST could not be settled) and, for
+    runs that finished, their sync state.
     """
     now = timezone.now()
     confirmed = [p for p in pushers if p.confirmed]
@@ -458,13 +459,14 @@ def _record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
     finished = [p for p in pushers if p.finished and p.crash is None]
     if finished:
         rows.update(_state_updates(finished, now))
-    with transaction.atomic():
-        ids = [m.pk for p in confirmed for m in p.chunk[: p.confirmed]]
-        for start in range(0, len(ids), _UPDATE_BATCH):
-            ChatMessage.objects.filter(pk__in=ids[start : start + _UPDATE_BATCH]).update(
-                sync_state=MessageSyncState.SYNCED, synced_at=now
-            )
-        ChatSession.objects.filter(pk__in=[p.session.pk for p in pushers]).update(**rows)
+    ids = [m.pk for p in confirmed for m in p.chunk[: p.confirmed]]
+    for start in range(0, len(ids), _UPDATE_BATCH):
+        ChatMessage.objects.filter(pk__in=ids[start : start + _UPDATE_BATCH]).update(
+            sync_state=MessageSyncState.SYNCED, synced_at=now
+        )
+    # Should we stop before the sessions' update, a mark is left over synced
+    # messages: the next run finds nothing pending under it, and clears it.
+    _update_sessions([p.session.pk for p in pushers], rows)
     landed = []
     for pusher in pushers:
         session = pusher.session
@@ -527,6 +529,25 @@ def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
         name: Case(*whens, default=F(name), output_field=fields[name])
         for name, whens in cases.items()
     }
+
+
+def _update_sessions(keys: list[int], fields: dict[str, Any]) -> None:
+    """Update many sessions' rows in one statement, never waiting for a row while holding others.
+
+    A row a writer holds (``append_messages`` updates the session first) is
+    skipped by that statement and updated on its own afterwards, holding
+    nothing else: waiting for it while holding the others could deadlock
+    with a transaction that writes to several sessions.
+    """
+    with transaction.atomic():
+        rows = ChatSession.objects.filter(pk__in=keys)
+        free = set(
+            rows.select_for_update(skip_locked=True, no_key=True).values_list("pk", flat=True)
+        )
+        ChatSession.objects.filter(pk__in=free).update(**fields)
+    for pk in keys:
+        if pk not in free:
+            ChatSession.objects.filter(pk=pk).update(**fields)
 
 
 def _group_by_value(pairs: Iterable[tuple[int, Any]]) -> dict[Any, list[int]]:
