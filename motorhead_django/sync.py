@@ -4,13 +4,15 @@ The guarantees and their limits are written down in docs/sync.md. In short:
 
 * one pusher per session at a time (:mod:`motorhead_django.locks`);
 * messages go in sequence order, in non-empty batches the server can keep;
-* before a batch is sent, its last sequence is recorded (``inflight_through``),
+* before a segment is sent, its last sequence is recorded (``inflight_through``),
   so that after any failure that may have applied it (timeout, dropped
   connection, 5xx, a killed worker) the server's window is read and compared
   with our history before anything is sent again;
 * batches are paced so that every message passes through the server's
   summariser: a batch never takes the server's list past ``WINDOW_SIZE + 1``,
-  and after a batch that triggers a compaction the next one waits for it.
+  and after a batch that triggers a compaction the next one waits for it;
+* sessions are pushed in passes that share the database work
+  (:func:`push_sessions`).
 """
 
 from __future__ import annotations
