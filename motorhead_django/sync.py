@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import (
     Case,
     CharField,
@@ -167,6 +167,8 @@ class _Pusher:
             self.seen = max(self.seen, chunk[-1].sequence)
         mark = self.session.inflight_through
         self.in_doubt = sum(1 for m in chunk if mark is not None and m.sequence <= mark)
+        # Until they are settled, that mark stays, whatever stops this run.
+        self.unsettled = self.in_doubt > 0
 
     def run(self) -> Generator[float | None, None, None]:
         try:
@@ -181,6 +183,7 @@ class _Pusher:
         if self.in_doubt:
             # An earlier run may have sent these: look before sending anything.
             self._settle(self.in_doubt, last=self.chunk[self.in_doubt - 1].sequence)
+            self.unsettled = False
         while True:
             while self.confirmed < len(self.chunk):
                 if self.remote_length is None or self.remote_length > self.window:
@@ -248,6 +251,9 @@ class _Pusher:
                 # It may have landed: look before sending anything again.
                 mark = session.inflight_through or batch[-1].sequence
                 if self._settle(len(batch), last=mark) < len(batch):
+                    # The window does not show it yet; a slow server may still
+                    # apply it. The mark stays: the retry looks again first.
+                    self.unsettled = True
                     raise
                 return  # the window read gave the server's length: the caller goes on
             self._confirm(len(batch))
@@ -541,11 +547,15 @@ def _update_sessions(keys: list[int], fields: dict[str, Any]) -> None:
     nothing else: waiting for it while holding the others could deadlock
     with a transaction that writes to several sessions.
     """
+    features = connections[ChatSession.objects.db].features
+    if not features.has_select_for_update_skip_locked:  # SQLite locks the whole database anyway
+        ChatSession.objects.filter(pk__in=keys).update(**fields)
+        return
     with transaction.atomic():
-        rows = ChatSession.objects.filter(pk__in=keys)
-        free = set(
-            rows.select_for_update(skip_locked=True, no_key=True).values_list("pk", flat=True)
+        rows = ChatSession.objects.filter(pk__in=keys).select_for_update(
+            skip_locked=True, no_key=features.has_select_for_no_key_update
         )
+        free = set(rows.values_list("pk", flat=True))
         ChatSession.objects.filter(pk__in=free).update(**fields)
     for pk in keys:
         if pk not in free:

@@ -154,7 +154,11 @@ def test_failed_before_applying_is_sent_again(upstream):
     upstream.faults.fail_next(1, mode="drop", methods={"POST"})
     first = sync.push_session(session.pk)
     assert first.resolved == ["seq 1-4: not applied"] and first.state == SyncState.RETRYING
-    sync.push_session(session.pk)
+    session.refresh_from_db()
+    # A slow server could still apply it: the retry looks at the window again first.
+    assert session.inflight_through == 4
+    second = sync.push_session(session.pk)
+    assert second.resolved == ["seq 1-4: not applied"] and second.state == SyncState.SYNCED
     assert upstream.stored_messages("lost") == local(session)
 
 
@@ -625,3 +629,27 @@ def test_a_pass_does_not_deadlock_with_a_transaction_writing_to_two_sessions(pos
     assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
     for session in (first, second):
         assert upstream.stored_messages(session.session_id) == local(session)
+
+
+def test_a_pass_stopped_early_keeps_the_marks_it_has_not_settled(upstream):
+    """A session whose earlier run may have sent messages keeps its mark until it is settled."""
+    broken, crashed_before = write("breaks-first", 2), write("was-in-flight", 2)
+    # A worker died after this session's POST landed and before it recorded it.
+    upstream.preload("was-in-flight", local(crashed_before))
+    ChatSession.objects.filter(pk=crashed_before.pk).update(inflight_through=2)
+
+    def on_pre_push(sender, session, messages, **kwargs):
+        if session.pk == broken.pk:
+            raise RuntimeError("a receiver's bug")
+
+    signals.pre_push.connect(on_pre_push)
+    try:
+        with pytest.raises(RuntimeError):
+            sync.push_sessions([broken.pk, crashed_before.pk])
+    finally:
+        signals.pre_push.disconnect(on_pre_push)
+    crashed_before.refresh_from_db()
+    assert crashed_before.inflight_through == 2
+    result = sync.push_session(crashed_before.pk)
+    assert result.resolved == ["seq 1-2: landed"] and result.state == SyncState.SYNCED
+    assert upstream.stored_messages("was-in-flight") == local(crashed_before)
