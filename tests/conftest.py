@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+
+from motorhead_django import locks
 
 from . import celery_app  # noqa: F401  (the current Celery app: eager unless a test says not)
 
@@ -64,3 +69,44 @@ def postgres() -> None:
             "needs PostgreSQL: runs in the PostgreSQL leg of `python3.11 dev.py test` "
             "(DATABASE_URL=postgres://...)"
         )
+
+
+@contextmanager
+def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
+    """A session's push lock held by another thread, on its own database connection."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with locks.session_push_lock(session_pk) as acquired:
+                assert acquired
+                taken.set()
+                done.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
+def lock_is_free_elsewhere(session_pk: int) -> bool:
+    """Whether another worker (a thread with its own connection) could take the push lock now."""
+    answer = []
+
+    def probe() -> None:
+        try:
+            with locks.session_push_lock(session_pk) as acquired:
+                answer.append(acquired)
+        finally:
+            connections.close_all()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join()
+    return answer == [True]

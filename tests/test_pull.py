@@ -16,6 +16,8 @@ from motorhead_django.models import (
     SyncState,
 )
 
+from .conftest import lock_held_elsewhere
+
 pytestmark = pytest.mark.django_db
 
 
@@ -272,34 +274,11 @@ def test_import_of_500_sessions_in_two_namespaces_interrupted_and_resumed(upstre
 
 def test_a_pull_waits_its_turn_behind_a_push(upstream):
     """The pull takes the push's per-session lock: held elsewhere, the pull does nothing."""
-    import threading
-
-    from django.db import connections
-
-    from motorhead_django.locks import session_push_lock
-
     session = memory.get_or_create_session("locked")
-    held, release = threading.Event(), threading.Event()
-
-    def pusher():
-        try:
-            with session_push_lock(session.pk) as acquired:
-                assert acquired
-                held.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=pusher)
-    thread.start()
-    held.wait(10)
-    try:
+    with lock_held_elsewhere(session.pk):
         upstream.preload("locked", [("AI", "meanwhile")])
         result = pull.pull_session(session.pk)
         assert result.busy and result.added == 0
-    finally:
-        release.set()
-        thread.join(10)
     assert pull.pull_session(session.pk).added == 1
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,9 +12,11 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from motorhead_django import locks, memory, signals, sync
+from motorhead_django import memory, signals, sync
 from motorhead_django.models import ChatSession, SyncState
 from motorhead_django.sync import landed_prefix
+
+from .conftest import lock_held_elsewhere, lock_is_free_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -364,30 +364,6 @@ def applied_lines(server, session_id: str) -> list[dict[str, str]]:
     return applied
 
 
-@contextmanager
-def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
-    """A session's push lock held by another thread, on its own database connection."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with locks.session_push_lock(session_pk) as acquired:
-                assert acquired
-                taken.set()
-                done.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(10)
-    try:
-        yield
-    finally:
-        done.set()
-        holder.join()
-
-
 def test_a_pass_costs_the_same_statements_for_one_session_or_twelve(upstream, settings):
     """Locks, reads, marks and records are shared by the sessions of a pass."""
     settings.MOTORHEAD = settings.MOTORHEAD | {"WINDOW_SIZE": 100, "BATCH_SIZE": 4}
@@ -486,23 +462,6 @@ def test_passes_through_a_faulty_server_apply_every_message_once(
     for session in sessions:
         assert applied_lines(server, session.session_id) == local(session), session.session_id
         assert server.dropped_lines(session.session_id) == []
-
-
-def lock_is_free_elsewhere(session_pk: int) -> bool:
-    """Whether another worker (a thread with its own connection) could take the push lock now."""
-    answer = []
-
-    def probe() -> None:
-        try:
-            with locks.session_push_lock(session_pk) as acquired:
-                answer.append(acquired)
-        finally:
-            connections.close_all()
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    prober.join()
-    return answer == [True]
 
 
 def test_a_session_that_finishes_is_released_while_the_pass_goes_on(
