@@ -31,8 +31,8 @@ _local_locks_guard = threading.Lock()
 @contextmanager
 def session_push_lock(session_pk: int, using: str = "default") -> Iterator[bool]:
     """Try to take the push lock of one session; yields whether it was taken."""
-    with session_push_locks([session_pk], using) as acquired:
-        yield session_pk in acquired
+    with PushLocks(using) as locks:
+        yield session_pk in locks.acquire([session_pk])
 
 
 class PushLocks:
@@ -88,13 +88,6 @@ class PushLocks:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release(list(self.held))
-
-
-@contextmanager
-def session_push_locks(session_pks: Iterable[int], using: str = "default") -> Iterator[set[int]]:
-    """Try to take the push locks of many sessions; yields the keys taken."""
-    with PushLocks(using) as locks:
-        yield locks.acquire(session_pks)
 
 
 @contextmanager
