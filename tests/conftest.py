@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -40,19 +41,34 @@ def _fresh_broker_breaker(monkeypatch) -> None:
 
 
 @pytest.fixture
-def upstream(motorhead_server_factory, settings, monkeypatch):
-    """A test server as the configured upstream; pushes run only when a test says so."""
-    server = motorhead_server_factory(window_size=12)
-    settings.MOTORHEAD = {
-        "URL": server.url,
-        "READ_TIMEOUT": 1.0,
-        "CONNECT_TIMEOUT": 1.0,
-        "RETRY_BACKOFF": 0.01,
-        "RETRY_BACKOFF_MAX": 0.05,
-        "COMPACTION_TIMEOUT": 5.0,
-    }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
-    return server
+def upstream_factory(motorhead_server_factory, settings, monkeypatch):
+    """Start a test server as the configured upstream; pushes run only when a test says so.
+
+    ``start(window_size=12, motorhead=None, **server_options)``: ``motorhead``
+    adds to the MOTORHEAD setting, ``server_options`` go to the test server.
+    """
+
+    def start(window_size: int = 12, motorhead: dict[str, Any] | None = None, **server_options):
+        server = motorhead_server_factory(window_size=window_size, **server_options)
+        settings.MOTORHEAD = {
+            "URL": server.url,
+            "WINDOW_SIZE": window_size,
+            "READ_TIMEOUT": 1.0,
+            "CONNECT_TIMEOUT": 1.0,
+            "RETRY_BACKOFF": 0.01,
+            "RETRY_BACKOFF_MAX": 0.05,
+            "COMPACTION_TIMEOUT": 5.0,
+            **(motorhead or {}),
+        }
+        monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def upstream(upstream_factory):
+    return upstream_factory()
 
 
 @pytest.fixture

@@ -68,13 +68,9 @@ def test_batches_are_never_empty_or_larger_than_batch_size(upstream, settings):
     assert sizes and all(1 <= size <= 4 for size in sizes) and sum(sizes) == 10
 
 
-def test_backlog_is_paced_so_every_message_is_summarised(
-    motorhead_server_factory, settings, monkeypatch
-):
+def test_backlog_is_paced_so_every_message_is_summarised(upstream_factory):
     """With a slow summariser, a backlog still passes through it whole, and nothing is dropped."""
-    server = motorhead_server_factory(window_size=6, compaction_delay=0.2)
-    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 6, "COMPACTION_TIMEOUT": 10.0}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    server = upstream_factory(6, {"COMPACTION_TIMEOUT": 10.0}, compaction_delay=0.2)
     session = write("backlog", 40)
     result = sync.push_session(session.pk)
     assert result.pushed == 40
@@ -378,12 +374,8 @@ def test_a_pass_costs_the_same_statements_for_one_session_or_twelve(upstream, se
     assert counts[1] == counts[12] <= 14  # 12 outside a test, which adds savepoints
 
 
-def test_a_pass_pushes_other_sessions_while_one_waits_for_its_compaction(
-    motorhead_server_factory, settings, monkeypatch
-):
-    server = motorhead_server_factory(window_size=4, compaction_delay=0.3)
-    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+def test_a_pass_pushes_other_sessions_while_one_waits_for_its_compaction(upstream_factory):
+    server = upstream_factory(4, {"BATCH_SIZE": 2}, compaction_delay=0.3)
     slow, quick = write("slow-compaction", 8), write("no-compaction", 2)
     started = time.monotonic()
     sync.push_sessions([slow.pk, quick.pk])
@@ -435,18 +427,10 @@ def test_when_the_window_cannot_be_read_after_an_ambiguous_post_the_mark_stays(u
 
 @pytest.mark.parametrize("window", [12, 64])
 def test_passes_through_a_faulty_server_apply_every_message_once(
-    motorhead_server_factory, settings, monkeypatch, window
+    upstream_factory, monkeypatch, window
 ):
     """30% of requests fail and 10% fail after applying; passes run until nothing is pending."""
-    server = motorhead_server_factory(window_size=window, seed=window)
-    settings.MOTORHEAD = {
-        "URL": server.url,
-        "WINDOW_SIZE": window,
-        "BATCH_SIZE": 4,
-        "READ_TIMEOUT": 1.0,
-        "MAX_RETRIES": 10_000,
-    }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    server = upstream_factory(window, {"BATCH_SIZE": 4, "MAX_RETRIES": 10_000}, seed=window)
     monkeypatch.setattr(sync, "PASS_SIZE", 7)
     sessions = [write(f"faulty-{n}", 20) for n in range(30)]
     server.faults.fail_rate, server.faults.apply_then_fail_rate = 0.3, 0.1
@@ -464,12 +448,8 @@ def test_passes_through_a_faulty_server_apply_every_message_once(
         assert server.dropped_lines(session.session_id) == []
 
 
-def test_a_session_that_finishes_is_released_while_the_pass_goes_on(
-    motorhead_server_factory, settings, monkeypatch
-):
-    server = motorhead_server_factory(window_size=4, compaction_delay=0.05)
-    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+def test_a_session_that_finishes_is_released_while_the_pass_goes_on(upstream_factory):
+    server = upstream_factory(4, {"BATCH_SIZE": 2}, compaction_delay=0.05)
     long, short = write("long-one", 16), write("short-one", 2)
     seen_later = []
 
@@ -490,11 +470,9 @@ def test_a_session_that_finishes_is_released_while_the_pass_goes_on(
         assert applied_lines(server, session.session_id) == local(session)
 
 
-def test_one_segment_at_a_time_is_marked_in_flight(motorhead_server_factory, settings, monkeypatch):
+def test_one_segment_at_a_time_is_marked_in_flight(upstream_factory):
     """A worker killed at any point leaves at most WINDOW_SIZE + 1 messages to settle."""
-    server = motorhead_server_factory(window_size=4)
-    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 4, "BATCH_SIZE": 2}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    server = upstream_factory(4, {"BATCH_SIZE": 2})
     session = write("segments", 20)
     in_doubt = []
 
@@ -537,12 +515,10 @@ def test_an_error_that_is_not_the_servers_stops_the_pass_and_keeps_what_landed(u
 
 
 def test_a_context_changed_during_a_long_backlog_goes_with_the_next_chunk(
-    motorhead_server_factory, settings, monkeypatch
+    upstream_factory, monkeypatch
 ):
     monkeypatch.setattr(sync, "_READ_CHUNK", 4)
-    server = motorhead_server_factory(window_size=100)
-    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 100, "BATCH_SIZE": 2}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    server = upstream_factory(100, {"BATCH_SIZE": 2})
     session = memory.get_or_create_session("ctx-backlog")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(8)], context="first")
 
