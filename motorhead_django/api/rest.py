@@ -77,14 +77,14 @@ _LIST_PARAMETERS = [
 class _CheckedPageSize:
     """``page_size`` outside 1..max is a 400, not silently the default."""
 
-    page_size_query_param = "page_size"
-    max_page_size: int
+    page_size_query_param: str | None = "page_size"
+    max_page_size: int | None
 
     def get_page_size(self, request: Request) -> int | None:
-        raw = request.query_params.get(self.page_size_query_param)
+        raw = request.query_params.get(self.page_size_query_param or "page_size")
         if raw is None:
             return super().get_page_size(request)  # type: ignore[misc]
-        return _whole_number(raw, self.page_size_query_param, 1, self.max_page_size)
+        return _whole_number(raw, "page_size", 1, self.max_page_size or 1000)
 
 
 class SessionPagination(_CheckedPageSize, PageNumberPagination):
@@ -115,9 +115,8 @@ class MessageCursorPagination(_CheckedPageSize, CursorPagination):
             cursor = None
             valid = False
         else:
-            position = None if cursor is None else cursor.position
-            valid = position is None or (position.isascii() and position.isdigit())
-            valid = valid and (position is None or len(position) < 19)
+            position = None if cursor is None else str(cursor.position)
+            valid = cursor is None or cursor.position is None or _digits(position)
         if not valid:
             raise exceptions.ValidationError({self.cursor_query_param: ["Invalid cursor."]})
         return cursor
@@ -372,8 +371,12 @@ def _pk(value: str, field: str | None = None) -> int:
     raise exceptions.ValidationError({field: ["A whole number."]})
 
 
+def _digits(value: str | None) -> bool:
+    return value is not None and value.isascii() and value.isdigit() and len(value) < 19
+
+
 def _whole_number(value: str, field: str, low: int, high: int) -> int:
-    if not (value.isascii() and value.isdigit() and len(value) < 19 and low <= int(value) <= high):
+    if not (_digits(value) and low <= int(value) <= high):
         raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}."]})
     return int(value)
 
