@@ -60,6 +60,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         owner: Any = None,
         window: int | None = None,
     ) -> None:
+        memory.validate_session_id(session_id)  # refused here, not on first use
         self.session_id = session_id
         self.namespace = namespace
         self.owner = owner

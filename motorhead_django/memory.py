@@ -351,6 +351,7 @@ MAX_ID_LENGTH = 255
 #: The deepest nesting ``metadata`` may have (the object itself is level 1).
 MAX_METADATA_DEPTH = 32
 _MAX_METADATA_INT = 2**63 - 1
+_MAX_METADATA_FLOAT = 2.0**53
 
 
 def text_problem(value: Any, *, control: bool = True) -> str | None:
@@ -439,7 +440,7 @@ def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, An
     """A JSON object both databases store and read back unchanged.
 
     Keys are storable text, values are null, booleans, whole numbers within 64 bits,
-    finite floats, storable text, lists and objects, nested at most
+    finite floats below 2**53 in size, storable text, lists and objects, nested at most
     :data:`MAX_METADATA_DEPTH` deep. Walked without recursion, so depth is no risk.
     """
     if not isinstance(metadata, dict):
@@ -471,8 +472,12 @@ def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, An
             if abs(value) > _MAX_METADATA_INT:
                 raise MotorheadValidationError({where: "A whole number within 64 bits."})
         elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise MotorheadValidationError({where: "A finite number (no NaN or infinity)."})
+            # PostgreSQL keeps a number's decimal digits: 1e+17 comes back as the
+            # whole number 100000000000000000, which is not the float that went in.
+            if not (math.isfinite(value) and abs(value) < _MAX_METADATA_FLOAT):
+                raise MotorheadValidationError(
+                    {where: "A finite number below 2**53 in size (no NaN or infinity)."}
+                )
         else:
             raise MotorheadValidationError({where: "Not a JSON value."})
     return metadata
