@@ -529,3 +529,9 @@ def test_motorhead_apikey_refuses_what_cannot_be_stored(ann):
     assert not ApiKey.objects.exists()
     call_command("motorhead_apikey", owner="ann", namespace="team", stdout=StringIO())
     assert ApiKey.objects.get().namespace == "team"
+
+
+def test_motorhead_import_refuses_a_namespace_with_control_characters(settings):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}  # never reached: refused first
+    with pytest.raises(CommandError, match="control characters"):
+        call_command("motorhead_import", "--namespace", "a\x00b", stdout=StringIO())
