@@ -209,6 +209,7 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
     with a server configured); otherwise, or when the server fails (it answers
     500 for any id with punctuation, UUIDs included), a local :func:`search`.
     """
+    validate_text(text, field="text")
     if motorhead_settings.LONG_TERM_MEMORY and motorhead_settings.SYNC_ENABLED:
         from .client import get_client
         from .exceptions import MotorheadError

@@ -535,3 +535,12 @@ def test_motorhead_import_refuses_a_namespace_with_control_characters(settings):
     settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}  # never reached: refused first
     with pytest.raises(CommandError, match="control characters"):
         call_command("motorhead_import", "--namespace", "a\x00b", stdout=StringIO())
+
+
+def test_retrieval_through_the_python_api_refuses_unstorable_text():
+    session = memory.get_or_create_session("find")
+    memory.append_messages(session, [("Human", "hello")])
+    for bad in ("\ud800", "a\x00"):
+        with pytest.raises(MotorheadValidationError):
+            memory.retrieve(session, bad)
+    assert memory.retrieve(session, "hello")[0]["content"] == "hello"
