@@ -149,8 +149,18 @@ class SummaryVersionInline(admin.TabularInline):
         return False
 
 
+class NulSafeChangelist(admin.ModelAdmin):
+    """A changelist whose search or filter parameters hold a NUL character is Django's
+    "invalid lookup" redirect (``?e=1``): PostgreSQL cannot compare with NUL (a 500)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if any("\x00" in value for values in request.GET.lists() for value in values[1]):
+            return HttpResponseRedirect(f"{request.path}?e=1")
+        return super().changelist_view(request, extra_context)
+
+
 @admin.register(ChatSession)
-class ChatSessionAdmin(admin.ModelAdmin):
+class ChatSessionAdmin(NulSafeChangelist):
     form = ChatSessionForm
     change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
@@ -519,7 +529,7 @@ def upstream_health() -> dict[str, Any] | None:
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(NulSafeChangelist):
     """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
 
     list_display = (

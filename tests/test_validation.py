@@ -544,3 +544,13 @@ def test_retrieval_through_the_python_api_refuses_unstorable_text():
         with pytest.raises(MotorheadValidationError):
             memory.retrieve(session, bad)
     assert memory.retrieve(session, "hello")[0]["content"] == "hello"
+
+
+@pytest.mark.parametrize("query", ["q=a%00b", "sync_state__exact=%00", "namespace=%00"])
+@pytest.mark.parametrize("model", ["chatsession", "apikey"])
+def test_admin_changelists_refuse_nul_in_parameters(client, model, query):
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    response = client.get(f"/admin/motorhead_django/{model}/?{query}")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
+    assert client.get(f"/admin/motorhead_django/{model}/?q=ok").status_code == 200
