@@ -554,3 +554,16 @@ def test_admin_changelists_refuse_nul_in_parameters(client, model, query):
     response = client.get(f"/admin/motorhead_django/{model}/?{query}")
     assert response.status_code == 302 and response["Location"].endswith("?e=1")
     assert client.get(f"/admin/motorhead_django/{model}/?q=ok").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "motorhead",
+    [{"NAMESPACE": "team\n"}, {"NAMESPACE": "\ud800"}, {"ALLOWED_ROLES": ["Human", "AI: x"]}],
+)
+def test_settings_the_core_would_refuse_are_system_check_errors(settings, motorhead):
+    from motorhead_django.checks import check_text_options
+
+    settings.MOTORHEAD = motorhead
+    assert [m.id for m in check_text_options()] == ["motorhead_django.E009"]
+    settings.MOTORHEAD = {"NAMESPACE": "team", "ALLOWED_ROLES": ["Human", "tool:x"]}
+    assert check_text_options() == []
