@@ -256,12 +256,19 @@ def test_deep_metadata_in_a_form_field_is_a_400(api):
     assert not ChatSession.objects.exists()
 
 
-def test_a_body_without_content_length_is_bounded(api, settings):
+def test_the_parser_bounds_a_body_whatever_its_content_length_says(api, settings):
+    from io import BytesIO
+
+    from motorhead_django.api.errors import RequestTooLarge
+    from motorhead_django.api.parsers import MotorheadJSONParser
+
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
-    response = api.post(
-        "/api/sessions/", json.dumps({"session_id": "x" * 200}), content_type="application/json"
-    )
-    assert response.status_code == 413
+    # A stream longer than its header claims (or without one) is cut at the limit.
+    with pytest.raises(RequestTooLarge):
+        MotorheadJSONParser().parse(BytesIO(b'{"a": "' + b"x" * 200 + b'"}'))
+    assert MotorheadJSONParser().parse(BytesIO(b'{"a": 1}')) == {"a": 1}
+    body = json.dumps({"session_id": "x" * 200})
+    assert api.post("/api/sessions/", body, content_type="application/json").status_code == 413
 
 
 def test_nan_and_oversized_numbers_are_400s(api, compat):
@@ -567,3 +574,11 @@ def test_settings_the_core_would_refuse_are_system_check_errors(settings, motorh
     assert [m.id for m in check_text_options()] == ["motorhead_django.E009"]
     settings.MOTORHEAD = {"NAMESPACE": "team", "ALLOWED_ROLES": ["Human", "tool:x"]}
     assert check_text_options() == []
+
+
+@pytest.mark.parametrize("cursor", ["zzz", "%%%", "\u00e9t\u00e9", "cD0x" * 500])
+def test_unreadable_cursors_are_400s_not_404s(api, ann, cursor):
+    session = memory.get_or_create_session("raw", owner=ann)
+    response = api.get(f"/api/sessions/{session.pk}/messages/", {"cursor": cursor})
+    assert response.status_code == 400, response.content
+    assert response.json() == {"cursor": ["Invalid cursor."]}

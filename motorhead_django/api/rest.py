@@ -9,6 +9,7 @@ never open it up. Writes go through :mod:`motorhead_django.memory`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -109,7 +110,11 @@ class MessageCursorPagination(_CheckedPageSize, CursorPagination):
     def decode_cursor(self, request: Request) -> Any:
         # DRF answers 404 for a cursor it cannot read and lets a crafted position reach
         # the query (a ValueError); both are bad input.
+        raw = request.query_params.get(self.cursor_query_param)
         try:
+            # DRF's decoding skips characters outside base64: "%%%" would read as no cursor.
+            if raw is not None and not _BASE64.fullmatch(raw):
+                raise exceptions.NotFound()
             cursor = super().decode_cursor(request)
         except exceptions.NotFound:
             cursor = None
@@ -369,6 +374,9 @@ def _pk(value: str, field: str | None = None) -> int:
     if field is None:
         raise exceptions.NotFound()
     raise exceptions.ValidationError({field: ["A whole number."]})
+
+
+_BASE64 = re.compile("(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 def _digits(value: str | None) -> bool:
