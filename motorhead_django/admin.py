@@ -528,9 +528,27 @@ def upstream_health() -> dict[str, Any] | None:
     return health
 
 
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("name", "owner", "namespace")
+
+    def clean_namespace(self) -> str | None:
+        # A namespace the memory core refuses would make the key answer 400 everywhere.
+        namespace = self.cleaned_data.get("namespace")
+        if namespace is not None:
+            try:
+                memory.validate_namespace(namespace)
+            except MotorheadValidationError as exc:
+                raise forms.ValidationError(list(exc.errors.values())) from None
+        return namespace
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(NulSafeChangelist):
     """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
+
+    form = ApiKeyForm
 
     list_display = (
         "name",

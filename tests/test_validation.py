@@ -471,6 +471,8 @@ def test_langchain_adapter_refuses_a_role_motorhead_would_split():
         history.add_messages([RoleMessage(content="x", role="tool: y")])
     with pytest.raises(MotorheadValidationError):
         DjangoChatMessageHistory("bad\x00id")
+    with pytest.raises(MotorheadValidationError):
+        DjangoChatMessageHistory("ok", namespace="a\nb")
     assert history.messages == []
 
 
@@ -582,3 +584,12 @@ def test_unreadable_cursors_are_400s_not_404s(api, ann, cursor):
     response = api.get(f"/api/sessions/{session.pk}/messages/", {"cursor": cursor})
     assert response.status_code == 400, response.content
     assert response.json() == {"cursor": ["Invalid cursor."]}
+
+
+def test_the_api_key_admin_form_refuses_a_namespace_with_control_characters(ann):
+    from motorhead_django.admin import ApiKeyForm
+
+    form = ApiKeyForm(data={"name": "k", "owner": ann.pk, "namespace": "te\x07am"})
+    assert not form.is_valid() and "namespace" in form.errors
+    assert ApiKeyForm(data={"name": "k", "owner": ann.pk, "namespace": "team"}).is_valid()
+    assert ApiKeyForm(data={"name": "k", "owner": ann.pk, "namespace": ""}).is_valid()
