@@ -33,6 +33,7 @@ from . import memory, pull, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
+from .memory import MAX_JSON_DEPTH, json_too_deep
 from .models import ApiKey, ChatMessage, ChatSession, SummaryVersion, SyncState
 
 # Newest messages shown on a session page; older ones are counted, not listed.
@@ -69,6 +70,15 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class BoundedJSONFormField(forms.JSONField):
+    """Django's JSON form field, with the nesting bounded before ``json.loads`` recurses."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and json_too_deep(value):
+            raise forms.ValidationError(_("Nested deeper than %d levels.") % MAX_JSON_DEPTH)
+        return super().to_python(value)
+
+
 class ChatSessionForm(forms.ModelForm):
     add_role = forms.CharField(
         label=_("Role"),
@@ -87,6 +97,25 @@ class ChatSessionForm(forms.ModelForm):
     class Meta:
         model = ChatSession
         fields = ("session_id", "namespace", "owner", "metadata", "context")
+        field_classes = {"metadata": BoundedJSONFormField}
+
+    def _core(self, name: str, check: Any) -> Any:
+        # The memory core's rules, as this field's error.
+        value = self.cleaned_data[name]
+        try:
+            check(value)
+        except MotorheadValidationError as exc:
+            raise forms.ValidationError(list(exc.errors.values())) from None
+        return value
+
+    def clean_namespace(self) -> str:
+        return self._core("namespace", memory.validate_namespace)
+
+    def clean_metadata(self) -> Any:
+        return self._core("metadata", memory.validate_metadata)
+
+    def clean_context(self) -> str | None:
+        return self._core("context", memory.validate_context)
 
     def clean_session_id(self) -> str:
         session_id = self.cleaned_data["session_id"]
@@ -120,8 +149,18 @@ class SummaryVersionInline(admin.TabularInline):
         return False
 
 
+class NulSafeChangelist(admin.ModelAdmin):
+    """A changelist whose search or filter parameters hold a NUL character is Django's
+    "invalid lookup" redirect (``?e=1``): PostgreSQL cannot compare with NUL (a 500)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if any("\x00" in value for values in request.GET.lists() for value in values[1]):
+            return HttpResponseRedirect(f"{request.path}?e=1")
+        return super().changelist_view(request, extra_context)
+
+
 @admin.register(ChatSession)
-class ChatSessionAdmin(admin.ModelAdmin):
+class ChatSessionAdmin(NulSafeChangelist):
     form = ChatSessionForm
     change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
@@ -489,9 +528,27 @@ def upstream_health() -> dict[str, Any] | None:
     return health
 
 
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("name", "owner", "namespace")
+
+    def clean_namespace(self) -> str | None:
+        # A namespace the memory core refuses would make the key answer 400 everywhere.
+        namespace = self.cleaned_data.get("namespace")
+        if namespace is not None:
+            try:
+                memory.validate_namespace(namespace)
+            except MotorheadValidationError as exc:
+                raise forms.ValidationError(list(exc.errors.values())) from None
+        return namespace
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(NulSafeChangelist):
     """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
+
+    form = ApiKeyForm
 
     list_display = (
         "name",

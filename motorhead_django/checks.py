@@ -252,6 +252,28 @@ def check_text_options(**kwargs: Any) -> list[CheckMessage]:
                 id=_id("E009"),
             )
         )
+    elif roles is not None or isinstance(namespace, str):
+        messages += _unstorable_text(namespace, roles)
+    return messages
+
+
+def _unstorable_text(namespace: Any, roles: Any) -> list[CheckMessage]:
+    # Values the memory core would refuse on every write (see docs/api.md, Validation).
+    from .exceptions import MotorheadValidationError
+    from .memory import text_problem, validate_role
+
+    messages: list[CheckMessage] = []
+    problem = text_problem(namespace, control=False) if isinstance(namespace, str) else None
+    if problem is not None:
+        messages.append(Error(f"MOTORHEAD['NAMESPACE']: {problem}", id=_id("E009")))
+    for role in roles or ():
+        try:
+            validate_role(role)
+        except MotorheadValidationError as exc:
+            why = " ".join(exc.errors.values())
+            messages.append(
+                Error(f"MOTORHEAD['ALLOWED_ROLES'] holds {role!r}: {why}", id=_id("E009"))
+            )
     return messages
 
 

@@ -60,6 +60,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         owner: Any = None,
         window: int | None = None,
     ) -> None:
+        memory.validate_session_id(session_id)  # refused here, not on first use
+        if namespace is not None:
+            memory.validate_namespace(namespace)
         self.session_id = session_id
         self.namespace = namespace
         self.owner = owner

@@ -11,6 +11,7 @@ periodic sweep pushes them.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ def get_or_create_session(
     """The session with this id in this namespace, created when missing."""
     validate_session_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    validate_namespace(namespace)
     defaults = {"owner": owner, "sync_state": initial_sync_state()}
     try:
         session, _ = ChatSession.objects.get_or_create(
@@ -78,6 +80,8 @@ def append_messages(
     a disallowed role or an oversized message; nothing is written then.
     """
     pairs = validate_messages(messages)
+    if context is not _UNSET:
+        validate_context(context)
     now = timezone.now()
     pushing = origin == MessageOrigin.LOCAL and motorhead_settings.SYNC_ENABLED
     with transaction.atomic():
@@ -123,6 +127,7 @@ def set_context(session: ChatSession, context: str | None) -> None:
     Motorhead only accepts a context together with at least one message, so a
     context-only change waits for the next write (or a rehydration).
     """
+    validate_context(context)
     pushing = motorhead_settings.SYNC_ENABLED
     ChatSession.objects.filter(pk=session.pk).update(
         context=context, context_pending=pushing, updated_at=timezone.now()
@@ -204,6 +209,7 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
     with a server configured); otherwise, or when the server fails (it answers
     500 for any id with punctuation, UUIDs included), a local :func:`search`.
     """
+    validate_text(text, field="text")
     if motorhead_settings.LONG_TERM_MEMORY and motorhead_settings.SYNC_ENABLED:
         from .client import get_client
         from .exceptions import MotorheadError
@@ -328,29 +334,183 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
                 "messages per request."
             }
         )
-    allowed = motorhead_settings.ALLOWED_ROLES
     limit = motorhead_settings.MAX_CONTENT_LENGTH
     for index, (role, content) in enumerate(pairs):
-        if allowed is not None and role not in allowed:
-            raise MotorheadValidationError(
-                {f"messages[{index}].role": f"Unknown role {role!r}; use one of {sorted(allowed)}."}
-            )
-        if not role or len(role) > 255:
-            raise MotorheadValidationError(
-                {f"messages[{index}].role": "A role is 1 to 255 characters."}
-            )
-        if len(content) > limit:
-            raise MotorheadValidationError(
-                {f"messages[{index}].content": f"At most {limit} characters."}
-            )
+        validate_role(role, field=f"messages[{index}].role")
+        validate_text(content, field=f"messages[{index}].content", max_length=limit)
     return pairs
 
 
-def validate_session_id(session_id: str) -> None:
-    """Refuse ids the server or the database cannot hold (:class:`MotorheadValidationError`)."""
-    if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
-        raise MotorheadValidationError({"session_id": "A session id is 1 to 255 characters."})
-    if any(ord(char) < 32 or ord(char) == 127 for char in session_id):
+# What every stored string must be: Unicode scalar values (a lone surrogate cannot be
+# encoded as UTF-8, so PostgreSQL refuses it and SQLite stores text no list can render)
+# and no NUL (PostgreSQL's text and jsonb cannot hold one).
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: Roles: 1 to 255 characters, no control characters (so no newline) and never ": ".
+#: Motorhead stores "role: content" and splits at the first ": " when read back.
+ROLE_PATTERN = "^(?!.*: )[^\\u0000-\\u001f\\u007f]{1,255}$"
+MAX_ID_LENGTH = 255
+#: The deepest nesting ``metadata`` may have (the object itself is level 1).
+MAX_METADATA_DEPTH = 32
+_MAX_METADATA_INT = 2**63 - 1
+_MAX_METADATA_FLOAT = 2.0**53
+
+
+def text_problem(value: Any, *, control: bool = True) -> str | None:
+    """Why ``value`` cannot be stored as text on every database, or None when it can.
+
+    With ``control=False``, control characters (U+0000 to U+001F, U+007F) are refused too.
+    """
+    if not isinstance(value, str):
+        return "A string."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Not valid Unicode text: lone surrogates (U+D800 to U+DFFF) cannot be stored."
+    if not control and _CONTROL.search(value):
+        return "No control characters (U+0000 to U+001F, U+007F)."
+    if "\x00" in value:
+        return "No NUL characters (U+0000)."
+    return None
+
+
+def validate_text(
+    value: Any,
+    *,
+    field: str,
+    max_length: int | None = None,
+    min_length: int = 0,
+    control: bool = True,
+) -> str:
+    """``value`` when it is storable text of the allowed length, else
+    :class:`MotorheadValidationError` naming ``field``."""
+    problem = text_problem(value, control=control)
+    if problem is None and not (min_length <= len(value) <= (max_length or len(value))):
+        if max_length is None:
+            problem = f"At least {min_length} characters."
+        elif min_length:
+            problem = f"{min_length} to {max_length} characters."
+        else:
+            problem = f"At most {max_length} characters."
+    if problem is not None:
+        raise MotorheadValidationError({field: problem})
+    return value
+
+
+def validate_role(role: Any, *, field: str = "role") -> str:
+    """A role Motorhead reads back unchanged (:data:`ROLE_PATTERN`), and one of
+    ``ALLOWED_ROLES`` when that is set."""
+    if isinstance(role, str) and not 1 <= len(role) <= 255:
+        raise MotorheadValidationError({field: "A role is 1 to 255 characters."})
+    validate_text(role, field=field, control=False)
+    if ": " in role:
         raise MotorheadValidationError(
-            {"session_id": "A session id cannot contain control characters."}
+            {field: 'A role cannot contain ": " (Motorhead splits "role: content" there).'}
         )
+    allowed = motorhead_settings.ALLOWED_ROLES
+    if allowed is not None and role not in allowed:
+        raise MotorheadValidationError(
+            {field: f"Unknown role {role!r}; use one of {sorted(allowed)}."}
+        )
+    return role
+
+
+def validate_session_id(session_id: Any) -> None:
+    """Refuse ids the server or the database cannot hold (:class:`MotorheadValidationError`)."""
+    problem = text_problem(session_id, control=False)
+    if problem is None and not 1 <= len(session_id) <= MAX_ID_LENGTH:
+        problem = "A session id is 1 to 255 characters."
+    if problem is not None:
+        if "control" in problem:
+            problem = "A session id cannot contain control characters."
+        raise MotorheadValidationError({"session_id": problem})
+
+
+def validate_namespace(namespace: Any) -> str:
+    """A namespace: 0 to 255 characters of storable text, no control characters."""
+    return validate_text(namespace, field="namespace", max_length=MAX_ID_LENGTH, control=False)
+
+
+def validate_context(context: Any) -> str | None:
+    """A context (the session's summary): None, or storable text."""
+    if context is None:
+        return None
+    return validate_text(context, field="context")
+
+
+def validate_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
+    """A JSON object both databases store and read back unchanged.
+
+    Keys are storable text, values are null, booleans, whole numbers within 64 bits,
+    finite floats below 2**53 in size, storable text, lists and objects, nested at most
+    :data:`MAX_METADATA_DEPTH` deep. Walked without recursion, so depth is no risk.
+    """
+    if not isinstance(metadata, dict):
+        raise MotorheadValidationError({field: "A JSON object."})
+    stack: list[tuple[Any, str, int]] = [(metadata, field, 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if depth > MAX_METADATA_DEPTH:
+                raise MotorheadValidationError(
+                    {where: f"Nested deeper than {MAX_METADATA_DEPTH} levels."}
+                )
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    path = f"{where}.{_printable(key)}"
+                    problem = text_problem(key)
+                    if problem is not None:
+                        raise MotorheadValidationError({path: f"Key: {problem}"})
+                    stack.append((item, path, depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            problem = text_problem(value)
+            if problem is not None:
+                raise MotorheadValidationError({where: problem})
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            if abs(value) > _MAX_METADATA_INT:
+                raise MotorheadValidationError({where: "A whole number within 64 bits."})
+        elif isinstance(value, float):
+            # PostgreSQL keeps a number's decimal digits: 1e+17 comes back as the
+            # whole number 100000000000000000, which is not the float that went in.
+            if not (math.isfinite(value) and abs(value) < _MAX_METADATA_FLOAT):
+                raise MotorheadValidationError(
+                    {where: "A finite number below 2**53 in size (no NaN or infinity)."}
+                )
+        else:
+            raise MotorheadValidationError({where: "Not a JSON value."})
+    return metadata
+
+
+#: The deepest nesting of arrays and objects a JSON request body may have.
+MAX_JSON_DEPTH = 64
+
+# A JSON string (escapes included) or one bracket: strings are skipped whole, so a
+# bracket inside one is not counted. An unterminated string runs to the end (the
+# body is invalid anyway), so the scan stays linear.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects deeper than ``limit``, found
+    without parsing it: Python's parser recurses once per level."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the fast common case: not enough brackets to be too deep
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
+
+def _printable(key: Any) -> str:
+    # Error texts are rendered as UTF-8: a lone surrogate in one would fail the answer.
+    text = key if isinstance(key, str) else repr(key)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:100]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -287,14 +288,14 @@ class ApiKey(models.Model):
     def find(cls, raw: str) -> ApiKey | None:
         """The active key ``raw`` names, or None (one indexed query)."""
         start = len(cls.PREFIX)
+        prefix = raw[start : start + 8]
+        # Checked before the query: a NUL (or any non-hex) character would reach
+        # PostgreSQL, which refuses NUL in text (a 500 with no credentials at all).
         if not raw.startswith(cls.PREFIX) or raw[start + 8 : start + 9] != "_":
             return None
-        key = (
-            cls.objects.active()
-            .select_related("owner")
-            .filter(prefix=raw[start : start + 8])
-            .first()
-        )
+        if not _PREFIX_CHARACTERS.fullmatch(prefix):
+            return None
+        key = cls.objects.active().select_related("owner").filter(prefix=prefix).first()
         if key is None or not hmac.compare_digest(key.hashed_key, _digest(raw)):
             return None
         return key
@@ -303,6 +304,9 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             ApiKey.objects.filter(pk=self.pk).update(revoked_at=self.revoked_at)
+
+
+_PREFIX_CHARACTERS = re.compile("[0-9a-f]{8}")
 
 
 def _digest(raw: str) -> str:

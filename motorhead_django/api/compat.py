@@ -19,7 +19,6 @@ from django.views.decorators.common import no_append_slash
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -31,6 +30,7 @@ from ..conf import motorhead_settings
 from ..models import ApiKey, ChatSession
 from .authentication import ApiKeyAuthentication
 from .errors import CoreErrors
+from .parsers import MotorheadJSONParser
 from .permissions import HasApiKeyOrAnonymousAllowed
 from .schema import CompatAutoSchema  # (importing it registers the API-key scheme)
 from .serializers import (
@@ -60,7 +60,7 @@ class CompatView(ScopedThrottling, CoreErrors, APIView):
     throttle_scope = "motorhead-compat"
     authentication_classes = (ApiKeyAuthentication,)
     permission_classes: tuple[type[BasePermission], ...] = (HasApiKeyOrAnonymousAllowed,)
-    parser_classes = (JSONParser,)
+    parser_classes = (MotorheadJSONParser,)
     renderer_classes = (JSONRenderer,)
     pagination_class = None
     schema = CompatAutoSchema()

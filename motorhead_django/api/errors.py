@@ -44,4 +44,21 @@ class CoreErrors:
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, MotorheadValidationError):
             exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
-        return super().handle_exception(exc)  # type: ignore[misc]
+        response: Response = super().handle_exception(exc)  # type: ignore[misc]
+        # A message may quote the input (DRF's choice errors do), and the answer is
+        # rendered as UTF-8: a lone surrogate quoted there would turn it into a 500.
+        response.data = _encodable(response.data)
+        return response
+
+
+def _encodable(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {_encodable(key): _encodable(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_encodable(item) for item in data]
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return data.encode("utf-8", "backslashreplace").decode("utf-8")
+    return data

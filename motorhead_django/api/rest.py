@@ -9,6 +9,7 @@ never open it up. Writes go through :mod:`motorhead_django.memory`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -24,6 +25,7 @@ from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,6 +35,7 @@ from ..conf import motorhead_settings
 from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
 from .authentication import NulSafeTokenAuthentication
 from .errors import CoreErrors
+from .parsers import MotorheadJSONParser
 from .permissions import IsOwnerOrStaff
 from .schema import MotorheadAutoSchema
 from .serializers import (
@@ -43,8 +46,8 @@ from .serializers import (
     MessagesBatchSerializer,
     MessageSerializer,
     MotorheadMemorySerializer,
+    RestRetrievalSerializer,
     RetrievalResultSerializer,
-    RetrievalSerializer,
     SessionUpdateSerializer,
     StatusSerializer,
     SyncStatusSerializer,
@@ -54,10 +57,11 @@ from .serializers import (
 from .throttling import ScopedThrottling
 
 ORDERINGS = ("created_at", "updated_at", "session_id", "message_count", "last_activity")
+_ORDERING_VALUES = (*ORDERINGS, *(f"-{o}" for o in ORDERINGS))
 _TAGS = ["sessions"]
 _TEXT = {"type": "string", "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
 _LIST_PARAMETERS = [
-    OpenApiParameter("sync_state", _TEXT),
+    OpenApiParameter("sync_state", OpenApiTypes.STR, enum=SyncState.values),
     OpenApiParameter("namespace", _TEXT),
     OpenApiParameter("owner", {"type": "integer", "minimum": 0}, description="A user id."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME),
@@ -67,25 +71,60 @@ _LIST_PARAMETERS = [
     OpenApiParameter(
         "search", {**_TEXT, "maxLength": 1000}, description="In the id or any message."
     ),
-    OpenApiParameter(
-        "ordering", OpenApiTypes.STR, enum=[*ORDERINGS, *(f"-{o}" for o in ORDERINGS)]
-    ),
+    OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(_ORDERING_VALUES)),
 ]
 
 
-class SessionPagination(PageNumberPagination):
+class _CheckedPageSize:
+    """``page_size`` outside 1..max is a 400, not silently the default."""
+
+    page_size_query_param: str | None = "page_size"
+    max_page_size: int | None
+
+    def get_page_size(self, request: Request) -> int | None:
+        raw = request.query_params.get(self.page_size_query_param or "page_size")
+        if raw is None:
+            return super().get_page_size(request)  # type: ignore[misc]
+        return _whole_number(raw, "page_size", 1, self.max_page_size or 1000)
+
+
+class SessionPagination(_CheckedPageSize, PageNumberPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
 
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        # A page that is not a number is bad input (400); one past the end stays a 404.
+        raw = request.query_params.get(self.page_query_param)
+        if raw is not None and raw not in self.last_page_strings:
+            _whole_number(raw, self.page_query_param, 1, 10**9)
+        return super().paginate_queryset(queryset, request, view)
 
-class MessageCursorPagination(CursorPagination):
+
+class MessageCursorPagination(_CheckedPageSize, CursorPagination):
     """Conversation order; a cursor stays valid while messages are appended."""
 
     ordering = "sequence"
     page_size = 100
-    page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request: Request) -> Any:
+        # DRF answers 404 for a cursor it cannot read and lets a crafted position reach
+        # the query (a ValueError); both are bad input.
+        raw = request.query_params.get(self.cursor_query_param)
+        try:
+            # DRF's decoding skips characters outside base64: "%%%" would read as no cursor.
+            if raw is not None and not _BASE64.fullmatch(raw):
+                raise exceptions.NotFound()
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            cursor = None
+            valid = False
+        else:
+            position = None if cursor is None else str(cursor.position)
+            valid = cursor is None or cursor.position is None or _digits(position)
+        if not valid:
+            raise exceptions.ValidationError({self.cursor_query_param: ["Invalid cursor."]})
+        return cursor
 
 
 class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
@@ -94,6 +133,8 @@ class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
     throttle_scope = "motorhead-rest"
     permission_classes = (IsAuthenticated, IsOwnerOrStaff)
     pagination_class: type[BasePagination] | None = None
+    # DRF's default parsers, with JSON's size and depth bounded.
+    parser_classes = (MotorheadJSONParser, FormParser, MultiPartParser)
     schema = MotorheadAutoSchema()
 
     def get_authenticators(self) -> list[Any]:
@@ -123,9 +164,13 @@ class SessionListView(RestView):
     def get_queryset(self) -> QuerySet[ChatSession]:
         params = self.request.query_params
         query = _annotated(self.sessions())
-        for name in ("sync_state", "namespace"):
-            if name in params:
-                query = query.filter(**{name: validate_text_param(name, params[name])})
+        if "sync_state" in params:
+            if params["sync_state"] not in SyncState.values:
+                choices = ", ".join(SyncState.values)
+                raise exceptions.ValidationError({"sync_state": [f"One of {choices}."]})
+            query = query.filter(sync_state=params["sync_state"])
+        if "namespace" in params:
+            query = query.filter(namespace=validate_text_param("namespace", params["namespace"]))
         if "owner" in params:
             query = query.filter(owner_id=_pk(params["owner"], "owner"))
         for name, lookup in (
@@ -143,8 +188,9 @@ class SessionListView(RestView):
             )
             query = query.filter(Exists(in_messages) | Q(session_id__icontains=text))
         ordering = params.get("ordering", "-created_at")
-        if ordering.lstrip("-") not in ORDERINGS:
-            raise exceptions.ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
+        if ordering not in _ORDERING_VALUES:
+            choices = ", ".join(_ORDERING_VALUES)
+            raise exceptions.ValidationError({"ordering": [f"One of {choices}."]})
         return query.order_by(ordering, "-pk")
 
     @extend_schema(
@@ -216,10 +262,13 @@ class MessageListView(RestView):
         # Only the list is paged; a POST answers with just the messages it stored.
         return MessageCursorPagination if self.request.method == "GET" else None
 
+    def get_queryset(self) -> QuerySet[ChatMessage]:
+        # The browsable API's filter form asks for it too.
+        return ChatMessage.objects.filter(session=self.get_session())
+
     @extend_schema(tags=_TAGS, responses=ChatMessageSerializer(many=True))
     def get(self, request: Request, pk: str) -> Response:
-        session = self.get_session()
-        page = self.paginate_queryset(ChatMessage.objects.filter(session=session))
+        page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
@@ -262,11 +311,13 @@ class RetrievalView(RestView):
     serializer_class = RetrievalResultSerializer
 
     @extend_schema(
-        tags=_TAGS, request=RetrievalSerializer, responses=RetrievalResultSerializer(many=True)
+        tags=_TAGS,
+        request=RestRetrievalSerializer,
+        responses=RetrievalResultSerializer(many=True),
     )
     def post(self, request: Request, pk: str) -> Response:
         session = self.get_session()
-        body = RetrievalSerializer(data=request.data)
+        body = RestRetrievalSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(memory.retrieve(session, body.validated_data["text"]))
 
@@ -323,6 +374,19 @@ def _pk(value: str, field: str | None = None) -> int:
     if field is None:
         raise exceptions.NotFound()
     raise exceptions.ValidationError({field: ["A whole number."]})
+
+
+_BASE64 = re.compile("(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def _digits(value: str | None) -> bool:
+    return value is not None and value.isascii() and value.isdigit() and len(value) < 19
+
+
+def _whole_number(value: str, field: str, low: int, high: int) -> int:
+    if not (_digits(value) and low <= int(value) <= high):
+        raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}."]})
+    return int(value)
 
 
 def _datetime(value: str, field: str) -> Any:

@@ -3,11 +3,14 @@ lengths, batch size) are enforced once, by the memory core."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from .. import memory
+from ..exceptions import MotorheadValidationError
 
 # For the schema: what validate_text_param and memory.validate_session_id accept.
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f]*$"
@@ -35,28 +38,94 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class CoreTextField(StrictCharField):
+    """A string the memory core accepts (``core_check`` raises MotorheadValidationError):
+    its message becomes this field's error. DRF's CharField already refuses NUL and
+    lone surrogates."""
+
+    core_check: Any = staticmethod(memory.validate_namespace)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        try:
+            type(self).core_check(value)
+        except MotorheadValidationError as exc:
+            raise serializers.ValidationError(list(exc.errors.values())) from None
+        return value
+
+
 # "+": with allow_blank, drf-spectacular adds a maxLength 0 alternative for "".
 @extend_schema_field({"type": "string", "pattern": "^[^\\u0000]+$"})
 class TextField(StrictCharField):
-    """Message text or a context: any string without a NUL character (DRF refuses those)."""
+    """Message text or a context: Unicode scalar values, no NUL (DRF refuses the rest;
+    the memory core checks lengths)."""
+
+
+@extend_schema_field(
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": memory.ROLE_PATTERN}
+)
+class RoleField(StrictCharField):
+    """A role: :data:`motorhead_django.memory.ROLE_PATTERN`, and ``ALLOWED_ROLES``; the
+    memory core checks both, so its errors name the message (``messages[0].role``)."""
+
+
+class RejectUnknownFields(serializers.Serializer):
+    """For the REST write bodies: a key the serializer does not write is a 400 naming it,
+    never silently dropped (a read-only ``sync_state`` included)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            writable = sorted(name for name, f in self.fields.items() if not f.read_only)
+            errors = {}
+            for name in data:
+                if name in writable:
+                    continue
+                field = self.fields.get(name)
+                errors[name] = [
+                    "This field is read-only."
+                    if field is not None
+                    else f"Unknown field; this body takes {', '.join(writable)}."
+                ]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
 
 
 @extend_schema_field(
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_CONTROL_CHARACTERS}
 )
-class SessionIdField(StrictCharField):
-    """A Motorhead session id; the memory core validates it."""
+class SessionIdField(CoreTextField):
+    """A Motorhead session id (:func:`motorhead_django.memory.validate_session_id`)."""
+
+    core_check = staticmethod(memory.validate_session_id)
 
 
-class MessageSerializer(serializers.Serializer):
-    role = StrictCharField(min_length=1, max_length=255)
+# "+" (not "*"): allow_blank adds the maxLength 0 alternative for "", as for TextField.
+@extend_schema_field(
+    {"type": "string", "maxLength": 255, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"}
+)
+class NamespaceField(CoreTextField):
+    """A namespace (:func:`motorhead_django.memory.validate_namespace`)."""
+
+
+class MotorheadMessageSerializer(serializers.Serializer):
+    """A message in Motorhead's body: like the server, it ignores keys it does not know."""
+
+    role = RoleField(min_length=1, max_length=255)
     content = TextField(allow_blank=True)
 
 
-class MemoryWriteSerializer(serializers.Serializer):
-    """``POST /sessions/{id}/memory``: Motorhead's body. Unknown fields are ignored."""
+class MessageSerializer(RejectUnknownFields, MotorheadMessageSerializer):
+    """A message in a REST body: unknown keys are refused."""
 
-    messages = serializers.ListField(child=MessageSerializer(), allow_empty=False, min_length=1)
+
+class MemoryWriteSerializer(serializers.Serializer):
+    """``POST /sessions/{id}/memory``: Motorhead's body. Unknown fields are ignored, as
+    the server's serde ignores them (real clients may send extras)."""
+
+    messages = serializers.ListField(
+        child=MotorheadMessageSerializer(), allow_empty=False, min_length=1
+    )
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
     context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
@@ -64,7 +133,13 @@ class MemoryWriteSerializer(serializers.Serializer):
 
 
 class RetrievalSerializer(serializers.Serializer):
+    """``{"text"}`` of a retrieval; on the compatible route, other keys are ignored."""
+
     text = TextField(min_length=1, max_length=10_000)
+
+
+class RestRetrievalSerializer(RejectUnknownFields, RetrievalSerializer):
+    """The REST retrieval body: unknown keys are refused."""
 
 
 # -- REST resources ------------------------------------------------------------------
@@ -81,16 +156,16 @@ class ChatMessageSerializer(serializers.Serializer):
     sync_state = serializers.CharField(read_only=True)
 
 
-class MessagesBatchSerializer(serializers.Serializer):
+class MessagesBatchSerializer(RejectUnknownFields):
     """For the schema: the many-messages form of :class:`MessagesAppendSerializer`."""
 
     messages = serializers.ListField(child=MessageSerializer(), allow_empty=False, min_length=1)
 
 
-class MessagesAppendSerializer(serializers.Serializer):
+class MessagesAppendSerializer(RejectUnknownFields):
     """One message (``{"role", "content"}``) or many (``{"messages": [...]}``), oldest first."""
 
-    role = StrictCharField(min_length=1, max_length=255, required=False)
+    role = RoleField(min_length=1, max_length=255, required=False)
     content = TextField(allow_blank=True, required=False)
     messages = serializers.ListField(
         child=MessageSerializer(), allow_empty=False, min_length=1, required=False
@@ -110,15 +185,31 @@ class MessagesAppendSerializer(serializers.Serializer):
         return {"messages": data["messages"]}
 
 
-class ChatSessionSerializer(serializers.Serializer):
+class MetadataField(serializers.JSONField):
+    """A JSON object both databases read back unchanged (memory.validate_metadata)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and memory.json_too_deep(data):
+            # A form field's JSON text, parsed by DRF's json.loads: bounded first.
+            raise serializers.ValidationError(f"Nested deeper than {memory.MAX_JSON_DEPTH} levels.")
+        value = super().to_internal_value(data)
+        try:
+            return memory.validate_metadata(value)
+        except MotorheadValidationError as exc:
+            raise serializers.ValidationError(
+                [f"{where}: {message}" for where, message in exc.errors.items()]
+            ) from None
+
+
+class ChatSessionSerializer(RejectUnknownFields):
     """A session with its activity and sync status. Only ``metadata`` and ``context`` change
     after creation; the id and namespace name it on the server."""
 
     id = serializers.IntegerField(read_only=True)
     session_id = SessionIdField(max_length=255)
-    namespace = StrictCharField(max_length=255, required=False, allow_blank=True)
+    namespace = NamespaceField(max_length=255, required=False, allow_blank=True)
     owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
-    metadata = serializers.JSONField(required=False)
+    metadata = MetadataField(required=False)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
     context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
@@ -131,23 +222,15 @@ class ChatSessionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
-    def validate_metadata(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("A JSON object.")
-        if "\\u0000" in json.dumps(value):
-            # PostgreSQL's jsonb cannot hold a NUL character.
-            raise serializers.ValidationError("No NUL characters.")
-        return value
 
+class SessionUpdateSerializer(RejectUnknownFields):
+    """``PATCH``/``PUT`` of a session: only ``metadata`` and ``context`` change."""
 
-class SessionUpdateSerializer(serializers.Serializer):
-    metadata = serializers.JSONField(required=False)
+    metadata = MetadataField(required=False)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
     context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
     )
-
-    validate_metadata = ChatSessionSerializer.validate_metadata
 
 
 class SyncStatusSerializer(serializers.Serializer):
@@ -168,7 +251,7 @@ class HealthSerializer(serializers.Serializer):
     now = serializers.IntegerField(help_text="Milliseconds since the Unix epoch.")
 
 
-class SyncTriggerSerializer(serializers.Serializer):
+class SyncTriggerSerializer(RejectUnknownFields):
     action = serializers.ChoiceField(choices=("push", "pull"), default="push")
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ... import memory
 from ...conf import motorhead_settings
-from ...exceptions import MotorheadError
+from ...exceptions import MotorheadError, MotorheadValidationError
 from ...pull import import_sessions
 
 
@@ -44,6 +45,12 @@ class Command(BaseCommand):
         if options["page_size"] < 1:
             raise CommandError("--page-size must be at least 1.")
         namespaces = options["namespace"] or [motorhead_settings.NAMESPACE]
+        for namespace in namespaces:
+            try:
+                memory.validate_namespace(namespace)
+            except MotorheadValidationError as exc:
+                why = exc.errors["namespace"]
+                raise CommandError(f"--namespace {namespace!r}: {why}") from None
         verbose = options["verbosity"] >= 2
 
         def progress(namespace: str, index: int, total: int, session_id: str, added: int) -> None:
