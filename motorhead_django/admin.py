@@ -84,7 +84,7 @@ def _confirmation_page(
     queryset: QuerySet[Any],
     *,
     action: str,
-    title: str,
+    title: Any,
     consequences: list[str],
 ) -> TemplateResponse:
     """The intermediate page of a destructive action: what, how many, and what happens to them."""
@@ -355,7 +355,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         detailed = self.has_change_permission(request)
         for pk, (state, error) in errors.items():
             if not detailed:  # a delete-only user learns the outcome, not the server's text
-                error = _("the server refused (details need the change permission)")
+                error = str(_("the server refused (details need the change permission)"))
             self.message_user(
                 request,
                 # Not led by the id: the admin capitalises a message's first letter.
@@ -538,12 +538,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
                 queryset,
                 "delete_everywhere",
                 [
-                    str(
-                        _(
-                            "Each session and all its messages are deleted from this database, and %s."
-                        )
-                        % remote
-                    ),
+                    str(_("Each session and all its messages are deleted here, and %s.") % remote),
                     str(_("This cannot be undone.")),
                 ],
             )
@@ -735,7 +730,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key acts as its owner: only a superuser may issue one for someone else,
         # or *add* on keys would let a staff member act as any user (a superuser too).
         if db_field.name == "owner" and not request.user.is_superuser:
-            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk)
+            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk or 0)
             kwargs["initial"] = request.user.pk
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
