@@ -486,3 +486,14 @@ def test_staff_issue_keys_only_for_themselves(client):
     assert response.status_code == 200 and not ApiKey.objects.exists()  # a form error
     response = client.post(url, {"name": "mine", "owner": user.pk, "namespace": ""})
     assert ApiKey.objects.get().owner == user
+
+
+def test_a_confirmed_select_across_acts_on_the_whole_filtered_list(admin_client, admin_user):
+    keys = [ApiKey.issue(admin_user, f"k{n}")[0] for n in range(3)]
+    data = {"action": "revoke", "_selected_action": [keys[0].pk], "select_across": "1"}
+    body = admin_client.post(changelist(ApiKey), data).content.decode()
+    assert "3 active keys stop working at once" in body
+    assert 'name="select_across" value="1"' in body
+    assert ApiKey.objects.active().count() == 3
+    admin_client.post(changelist(ApiKey), {**data, "post": "yes"})
+    assert ApiKey.objects.active().count() == 0
