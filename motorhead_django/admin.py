@@ -12,16 +12,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -41,6 +42,9 @@ TRANSCRIPT_LIMIT = 500
 # How long the overview page trusts its last health check of the server.
 HEALTH_CACHE_SECONDS = 30
 _HEALTH_CACHE_KEY = "motorhead_django:admin:health"
+# A confirmation page names at most this many of the selected rows (and counts the rest).
+CONFIRM_LIST_LIMIT = 100
+_CONFIRM_TEMPLATE = "admin/motorhead_django/action_confirmation.html"
 # Roles styled alike in the transcript; any other role gets a neutral style.
 _ROLE_KINDS = {"human": "human", "user": "human", "ai": "ai", "assistant": "ai", "system": "system"}
 
@@ -77,6 +81,41 @@ class BoundedJSONFormField(forms.JSONField):
         if isinstance(value, str) and json_too_deep(value):
             raise forms.ValidationError(_("Nested deeper than %d levels.") % MAX_JSON_DEPTH)
         return super().to_python(value)
+
+
+def _confirmed(request: HttpRequest) -> bool:
+    """Whether this is the POST of an action's confirmation page (as Django's *delete selected*)."""
+    return request.method == "POST" and request.POST.get("post") == "yes"
+
+
+def _confirmation_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    title: Any,
+    consequences: list[str],
+) -> TemplateResponse:
+    """The intermediate page of a destructive action: what, how many, and what happens to them."""
+    opts = model_admin.model._meta
+    count = queryset.count()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "action": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "select_across": request.POST.get("select_across", "0"),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "objects": list(queryset[:CONFIRM_LIST_LIMIT]),
+        "count": count,
+        "more": max(0, count - CONFIRM_LIST_LIMIT),
+        "noun": opts.verbose_name if count == 1 else opts.verbose_name_plural,
+        "consequences": consequences,
+        "cancel_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+    }
+    return TemplateResponse(request, _CONFIRM_TEMPLATE, context)
 
 
 class ChatSessionForm(forms.ModelForm):
@@ -200,7 +239,15 @@ class ChatSessionAdmin(NulSafeChangelist):
         "drift",
         "delete_requested_at",
     )
-    readonly_fields = ("transcript", "tokens", *sync_fields, "created_at", "updated_at")
+    readonly_fields = (
+        "transcript",
+        "tokens",
+        *sync_fields,
+        "error_status",
+        "drift_status",
+        "created_at",
+        "updated_at",
+    )
 
     class Media:
         css = {"all": ("motorhead_django/admin.css",)}
@@ -213,12 +260,30 @@ class ChatSessionAdmin(NulSafeChangelist):
         identity = (None, {"fields": ("session_id", "namespace", "owner", "metadata")})
         if obj is None:
             return (identity, (_("Summary"), {"fields": ("context",)}))
+        # Adding messages is a change: a view-only page shows the transcript alone.
+        writable = self.has_change_permission(request, obj)
+        conversation = ("transcript", "add_role", "add_content") if writable else ("transcript",)
         return (
             identity,
-            (_("Conversation"), {"fields": ("transcript", "add_role", "add_content")}),
+            (_("Conversation"), {"fields": conversation}),
             (_("Summary"), {"fields": ("context", "tokens")}),
-            (_("Sync"), {"fields": (*self.sync_fields, "created_at", "updated_at")}),
+            (
+                _("Sync"),
+                {"fields": (*self._sync_fields_for(request, obj), "created_at", "updated_at")},
+            ),
         )
+
+    def _sync_fields_for(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        """The sync fields; upstream error text only for those who may act on it (*change*)."""
+        if self.has_change_permission(request, obj):
+            return self.sync_fields
+        hidden = {"last_error": "error_status", "drift": "drift_status"}
+        return tuple(hidden.get(name, name) for name in self.sync_fields)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_change_permission(request):
+            return self.list_display
+        return tuple("error_status" if n == "short_error" else n for n in self.list_display)
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         # The summary timeline belongs to an existing session's page only.
@@ -236,7 +301,8 @@ class ChatSessionAdmin(NulSafeChangelist):
         if change and "context" in form.changed_data:
             memory.set_context(obj, obj.context)  # so the sync pushes it
         content = form.cleaned_data.get("add_content")
-        if content:
+        # Only on an existing session's page, which saves only with *change*.
+        if content and change:
             memory.append_messages(obj, [(form.cleaned_data["add_role"], content)])
 
     # -- changelist columns ------------------------------------------------------
@@ -259,6 +325,15 @@ class ChatSessionAdmin(NulSafeChangelist):
     @admin.display(description=_("last error"))
     def short_error(self, obj: ChatSession) -> str:
         return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description=_("last error"))
+    def error_status(self, obj: ChatSession) -> str:
+        # Without *change*: that there is an error, not the server's text.
+        return str(_("yes (details need the change permission)")) if obj.last_error else ""
+
+    @admin.display(description=_("drift"))
+    def drift_status(self, obj: ChatSession) -> str:
+        return str(_("yes (details need the change permission)")) if obj.drift else ""
 
     @admin.display(description=_("context"))
     def context_excerpt(self, obj: ChatSession) -> str:
@@ -316,7 +391,10 @@ class ChatSessionAdmin(NulSafeChangelist):
 
     def _report_errors(self, request: HttpRequest, errors: dict[int, tuple[str, str]]) -> None:
         names = dict(ChatSession.objects.filter(pk__in=errors).values_list("pk", "session_id"))
+        detailed = self.has_change_permission(request)
         for pk, (state, error) in errors.items():
+            if not detailed:  # a delete-only user learns the outcome, not the server's text
+                error = str(_("the server refused (details need the change permission)"))
             self.message_user(
                 request,
                 # Not led by the id: the admin capitalises a message's first letter.
@@ -325,7 +403,7 @@ class ChatSessionAdmin(NulSafeChangelist):
                 messages.ERROR,
             )
 
-    @admin.action(description=_("Push now"))
+    @admin.action(description=_("Push now"), permissions=["change"])
     def push_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         keys = self._inline_keys(request, queryset, tasks.push_session)
         if not keys:
@@ -343,7 +421,7 @@ class ChatSessionAdmin(NulSafeChangelist):
         )
         self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
 
-    @admin.action(description=_("Pull now"))
+    @admin.action(description=_("Pull now"), permissions=["change"])
     def pull_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         keys = self._inline_keys(request, queryset, tasks.pull_session)
         if not keys:
@@ -366,11 +444,67 @@ class ChatSessionAdmin(NulSafeChangelist):
             request, {r.session_pk: ("not pulled", r.error) for r in results if r.error}
         )
 
-    @admin.action(description=_("Full resync: push the whole history into a fresh server session"))
-    def full_resync(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+    def _sync_disabled(self, request: HttpRequest) -> bool:
+        if motorhead_settings.SYNC_ENABLED:
+            return False
+        self.message_user(request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR)
+        return True
+
+    def _confirm_sessions(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession], action: str, what: list[str]
+    ) -> TemplateResponse:
+        total = queryset.aggregate(n=Sum("last_sequence"))["n"] or 0
+        how = (
+            _("It runs now, in this request.")
+            if tasks.runs_inline()
+            else _("One task per session is queued for the workers.")
+        )
+        return _confirmation_page(
+            self,
+            request,
+            queryset.order_by("session_id"),
+            action=action,
+            title=_("Are you sure?"),
+            consequences=[
+                *what,
+                ngettext(
+                    "The selection holds %d message in all.",
+                    "The selection holds %d messages in all.",
+                    total,
+                )
+                % total,
+                str(how),
+            ],
+        )
+
+    @admin.action(
+        description=_("Full resync: push the whole history into a fresh server session"),
+        permissions=["change"],
+    )
+    def full_resync(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession]
+    ) -> TemplateResponse | None:
+        if self._sync_disabled(request):
+            return None
+        if not _confirmed(request):
+            return self._confirm_sessions(
+                request,
+                queryset,
+                "full_resync",
+                [
+                    str(
+                        _(
+                            "The server's copy of each session is deleted, then its whole local "
+                            "history is marked pending and pushed again, paced so that every "
+                            "message passes through the server's summariser."
+                        )
+                    ),
+                    str(_("The local sessions and their messages are kept.")),
+                ],
+            )
         keys = self._inline_keys(request, queryset, tasks.resync_session)
         if not keys:
-            return
+            return None
         results = [sync.resync_session(pk) for pk in keys]
         pushed = sum(result.pushed for result in results)
         self.message_user(
@@ -383,12 +517,32 @@ class ChatSessionAdmin(NulSafeChangelist):
             % {"count": len(results), "messages": pushed},
         )
         self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
+        return None
 
-    @admin.action(description=_("Delete on the server (keep here)"))
-    def delete_on_server(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+    @admin.action(description=_("Delete on the server (keep here)"), permissions=["delete"])
+    def delete_on_server(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession]
+    ) -> TemplateResponse | None:
+        if self._sync_disabled(request):
+            return None
+        if not _confirmed(request):
+            return self._confirm_sessions(
+                request,
+                queryset,
+                "delete_on_server",
+                [
+                    str(_("The server's copy of each session (messages and summary) is deleted.")),
+                    str(
+                        _(
+                            "The local sessions and their messages are kept, marked drifted "
+                            "until a full resync."
+                        )
+                    ),
+                ],
+            )
         keys = self._inline_keys(request, queryset, tasks.delete_on_server)
         if not keys:
-            return
+            return None
         errors = {pk: error for pk in keys if (error := sync.delete_on_server(pk))}
         done = len(keys) - len(errors)
         self.message_user(
@@ -401,9 +555,32 @@ class ChatSessionAdmin(NulSafeChangelist):
             % done,
         )
         self._report_errors(request, {pk: ("not deleted", error) for pk, error in errors.items()})
+        return None
 
-    @admin.action(description=_("Delete everywhere (here and on the server)"))
-    def delete_everywhere(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
+    @admin.action(
+        description=_("Delete everywhere (here and on the server)"), permissions=["delete"]
+    )
+    def delete_everywhere(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession]
+    ) -> TemplateResponse | None:
+        if not _confirmed(request):
+            remote = (
+                _(
+                    "their copy on the server too; until the server confirms, each stays as a "
+                    "tombstone and the delete is retried"
+                )
+                if motorhead_settings.SYNC_ENABLED
+                else _("sync is not enabled, so a server keeps any copy it has")
+            )
+            return self._confirm_sessions(
+                request,
+                queryset,
+                "delete_everywhere",
+                [
+                    str(_("Each session and all its messages are deleted here, and %s.") % remote),
+                    str(_("This cannot be undone.")),
+                ],
+            )
         keys = list(queryset.values_list("pk", flat=True))
         for session in queryset:
             memory.delete_session(session, remote=True)
@@ -422,6 +599,7 @@ class ChatSessionAdmin(NulSafeChangelist):
                 else ""
             ),
         )
+        return None
 
     def delete_model(self, request: HttpRequest, obj: ChatSession) -> None:
         # Through the core: with DELETE_REMOTE (the default) the server's copy goes too.
@@ -442,11 +620,15 @@ class ChatSessionAdmin(NulSafeChangelist):
         return [overview, *super().get_urls()]
 
     def sync_overview_view(self, request: HttpRequest) -> HttpResponse:
+        # admin_view only checks is_staff: the page itself needs *view*, the import *add*.
         if request.method == "POST":
-            if not self.has_change_permission(request):
+            if not self.has_add_permission(request):
                 raise PermissionDenied
             self._import(request)
             return HttpResponseRedirect(request.path)
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        detailed = self.has_change_permission(request)
         counts = dict(
             ChatSession.objects.order_by().values_list("sync_state").annotate(n=Count("pk"))
         )
@@ -464,7 +646,10 @@ class ChatSessionAdmin(NulSafeChangelist):
             "oldest_pending_age": timezone.now() - oldest if oldest else None,
             "failures": failures,
             "health": upstream_health(),
-            "upstream": motorhead_settings.URL,
+            # Error text and the upstream's address, only for those who may act on them.
+            "show_details": detailed,
+            "can_import": self.has_add_permission(request),
+            "upstream": motorhead_settings.URL if detailed else "",
         }
         return TemplateResponse(request, "admin/motorhead_django/sync_overview.html", context)
 
@@ -487,8 +672,9 @@ class ChatSessionAdmin(NulSafeChangelist):
         try:
             result = pull.import_sessions(namespaces)
         except MotorheadError as exc:
+            detail = exc if self.has_change_permission(request) else _("the server refused")
             self.message_user(
-                request, _("Could not list the server's sessions: %s") % exc, messages.ERROR
+                request, _("Could not list the server's sessions: %s") % detail, messages.ERROR
             )
             return
         self.message_user(
@@ -496,9 +682,18 @@ class ChatSessionAdmin(NulSafeChangelist):
             _("Imported %(imported)d session(s) from the server; %(skipped)d were here already.")
             % {"imported": result.imported, "skipped": result.skipped},
         )
-        for problem in [*result.refused, result.stopped]:
-            if problem:
-                self.message_user(request, _("Import: %s") % problem, messages.WARNING)
+        problems = [problem for problem in [*result.refused, result.stopped] if problem]
+        if problems and not self.has_change_permission(request):
+            problems = [
+                ngettext(
+                    "%d problem (details need the change permission).",
+                    "%d problems (details need the change permission).",
+                    len(problems),
+                )
+                % len(problems)
+            ]
+        for problem in problems:
+            self.message_user(request, _("Import: %s") % problem, messages.WARNING)
 
 
 def upstream_health() -> dict[str, Any] | None:
@@ -546,7 +741,11 @@ class ApiKeyForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(NulSafeChangelist):
-    """Keys are issued here (the full key is shown once, in a message) and revoked, never edited."""
+    """Keys are issued here and revoked, never edited.
+
+    The full key is shown once, in the body of the page answering the add form
+    (:meth:`response_add`): never in a message (a cookie), the session or a log.
+    """
 
     form = ApiKeyForm
 
@@ -584,21 +783,66 @@ class ApiKeyAdmin(NulSafeChangelist):
     def display_prefix(self, obj: ApiKey) -> str:
         return f"{ApiKey.PREFIX}{obj.prefix}_…" if obj.prefix else "-"
 
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        # A key acts as its owner: only a superuser may issue one for someone else,
+        # or *add* on keys would let a staff member act as any user (a superuser too).
+        if db_field.name == "owner" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk or 0)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             obj.save(update_fields=["name"])
             return
-        raw = obj.set_new_secret()
+        # Kept on the instance only until response_add renders it; never saved.
+        obj._issued_key = obj.set_new_secret()  # type: ignore[attr-defined]
         obj.save()
-        self.message_user(
-            request,
-            _("The new API key is %(key)s. Copy it now: it is not stored and is not shown again.")
-            % {"key": raw},
-            messages.WARNING,
-        )
 
-    @admin.action(description=_("Revoke the selected API keys"))
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw = obj.__dict__.pop("_issued_key", None)
+        if raw is None:  # not issued by this request's save_model
+            return super().response_add(request, obj, post_url_continue)
+        opts = self.model._meta
+        if "_addanother" in request.POST:
+            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
+        elif "_continue" in request.POST:
+            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        else:
+            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Copy the new API key"),
+            "opts": opts,
+            "original": obj,
+            "key": raw,
+            "next_url": next_url,
+        }
+        # admin_view already sends never_cache (no-store): the page is not kept by the browser.
+        return TemplateResponse(request, "admin/motorhead_django/apikey/key_issued.html", context)
+
+    @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> TemplateResponse | None:
+        if not _confirmed(request):
+            active = queryset.filter(revoked_at__isnull=True).count()
+            return _confirmation_page(
+                self,
+                request,
+                queryset.select_related("owner"),
+                action="revoke",
+                title=_("Are you sure?"),
+                consequences=[
+                    ngettext(
+                        "%d active key stops working at once: every client using it gets 401.",
+                        "%d active keys stop working at once: every client using them gets 401.",
+                        active,
+                    )
+                    % active,
+                    str(_("A revoked key cannot be restored; issue a new one instead.")),
+                ],
+            )
         count = 0
         for key in queryset.filter(revoked_at__isnull=True):
             key.revoke()
@@ -608,3 +852,4 @@ class ApiKeyAdmin(NulSafeChangelist):
             ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
             messages.SUCCESS,
         )
+        return None

@@ -209,11 +209,13 @@ def test_the_add_page_refuses_an_id_the_server_cannot_hold(admin_client):
 # -- actions ----------------------------------------------------------------------
 
 
-def run_action(admin_client, action: str, sessions: list[ChatSession]):
+def run_action(admin_client, action: str, sessions: list[ChatSession], confirm: bool = True):
+    """Run an action as the changelist does; the destructive ones through their confirmation."""
+    data = {"action": action, "_selected_action": [s.pk for s in sessions]}
+    if confirm:
+        data["post"] = "yes"
     return admin_client.post(
-        reverse("admin:motorhead_django_chatsession_changelist"),
-        {"action": action, "_selected_action": [s.pk for s in sessions]},
-        follow=True,
+        reverse("admin:motorhead_django_chatsession_changelist"), data, follow=True
     )
 
 
