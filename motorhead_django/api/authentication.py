@@ -17,6 +17,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.request import Request
 
+from .. import redaction
 from ..models import ApiKey
 
 KEY_HEADER = "HTTP_X_METAL_API_KEY"
@@ -33,6 +34,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw = kwargs.get("api_key") or request.META.get(KEY_HEADER)
         if not raw:
             return None
+        redaction.remember(raw)  # whatever is logged while serving this request
         key = ApiKey.find(raw)
         if key is None or not key.owner.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
@@ -54,6 +56,7 @@ class NulSafeTokenAuthentication(TokenAuthentication):
     PostgreSQL cannot compare with one, and DRF would let that surface as a 500."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        redaction.remember(key)
         if "\x00" in key:
             raise exceptions.AuthenticationFailed("Invalid token.")
         return super().authenticate_credentials(key)

@@ -72,13 +72,6 @@ class CompatView(ScopedThrottling, CoreErrors, APIView):
             raise exceptions.NotAuthenticated(HasApiKeyOrAnonymousAllowed.message)
         super().permission_denied(request, message, code)
 
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if "api_key" in kwargs:
-            # Django logs 4xx with the path, and this path carries the key.
-            response._has_been_logged = True
-        return response
-
     # -- what a request may reach --------------------------------------------
 
     def scope(self, request: Request) -> tuple[QuerySet[ChatSession], str, Any]:
@@ -208,10 +201,8 @@ class RetrievalView(CompatView):
 @no_append_slash
 def not_found(request: HttpRequest, **kwargs: Any) -> JsonResponse:
     """Anything else under the compatible routes: a JSON 404 (the server's is empty)."""
-    response = JsonResponse({"detail": "Not found."}, status=404)
-    # Django's own flag that keeps log_response quiet: the path may carry a key.
-    response._has_been_logged = True  # type: ignore[attr-defined]
-    return response
+    # Logged by Django like any 404: the key in a keyed path is redacted by redaction.py.
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
