@@ -19,6 +19,7 @@ from rest_framework.request import Request
 
 from .. import redaction
 from ..models import ApiKey
+from .throttling import FailedAuthentication
 
 KEY_HEADER = "HTTP_X_METAL_API_KEY"
 CLIENT_ID_HEADER = "HTTP_X_METAL_CLIENT_ID"
@@ -35,11 +36,15 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not raw:
             return None
         redaction.remember(raw)  # whatever is logged while serving this request
+        throttle = FailedAuthentication(request, _key_prefix(raw))
+        throttle.check()  # before the key is verified: a blocked guess learns nothing
         key = ApiKey.find(raw)
         if key is None or not key.owner.is_active:
+            throttle.failed()
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         client_id = request.META.get(CLIENT_ID_HEADER)
         if client_id and client_id != key.prefix:
+            throttle.failed()
             raise exceptions.AuthenticationFailed("x-metal-client-id does not match the API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
@@ -51,12 +56,30 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'x-metal-api-key realm="motorhead"'
 
 
+def _key_prefix(raw: str) -> str | None:
+    """The prefix part of a key shaped like ours (``mhd_<prefix>_…``), else None."""
+    start = len(ApiKey.PREFIX)
+    if raw.startswith(ApiKey.PREFIX) and raw[start + 8 : start + 9] == "_":
+        return raw[start : start + 8]
+    return None
+
+
 class NulSafeTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, with a token holding a NUL character refused as invalid:
     PostgreSQL cannot compare with one, and DRF would let that surface as a 500."""
 
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        self._request = request
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         redaction.remember(key)
-        if "\x00" in key:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        return super().authenticate_credentials(key)
+        throttle = FailedAuthentication(self._request, key[:8])
+        throttle.check()
+        try:
+            if "\x00" in key:
+                raise exceptions.AuthenticationFailed("Invalid token.")
+            return super().authenticate_credentials(key)
+        except exceptions.AuthenticationFailed:
+            throttle.failed()
+            raise

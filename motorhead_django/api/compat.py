@@ -126,7 +126,9 @@ class SessionListView(CompatView):
     )
     def get(self, request: Request, **kwargs: Any) -> Response:
         page = _int_param(request, "page", 1, MAX_PAGE)
-        size = _int_param(request, "size", 10, MAX_SIZE)
+        size = _int_param(
+            request, "size", 10, min(MAX_SIZE, motorhead_settings.MAX_PAGE_SIZE), "MAX_PAGE_SIZE"
+        )
         sessions, _, _ = self.scope(request)
         ids = sessions.order_by("updated_at", "session_id").values_list("session_id", flat=True)
         return Response(list(ids[(page - 1) * size : page * size]))
@@ -205,10 +207,13 @@ def not_found(request: HttpRequest, **kwargs: Any) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
+def _int_param(
+    request: Request, name: str, default: int, maximum: int, limit: str | None = None
+) -> int:
     raw = request.query_params.get(name)
     if raw is None:
-        return default
+        return min(default, maximum)
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and 1 <= int(raw) <= maximum):
-        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+        named = f" (MOTORHEAD['{limit}'])" if limit else ""
+        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}{named}."]})
     return int(raw)

@@ -86,6 +86,6 @@ _ERRORS = {
     401: "No credentials, or invalid ones.",
     403: "Not allowed (another namespace than the API key's, or a CSRF failure).",
     404: "Not found, or not one of the caller's.",
-    413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    413: "The body is larger than MOTORHEAD['MAX_REQUEST_BYTES'] (the message names the limit).",
     415: "The body's media type is not accepted.",
 }
