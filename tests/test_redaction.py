@@ -244,3 +244,33 @@ def test_responses_never_carry_a_key(client):
             assert_clean(response.content.decode(), url_key)
         response = client.get(f"/motorhead{path}", HTTP_X_METAL_API_KEY=key[:-2] + "zz")
         assert_clean(response.content.decode(), key)
+
+
+def test_every_logger_of_the_package_and_djangos_request_loggers_are_filtered():
+    import importlib
+    import pkgutil
+
+    import motorhead_django
+
+    names = {"django.request", "django.server"}
+    for module in pkgutil.walk_packages(motorhead_django.__path__, "motorhead_django."):
+        if ".migrations" in module.name or module.name.endswith("__main__"):
+            continue
+        imported = importlib.import_module(module.name)
+        if isinstance(getattr(imported, "logger", None), logging.Logger):
+            names.add(imported.logger.name)
+    assert names - {"django.request", "django.server"}, "found none of our loggers"
+    for name in names:
+        assert any(
+            isinstance(f, redaction.RedactingFilter) for f in logging.getLogger(name).filters
+        ), name
+
+
+def test_the_development_servers_request_line_is_redacted(caplog):
+    key = "mhd_0123abcd_" + "s" * 43
+    with caplog.at_level(logging.INFO, logger="django.server"):
+        logging.getLogger("django.server").info(
+            '"%s" %s %s', f"GET /motorhead/k/{key}/sessions HTTP/1.1", "401", "58"
+        )
+    (record,) = caplog.records
+    assert record.getMessage() == '"GET /motorhead/k/[redacted]/sessions HTTP/1.1" 401 58'
