@@ -274,3 +274,31 @@ def test_the_development_servers_request_line_is_redacted(caplog):
         )
     (record,) = caplog.records
     assert record.getMessage() == '"GET /motorhead/k/[redacted]/sessions HTTP/1.1" 401 58'
+
+
+def test_the_compatible_routes_never_show_an_upstream_error(upstream_factory, client, caplog):
+    server = upstream_factory(
+        hosted=True,
+        api_key=UPSTREAM_KEY,
+        client_id=CLIENT_ID,
+        long_term_memory=True,
+        motorhead={"API_KEY": UPSTREAM_KEY, "CLIENT_ID": CLIENT_ID, "LONG_TERM_MEMORY": True},
+    )
+    key = issue_key()
+    owner = ApiKey.objects.get().owner
+    session = memory.get_or_create_session("ltm", owner=owner)
+    memory.append_messages(session, [("Human", "the order shipped")])
+    server.faults.fail_next(mode="echo")
+    with caplog.at_level(logging.DEBUG):
+        answer = client.post(
+            "/motorhead/sessions/ltm/retrieval",
+            {"text": "order"},
+            content_type="application/json",
+            HTTP_X_METAL_API_KEY=key,
+        )
+    assert answer.status_code == 200
+    assert [hit["content"] for hit in answer.json()] == ["the order shipped"]  # the local search
+    assert server.requests_for("POST")[-1].fault == "echo"  # the upstream was asked, and failed
+    body = answer.content.decode()
+    assert f"127.0.0.1:{server.port}" not in body and "echo" not in body
+    assert_clean(body + everything_logged(caplog.records), UPSTREAM_KEY, CLIENT_ID, key)
