@@ -331,7 +331,7 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
         raise MotorheadValidationError(
             {
                 "messages": f"At most {motorhead_settings.MAX_MESSAGES_PER_REQUEST} "
-                "messages per request (MOTORHEAD['MAX_MESSAGES_PER_REQUEST'])."
+                "messages per request. The limit is MOTORHEAD['MAX_MESSAGES_PER_REQUEST']."
             }
         )
     limit = motorhead_settings.MAX_CONTENT_LENGTH
@@ -340,8 +340,8 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
         if len(content) > limit:
             raise MotorheadValidationError(
                 {
-                    f"messages[{index}].content": f"At most {limit} characters "
-                    "(MOTORHEAD['MAX_CONTENT_LENGTH'])."
+                    f"messages[{index}].content": f"At most {limit} characters. "
+                    "The limit is MOTORHEAD['MAX_CONTENT_LENGTH']."
                 }
             )
         validate_text(content, field=f"messages[{index}].content", max_length=limit)

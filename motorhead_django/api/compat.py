@@ -214,6 +214,6 @@ def _int_param(
     if raw is None:
         return min(default, maximum)
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and 1 <= int(raw) <= maximum):
-        named = f" (MOTORHEAD['{limit}'])" if limit else ""
-        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}{named}."]})
+        named = f" The limit is MOTORHEAD['{limit}']." if limit else ""
+        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}.{named}"]})
     return int(raw)

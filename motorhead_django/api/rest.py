@@ -388,8 +388,8 @@ def _digits(value: str | None) -> bool:
 
 def _whole_number(value: str, field: str, low: int, high: int, limit: str | None = None) -> int:
     if not (_digits(value) and low <= int(value) <= high):
-        named = f" (MOTORHEAD['{limit}'])" if limit else ""
-        raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}{named}."]})
+        named = f" The limit is MOTORHEAD['{limit}']." if limit else ""
+        raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}.{named}"]})
     return int(value)
 
 
