@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from django.conf import settings
+from .conf import motorhead_settings
 
 REDACTED = "[redacted]"
 #: Most characters of an error kept in ``last_error`` (and in logs of sync failures).
@@ -44,6 +44,7 @@ _LLM_KEY_VARIABLES = ("OPENAI_API_KEY", "AZURE_API_KEY")
 LOGGERS = (
     "django.request",
     "django.server",
+    "django.db.backends",  # SQL with its parameters, when DEBUG logs queries (a token lookup)
     "motorhead_django",
     "motorhead_django.client",
     "motorhead_django.sync",
@@ -83,17 +84,13 @@ def forget(**kwargs: Any) -> None:
 
 def configured_secrets() -> list[str]:
     """The secrets known from settings and the environment (not the request's)."""
-    found: list[str] = []
-    user = getattr(settings, "MOTORHEAD", None)
-    if isinstance(user, dict):
-        for name in ("API_KEY", "CLIENT_ID"):
-            if isinstance(user.get(name), str):
-                found.append(user[name])
-        extra = user.get("REDACT") or ()
-        if isinstance(extra, list | tuple):
-            found.extend(item for item in extra if isinstance(item, str))
-    found.extend(os.environ.get(name, "") for name in _LLM_KEY_VARIABLES)
-    return [secret for secret in found if len(secret) >= _MIN_SECRET]
+    s = motorhead_settings
+    # Read even when the setting is malformed (the checks report that): only strings count.
+    found: list[Any] = [s.API_KEY, s.CLIENT_ID]
+    if isinstance(s.raw, dict) and isinstance(s.raw.get("REDACT"), list | tuple):
+        found.extend(s.REDACT)
+    found.extend(os.environ.get(name) for name in _LLM_KEY_VARIABLES)
+    return [secret for secret in found if isinstance(secret, str) and len(secret) >= _MIN_SECRET]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -182,6 +179,12 @@ class RedactingFilter(logging.Filter):
                 record.exc_text = text
         elif record.exc_text:
             record.exc_text = redact(record.exc_text)
+        # django.db.backends also passes the query and its parameters as attributes.
+        sql, params = getattr(record, "sql", None), getattr(record, "params", None)
+        if isinstance(sql, str):
+            record.sql = redact(sql)
+        if isinstance(params, list | tuple):
+            record.params = tuple(_redact_value(value) for value in params)
         request = getattr(record, "request", None)
         if request is not None and _carries_key(request):
             # Handlers such as AdminEmailHandler render the whole request (path, headers).

@@ -302,3 +302,20 @@ def test_the_compatible_routes_never_show_an_upstream_error(upstream_factory, cl
     body = answer.content.decode()
     assert f"127.0.0.1:{server.port}" not in body and "echo" not in body
     assert_clean(body + everything_logged(caplog.records), UPSTREAM_KEY, CLIENT_ID, key)
+
+
+def test_a_token_is_redacted_from_the_sql_log(caplog):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token = "f" * 8 + "0123456789abcdef0123456789abcdef"
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with caplog.at_level(logging.DEBUG, logger="django.db.backends"):
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get("/api/sessions/").status_code == 401
+    assert any(token in query["sql"] for query in queries.captured_queries)  # it was queried
+    sql_records = [r for r in caplog.records if r.name == "django.db.backends"]
+    assert sql_records
+    attributes = repr([(r.sql, r.params) for r in sql_records])  # structured handlers read these
+    assert_clean(everything_logged(sql_records) + attributes, token)
