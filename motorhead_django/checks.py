@@ -411,3 +411,18 @@ def check_request_limits(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:
+    backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
+    if backend.endswith("DummyCache"):
+        return [
+            Warning(
+                "The default cache is a DummyCache: the throttles (failed authentications, "
+                "request rates) count nothing, so API keys can be guessed at full speed.",
+                hint="Use a shared cache (Redis, Memcached, the database cache) in production.",
+                id=_id("W004"),
+            )
+        ]
+    return []
