@@ -17,6 +17,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from motorhead_django import memory, redaction, sync
@@ -96,6 +99,30 @@ def test_base64_of_a_secret_is_found_inside_longer_base64_at_any_alignment(befor
     # What is left is at most the few characters shared with the neighbouring bytes.
     left = len(clean.replace(redaction.REDACTED, ""))
     assert left <= len(encoded) - 4 * len(UPSTREAM_KEY) // 3 + 4
+
+
+# Any text a secret could be: every code point but lone surrogates, at least 8 of them.
+SECRETS = st.text(st.characters(codec="utf-8"), min_size=8, max_size=40)
+AROUND = st.text(st.characters(codec="utf-8"), max_size=5)
+
+
+@examples(max_examples=150, deadline=None, database=None)
+@given(secret=SECRETS, before=AROUND, after=AROUND)
+def test_any_secret_in_any_form_anywhere_is_redacted(secret, before, after):
+    raw, pad = secret.encode(), before.encode()
+    echoes = [before + form + after for form in forms(secret, aligned=False)]
+    echoes.append(base64.b64encode(pad + raw + after.encode()).decode())
+    echoes.append(base64.urlsafe_b64encode(pad + raw + after.encode()).decode())
+    for echo in echoes:
+        clean = redaction.redact(echo, [secret])
+        assert secret not in clean
+        for form in forms(secret, aligned=False):
+            assert form not in clean, (form, echo, clean)
+        # The base64 core that only the secret's bytes decide, at this alignment.
+        encoded = base64.b64encode(pad + raw).decode()
+        core = encoded[-(-8 * len(pad) // 6) + 1 : len(encoded) - 4]
+        if len(core) >= 8:
+            assert core not in clean.replace("-", "+").replace("_", "/")
 
 
 def test_llm_keys_from_the_environment_and_our_key_shape_are_redacted(monkeypatch):
