@@ -4,7 +4,8 @@ A key arrives either in the hosted variant's headers (``x-metal-api-key``,
 optionally ``x-metal-client-id`` = the key's prefix) or in the base URL
 (``…/motorhead/k/<key>/sessions/…``), because self-hosted clients such as
 LangChain's send no headers. The key itself never appears in a response or a
-log line written here.
+log line (it is handed to :mod:`..redaction` as soon as it is read), and failed
+attempts are throttled per client address and key prefix (:mod:`.throttling`).
 """
 
 from __future__ import annotations
@@ -65,21 +66,27 @@ def _key_prefix(raw: str) -> str | None:
 
 
 class NulSafeTokenAuthentication(TokenAuthentication):
-    """DRF's token authentication, with a token holding a NUL character refused as invalid:
-    PostgreSQL cannot compare with one, and DRF would let that surface as a 500."""
+    """DRF's token authentication, with a token holding a NUL character refused as invalid
+    (PostgreSQL cannot compare with one, and DRF would let that surface as a 500), and
+    failures throttled like the API keys' (per address and per token prefix)."""
+
+    _request: Request | None = None
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        # DRF passes only the token on to authenticate_credentials; the throttle needs the address.
         self._request = request
         return super().authenticate(request)
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         redaction.remember(key)
-        throttle = FailedAuthentication(self._request, key[:8])
-        throttle.check()
+        throttle = None if self._request is None else FailedAuthentication(self._request, key[:8])
+        if throttle is not None:
+            throttle.check()
         try:
             if "\x00" in key:
                 raise exceptions.AuthenticationFailed("Invalid token.")
             return super().authenticate_credentials(key)
         except exceptions.AuthenticationFailed:
-            throttle.failed()
+            if throttle is not None:
+                throttle.failed()
             raise
