@@ -402,11 +402,11 @@ def check_request_limits(**kwargs: Any) -> list[CheckMessage]:
                 id=_id("E008"),
             )
         )
-    redact = user.get("REDACT", ())
+    redact = user.get("SECRETS", ())
     if not isinstance(redact, list | tuple) or not all(isinstance(s, str) for s in redact):
         messages.append(
             Error(
-                "MOTORHEAD['REDACT'] must be a list of strings (secrets to keep out of logs).",
+                "MOTORHEAD['SECRETS'] must be a list of strings (secrets to keep out of logs).",
                 id=_id("E013"),
             )
         )

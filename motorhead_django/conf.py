@@ -81,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
         "auth-prefix": "10/min",
     },
     # More strings to redact from stored errors and logs (redaction.py), such as LLM keys.
-    "REDACT": (),
+    "SECRETS": (),
     "USER_AGENT": f"motorhead-django/{__version__}",
     # The Motorhead-compatible routes answer requests without an API key
     # (as a self-hosted Motorhead does). Off: a key is required.
@@ -226,8 +226,8 @@ class MotorheadSettings:
         return rates
 
     @property
-    def REDACT(self) -> tuple[str, ...]:
-        return tuple(self._get("REDACT") or ())
+    def SECRETS(self) -> tuple[str, ...]:
+        return tuple(self._get("SECRETS") or ())
 
     @property
     def USER_AGENT(self) -> str:

@@ -2,7 +2,7 @@
 
 The secrets are the upstream Motorhead credentials (``MOTORHEAD['API_KEY']`` and
 ``CLIENT_ID``), the LLM keys a Motorhead server is given in its environment
-(``OPENAI_API_KEY``, ``AZURE_API_KEY``), any string in ``MOTORHEAD['REDACT']``,
+(``OPENAI_API_KEY``, ``AZURE_API_KEY``), any string in ``MOTORHEAD['SECRETS']``,
 the API key of the request being served, and anything shaped like one of our
 keys (``mhd_<prefix>_<secret>``: the prefix stays, it names the key). Each is
 removed in every form a server could echo it back in: raw, JSON-escaped,
@@ -87,8 +87,8 @@ def configured_secrets() -> list[str]:
     s = motorhead_settings
     # Read even when the setting is malformed (the checks report that): only strings count.
     found: list[Any] = [s.API_KEY, s.CLIENT_ID]
-    if isinstance(s.raw, dict) and isinstance(s.raw.get("REDACT"), list | tuple):
-        found.extend(s.REDACT)
+    if isinstance(s.raw, dict) and isinstance(s.raw.get("SECRETS"), list | tuple):
+        found.extend(s.SECRETS)
     found.extend(os.environ.get(name) for name in _LLM_KEY_VARIABLES)
     return [secret for secret in found if isinstance(secret, str) and len(secret) >= _MIN_SECRET]
 

@@ -124,6 +124,6 @@ def test_bad_limits_are_check_errors(settings, options):
 
 
 def test_redact_must_be_a_list_of_strings(settings):
-    settings.MOTORHEAD = {"REDACT": "secret"}
+    settings.MOTORHEAD = {"SECRETS": "secret"}
     ids = [m.id for m in run_checks() if m.id and m.id.startswith("motorhead_django")]
     assert ids == ["motorhead_django.E013"]

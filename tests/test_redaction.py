@@ -92,7 +92,7 @@ def test_redact_removes_every_encoding_of_a_configured_secret(settings):
 
 @pytest.mark.parametrize("before", ["", "x", "xy", "xyz", "Authorization: Basic "])
 def test_base64_of_a_secret_is_found_inside_longer_base64_at_any_alignment(before, settings):
-    settings.MOTORHEAD = {"REDACT": [UPSTREAM_KEY]}
+    settings.MOTORHEAD = {"SECRETS": [UPSTREAM_KEY]}
     encoded = base64.b64encode((before + UPSTREAM_KEY + "!trailing").encode()).decode()
     clean = redaction.redact(encoded)
     assert redaction.REDACTED in clean
