@@ -1,0 +1,330 @@
+"""The LangGraph checkpointer: LangGraph's conformance suite, real graphs, the mirror."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+pytest.importorskip("langgraph.checkpoint.conformance", reason="install the langgraph extra")
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.conformance.capabilities import Capability  # noqa: E402
+from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
+from langgraph.types import Command, interrupt  # noqa: E402
+
+from motorhead_django import memory  # noqa: E402
+from motorhead_django.langgraph import DjangoSaver  # noqa: E402
+from motorhead_django.models import (  # noqa: E402
+    ChatSession,
+    LangGraphBlob,
+    LangGraphCheckpoint,
+    LangGraphWrite,
+)
+
+# sync_to_async and the worker threads below open their own connections: the
+# data has to be committed to be seen there (and the in-memory SQLite is shared).
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class SyncDrivenSaver(DjangoSaver):
+    """The conformance suite calls the async API: here each async method runs the
+    *sync* one in a worker thread, so the same suite checks the sync API."""
+
+    def __init__(self, worker: ThreadPoolExecutor) -> None:
+        super().__init__()
+        self.worker = worker
+
+    async def _sync(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.worker, lambda: method(*args, **kwargs)
+        )
+
+    async def aget_tuple(self, config):
+        return await self._sync(self.get_tuple, config)
+
+    async def alist(self, config, *, filter=None, before=None, limit=None) -> AsyncIterator:
+        listed = await self._sync(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in listed:
+            yield item
+
+    async def aput(self, config, checkpoint, metadata, new_versions):
+        return await self._sync(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config, writes, task_id, task_path=""):
+        await self._sync(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id):
+        await self._sync(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids):
+        await self._sync(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id, target_thread_id):
+        await self._sync(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids, *, strategy="keep_latest"):
+        await self._sync(self.prune, thread_ids, strategy=strategy)
+
+
+def run_conformance(make_saver: Callable[[], DjangoSaver]):
+    @checkpointer_test(name=f"DjangoSaver-{uuid4()}")
+    async def factory():
+        yield make_saver()
+
+    async def flow():
+        try:
+            return await validate(factory)
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(flow())
+
+
+def assert_all_passed(report) -> None:
+    failures = {name: result.failures for name, result in report.results.items() if result.failures}
+    assert not failures, failures
+    # Every capability, the optional ones included, was detected and ran.
+    assert {name for name, result in report.results.items() if result.passed} == {
+        capability.value for capability in Capability
+    }
+    assert report.passed_all_base()
+
+
+def test_conformance_through_the_async_api(monkeypatch):
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+    report = run_conformance(DjangoSaver)
+    assert_all_passed(report)
+    passed = sum(result.tests_passed for result in report.results.values())
+    assert passed >= 81  # the 81 tests of langgraph-checkpoint-conformance 0.0.2
+    print(f"\nconformance (async API): {passed} passed")
+
+
+def test_conformance_through_the_sync_api():
+    worker = ThreadPoolExecutor(max_workers=1)
+    try:
+        report = run_conformance(lambda: SyncDrivenSaver(worker))
+    finally:
+        worker.submit(connections.close_all).result()
+        worker.shutdown()
+    assert_all_passed(report)
+    passed = sum(result.tests_passed for result in report.results.values())
+    print(f"\nconformance (sync API): {passed} passed")
+
+
+# Real graphs, no LLM: a node that answers with an AIMessage.
+
+
+def reply(state: MessagesState) -> dict:
+    asked = [m for m in state["messages"] if m.type == "human"]
+    return {"messages": [AIMessage(f"answer {len(asked)} to {asked[-1].content}")]}
+
+
+def chat_graph(saver: DjangoSaver):
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    return builder.compile(checkpointer=saver)
+
+
+def mirrored(thread_id: str) -> list[tuple[str, str]]:
+    session = ChatSession.objects.get(session_id=thread_id)
+    return [(m.role, m.content) for m in memory.history(session)]
+
+
+def test_two_turns_on_one_thread_sync():
+    graph = chat_graph(DjangoSaver())
+    config = {"configurable": {"thread_id": "lg-sync"}}
+    graph.invoke({"messages": [HumanMessage("hi")]}, config)
+    state = graph.invoke({"messages": [HumanMessage("again")]}, config)
+    # The second turn saw the first: the node counted two questions.
+    assert [m.content for m in state["messages"]] == [
+        "hi",
+        "answer 1 to hi",
+        "again",
+        "answer 2 to again",
+    ]
+    assert mirrored("lg-sync") == [
+        ("Human", "hi"),
+        ("AI", "answer 1 to hi"),
+        ("Human", "again"),
+        ("AI", "answer 2 to again"),
+    ]
+
+
+def test_two_turns_on_one_thread_async(monkeypatch):
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in os.environ
+
+    async def flow() -> list[str]:
+        try:
+            graph = chat_graph(DjangoSaver())
+            config = {"configurable": {"thread_id": "lg-async"}}
+            await graph.ainvoke({"messages": [HumanMessage("one")]}, config)
+            state = await graph.ainvoke({"messages": [HumanMessage("two")]}, config)
+            return [m.content for m in state["messages"]]
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(flow()) == ["one", "answer 1 to one", "two", "answer 2 to two"]
+    assert [role for role, _ in mirrored("lg-async")] == ["Human", "AI", "Human", "AI"]
+
+
+def test_interrupt_and_resume_on_a_new_saver():
+    def approve(state: MessagesState) -> dict:
+        verdict = interrupt({"question": "send it?"})
+        return {"messages": [AIMessage(f"verdict: {verdict}")]}
+
+    def build(saver: DjangoSaver):
+        builder = StateGraph(MessagesState)
+        builder.add_node("approve", approve)
+        builder.add_edge(START, "approve")
+        return builder.compile(checkpointer=saver)
+
+    config = {"configurable": {"thread_id": "lg-interrupt"}}
+    first = build(DjangoSaver()).invoke({"messages": [HumanMessage("draft")]}, config)
+    assert first["__interrupt__"][0].value == {"question": "send it?"}
+
+    # Another process: a new saver and a new graph find the interrupted state.
+    graph = build(DjangoSaver())
+    paused = graph.get_state(config)
+    assert paused.next == ("approve",)
+    assert paused.tasks[0].interrupts[0].value == {"question": "send it?"}
+    done = graph.invoke(Command(resume="yes"), config)
+    assert [m.content for m in done["messages"]] == ["draft", "verdict: yes"]
+    assert graph.get_state(config).next == ()
+    assert mirrored("lg-interrupt") == [("Human", "draft"), ("AI", "verdict: yes")]
+
+
+def test_state_history_replay_and_fork():
+    graph = chat_graph(DjangoSaver())
+    config = {"configurable": {"thread_id": "lg-history"}}
+    graph.invoke({"messages": [HumanMessage("first")]}, config)
+    graph.invoke({"messages": [HumanMessage("second")]}, config)
+    history = list(graph.get_state_history(config))
+    # Newest first: each turn wrote an input, a loop and a reply checkpoint.
+    assert [len(snapshot.values.get("messages", [])) for snapshot in history] == [
+        4,
+        3,
+        2,
+        2,
+        1,
+        0,
+    ]
+    assert history[0].values == graph.get_state(config).values
+    # Replay from the checkpoint after the first turn, with another question.
+    after_first = history[3]
+    assert after_first.next == ()
+    forked = graph.invoke({"messages": [HumanMessage("other")]}, after_first.config)
+    assert [m.content for m in forked["messages"]] == [
+        "first",
+        "answer 1 to first",
+        "other",
+        "answer 2 to other",
+    ]
+    assert graph.get_state(config).values["messages"][-1].content == "answer 2 to other"
+    # The mirror is the record: each message once, in the order it was written.
+    assert [content for _, content in mirrored("lg-history")] == [
+        "first",
+        "answer 1 to first",
+        "second",
+        "answer 2 to second",
+        "other",
+        "answer 2 to other",
+    ]
+
+
+def test_delete_thread_removes_checkpoints_and_mirror_then_starts_clean():
+    graph = chat_graph(DjangoSaver())
+    config = {"configurable": {"thread_id": "lg-delete"}}
+    graph.invoke({"messages": [HumanMessage("forget me")]}, config)
+    graph.invoke(
+        {"messages": [HumanMessage("left alone")]}, {"configurable": {"thread_id": "keep"}}
+    )
+    assert mirrored("lg-delete") == [("Human", "forget me"), ("AI", "answer 1 to forget me")]
+
+    graph.checkpointer.delete_thread("lg-delete")
+
+    assert not ChatSession.objects.filter(session_id="lg-delete").exists()
+    for model in (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite):
+        assert not model.objects.filter(thread_id="lg-delete").exists()
+    assert graph.get_state(config).values == {}
+    assert len(mirrored("keep")) == 2
+    graph.invoke({"messages": [HumanMessage("fresh")]}, config)
+    assert mirrored("lg-delete") == [("Human", "fresh"), ("AI", "answer 1 to fresh")]
+
+
+def test_pending_writes_come_back_in_writes_sort_key_order():
+    saver = DjangoSaver()
+    config = {"configurable": {"thread_id": "lg-writes", "checkpoint_ns": ""}}
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000001",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {},
+        "channel_versions": {},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    stored = saver.put(config, checkpoint, {"source": "loop", "step": 0}, {})
+    saver.put_writes(stored, [("b", 2), ("a", 1)], "task-z", task_path="~1")
+    saver.put_writes(stored, [("c", 3)], "task-a", task_path="~0")
+    saver.put_writes(stored, [("input", "x")], "task-m", task_path="")
+    writes = DjangoSaver().get_tuple(stored).pending_writes
+    assert writes == [
+        ("task-m", "input", "x"),
+        ("task-a", "c", 3),
+        ("task-z", "b", 2),
+        ("task-z", "a", 1),
+    ]
+
+
+def test_owner_and_tool_messages_in_the_mirror(django_user_model):
+    owner = django_user_model.objects.create_user("lg-owner")
+    saver = DjangoSaver(owner=owner)
+    config = {"configurable": {"thread_id": "lg-owned", "checkpoint_ns": ""}}
+    messages = [
+        HumanMessage("weather?", id="m1"),
+        AIMessage(
+            "", id="m2", tool_calls=[{"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}]
+        ),
+        ToolMessage("rain", tool_call_id="c", id="m3"),
+        AIMessage([{"type": "text", "text": "It rains."}], id="m4"),
+    ]
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000002",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {"messages": messages},
+        "channel_versions": {"messages": 1},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    saver.put(config, checkpoint, {"source": "loop", "step": 0}, {"messages": 1})
+    # The same messages again (a later checkpoint) are not mirrored twice.
+    saver.put(
+        config, {**checkpoint, "id": "1ef00000-0000-6000-8000-000000000003"}, {}, {"messages": 2}
+    )
+    session = ChatSession.objects.get(session_id="lg-owned")
+    assert session.owner == owner
+    assert mirrored("lg-owned") == [
+        ("Human", "weather?"),
+        ("AI", 'weather({"city": "Oslo"})'),
+        ("Tool", "rain"),
+        ("AI", "It rains."),
+    ]
+    # A saver for another user neither writes into nor deletes this conversation.
+    stranger = DjangoSaver(owner=django_user_model.objects.create_user("lg-stranger"))
+    stranger.delete_thread("lg-owned")
+    assert len(mirrored("lg-owned")) == 4
+    assert not LangGraphCheckpoint.objects.filter(thread_id="lg-owned").exists()
