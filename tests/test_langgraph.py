@@ -328,3 +328,21 @@ def test_owner_and_tool_messages_in_the_mirror(django_user_model):
     stranger.delete_thread("lg-owned")
     assert len(mirrored("lg-owned")) == 4
     assert not LangGraphCheckpoint.objects.filter(thread_id="lg-owned").exists()
+
+
+def test_admin_shows_checkpoints_read_only(admin_client):
+    chat_graph(DjangoSaver()).invoke(
+        {"messages": [HumanMessage("in the admin")]}, {"configurable": {"thread_id": "lg-admin"}}
+    )
+    row = LangGraphCheckpoint.objects.filter(thread_id="lg-admin").first()
+    base = "/admin/motorhead_django/langgraphcheckpoint/"
+    listing = admin_client.get(base, {"q": "lg-admin"})
+    assert listing.status_code == 200 and row.checkpoint_id in listing.content.decode()
+    page = admin_client.get(f"{base}{row.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content  # no form to change it
+    assert admin_client.get(f"{base}add/").status_code == 403
+    for model in ("langgraphblob", "langgraphwrite"):
+        assert admin_client.get(f"/admin/motorhead_django/{model}/").status_code == 200
+    assert admin_client.post(f"{base}{row.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not LangGraphCheckpoint.objects.filter(pk=row.pk).exists()
