@@ -448,9 +448,10 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     def _mirror(self, thread_id: str, messages: Any) -> None:
         """Append the messages not mirrored yet to the thread's ChatSession, in order.
 
-        Runs in a savepoint: a mirror the memory core refuses (a role outside
-        ``ALLOWED_ROLES``, a session being deleted) is logged and tried again at
-        the next checkpoint, and never costs the checkpoint itself.
+        Messages whose role is not in ``ALLOWED_ROLES`` are left out. Runs in a
+        savepoint: a mirror the memory core refuses (a thread id that is no valid
+        session id, a session being deleted) is logged and tried again at the
+        next checkpoint, and never costs the checkpoint itself.
         """
         if not isinstance(messages, builtins.list):
             return
@@ -465,21 +466,24 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                         "message_id", flat=True
                     )
                 )
+                allowed = motorhead_settings.ALLOWED_ROLES
                 fresh = []
                 for index, message in enumerate(messages):
                     message_id = _message_id(message, index)
-                    if message_id not in seen and hasattr(message, "content"):
+                    if message_id in seen or not hasattr(message, "content"):
+                        continue
+                    role = _role(message)
+                    if allowed is None or role in allowed:  # others are left out of the mirror
                         seen.add(message_id)
-                        fresh.append((message_id, message))
+                        fresh.append((message_id, role, _text(message)))
                 step = motorhead_settings.MAX_MESSAGES_PER_REQUEST
                 for start in range(0, len(fresh), step):
                     batch = fresh[start : start + step]
-                    rows = memory.append_messages(
-                        session, [(_role(message), _text(message)) for _, message in batch]
-                    )
+                    pairs = [(role, text) for _, role, text in batch]
+                    rows = memory.append_messages(session, pairs)
                     LangGraphMessage.objects.bulk_create(
                         LangGraphMessage(session=session, chat_message=row, message_id=message_id)
-                        for row, (message_id, _) in zip(rows, batch, strict=True)
+                        for row, (message_id, _, _) in zip(rows, batch, strict=True)
                     )
         except (MotorheadValidationError, IntegrityError) as exc:
             logger.warning("LangGraph thread %s: messages not mirrored: %s", thread_id, exc)

@@ -346,3 +346,36 @@ def test_admin_shows_checkpoints_read_only(admin_client):
         assert admin_client.get(f"/admin/motorhead_django/{model}/").status_code == 200
     assert admin_client.post(f"{base}{row.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not LangGraphCheckpoint.objects.filter(pk=row.pk).exists()
+
+
+def test_roles_outside_allowed_roles_are_left_out_of_the_mirror(settings):
+    settings.MOTORHEAD = {"ALLOWED_ROLES": ["Human", "AI"]}
+    saver = DjangoSaver()
+    config = {"configurable": {"thread_id": "lg-roles", "checkpoint_ns": ""}}
+    messages = [
+        HumanMessage("q", id="h"),
+        ToolMessage("tool output", tool_call_id="c", id="t"),
+        AIMessage("a", id="a"),
+    ]
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000004",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {"messages": messages},
+        "channel_versions": {"messages": 1},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    saver.put(config, checkpoint, {"source": "loop", "step": 0}, {"messages": 1})
+    assert mirrored("lg-roles") == [("Human", "q"), ("AI", "a")]
+    # The checkpoint itself keeps every message.
+    assert saver.get_tuple(config).checkpoint["channel_values"]["messages"] == messages
+
+
+def test_a_thread_id_that_is_no_session_id_still_checkpoints(caplog):
+    graph = chat_graph(DjangoSaver())
+    config = {"configurable": {"thread_id": "tab\there"}}
+    state = graph.invoke({"messages": [HumanMessage("hi")]}, config)
+    assert [m.content for m in state["messages"]] == ["hi", "answer 1 to hi"]
+    assert not ChatSession.objects.exists()
+    assert "not mirrored" in caplog.text
