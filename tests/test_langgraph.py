@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any, TypedDict
 from uuid import uuid4
 
 import pytest
@@ -16,6 +16,7 @@ from django.db import connections
 pytest.importorskip("langgraph.checkpoint.conformance", reason="install the langgraph extra")
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
+from langgraph.channels.delta import DeltaChannel  # noqa: E402
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
 from langgraph.checkpoint.conformance.capabilities import Capability  # noqa: E402
 from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
@@ -379,3 +380,44 @@ def test_a_thread_id_that_is_no_session_id_still_checkpoints(caplog):
     assert [m.content for m in state["messages"]] == ["hi", "answer 1 to hi"]
     assert not ChatSession.objects.exists()
     assert "not mirrored" in caplog.text
+
+
+def extend(state: list, writes: list) -> list:
+    return [*state, *(item for write in writes for item in write)]
+
+
+class DeltaState(TypedDict):
+    # LangGraph resolves this annotation at run time: hence a module-level class.
+    items: Annotated[list, DeltaChannel(extend, snapshot_frequency=3)]
+
+
+def test_prune_keeps_what_a_delta_channel_is_rebuilt_from():
+    builder = StateGraph(DeltaState)
+    builder.add_node("count", lambda state: {"items": [len(state["items"])]})
+    builder.add_edge(START, "count")
+    saver = DjangoSaver()
+    config = {"configurable": {"thread_id": "lg-delta"}}
+    for turn in range(5):
+        builder.compile(checkpointer=saver).invoke({"items": [f"in{turn}"]}, config)
+    before = builder.compile(checkpointer=saver).get_state(config).values
+    assert before == {"items": ["in0", 1, "in1", 3, "in2", 5, "in3", 7, "in4", 9]}
+    # The newest checkpoint holds no snapshot of "items": its parent (a snapshot) stays too.
+    saver.prune(["lg-delta"], strategy="keep_latest")
+    assert LangGraphCheckpoint.objects.filter(thread_id="lg-delta").count() == 2
+    assert builder.compile(checkpointer=DjangoSaver()).get_state(config).values == before
+
+
+def test_delete_thread_deletes_the_conversation_on_the_server_too(upstream):
+    upstream.preload("lg-remote", [("Human", "said elsewhere")])
+    graph = chat_graph(DjangoSaver())
+    config = {"configurable": {"thread_id": "lg-remote"}}
+    graph.invoke({"messages": [HumanMessage("hi")]}, config)
+    assert "lg-remote" in upstream.sessions()
+
+    graph.checkpointer.delete_thread("lg-remote")  # DELETE_REMOTE is on by default
+
+    assert [r.path for r in upstream.requests_for("DELETE")] == ["/sessions/lg-remote/memory"]
+    assert "lg-remote" not in upstream.sessions()
+    assert not ChatSession.objects.filter(session_id="lg-remote").exists()
+    graph.invoke({"messages": [HumanMessage("again")]}, config)
+    assert mirrored("lg-remote") == [("Human", "again"), ("AI", "answer 1 to again")]
