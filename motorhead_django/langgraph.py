@@ -21,6 +21,7 @@ they are safe inside a running event loop. Only this module imports LangGraph.
 from __future__ import annotations
 
 import builtins
+import contextvars
 import hashlib
 import json
 import logging
@@ -75,12 +76,15 @@ _THREAD_TABLES = (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
 F = TypeVar("F", bound=Callable[..., Any])
 # LangGraph's sync loop calls the saver from threads of its own, several at once.
 _SQLITE_TURN = threading.RLock()
+# Set while an async method runs its sync half in sync_to_async's thread, whose
+# connection is kept (and closed by Django at the end of a request, as usual).
+_ASYNC_CALL = contextvars.ContextVar("motorhead_langgraph_async_call", default=False)
 
 
 def _db_call(method: F) -> F:
     """Run a saver method with the connection handling LangGraph's threads need.
 
-    A connection the call opened is closed when it ends: LangGraph's worker
+    A connection a sync call opened is closed when it ends: LangGraph's worker
     threads never reach Django's end-of-request cleanup, so it would stay open
     until the thread is collected. SQLite has one writer at a time (and its
     shared in-memory database refuses a second instead of waiting), so there
@@ -96,7 +100,7 @@ def _db_call(method: F) -> F:
             with _SQLITE_TURN:
                 return method(*args, **kwargs)
         finally:
-            if opened and not connection.in_atomic_block:
+            if opened and not connection.in_atomic_block and not _ASYNC_CALL.get():
                 connection.close()
 
     return wrapper  # type: ignore[return-value]
@@ -495,7 +499,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     # Async ---------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await sync_to_async(self.get_tuple)(config)
+        return await _in_sync_thread(self.get_tuple, config)
 
     async def alist(
         self,
@@ -508,7 +512,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         rows = _matching(config, filter, before)  # lazy: no query yet
         cursor: tuple[str, int] | None = None
         while limit is None or limit > 0:
-            page, cursor = await sync_to_async(self._page)(rows, cursor, limit)
+            page, cursor = await _in_sync_thread(self._page, rows, cursor, limit)
             for item in page:
                 yield item
             if cursor is None:
@@ -523,7 +527,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await sync_to_async(self.put)(config, checkpoint, metadata, new_versions)
+        return await _in_sync_thread(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -532,19 +536,19 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await sync_to_async(self.put_writes)(config, writes, task_id, task_path)
+        await _in_sync_thread(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await sync_to_async(self.delete_thread)(thread_id)
+        await _in_sync_thread(self.delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await sync_to_async(self.delete_for_runs)(run_ids)
+        await _in_sync_thread(self.delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await sync_to_async(self.copy_thread)(source_thread_id, target_thread_id)
+        await _in_sync_thread(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await sync_to_async(self.prune)(thread_ids, strategy=strategy)
+        await _in_sync_thread(self.prune, thread_ids, strategy=strategy)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Zero-padded so versions sort as text; the random part tells apart two
@@ -556,6 +560,15 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         else:
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
+
+
+async def _in_sync_thread(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``method(*args, **kwargs)`` through ``sync_to_async`` (one thread, one connection)."""
+    token = _ASYNC_CALL.set(True)  # sync_to_async runs the call in a copy of this context
+    try:
+        return await sync_to_async(method)(*args, **kwargs)
+    finally:
+        _ASYNC_CALL.reset(token)
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str | None) -> RunnableConfig:

@@ -421,3 +421,51 @@ def test_delete_thread_deletes_the_conversation_on_the_server_too(upstream):
     assert not ChatSession.objects.filter(session_id="lg-remote").exists()
     graph.invoke({"messages": [HumanMessage("again")]}, config)
     assert mirrored("lg-remote") == [("Human", "again"), ("AI", "answer 1 to again")]
+
+
+def test_the_async_api_keeps_one_connection(monkeypatch):
+    from django.db.backends.signals import connection_created
+
+    opened: list[str] = []
+
+    def count(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    connection_created.connect(count)
+
+    async def flow() -> None:
+        try:
+            graph = chat_graph(DjangoSaver())
+            config = {"configurable": {"thread_id": "lg-one-connection"}}
+            for turn in range(3):
+                await graph.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, config)
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    try:
+        asyncio.run(flow())
+    finally:
+        connection_created.disconnect(count)
+    # sync_to_async runs every call in one thread, on one connection kept open (none
+    # on SQLite when an earlier test left that thread's in-memory connection open).
+    assert opened in (["default"], [])
+    assert len(mirrored("lg-one-connection")) == 6
+
+
+def test_the_sync_api_leaves_no_connection_open_in_langgraphs_threads(postgres):
+    from django.db import connection
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    before = sessions()
+    graph = chat_graph(DjangoSaver())
+    for turn in range(3):
+        graph.invoke(
+            {"messages": [HumanMessage(f"turn {turn}")]}, {"configurable": {"thread_id": "lg-pg"}}
+        )
+    assert sessions() == before
