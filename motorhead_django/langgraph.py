@@ -33,7 +33,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from langchain_core.runnables import RunnableConfig
@@ -489,7 +489,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                         LangGraphMessage(session=session, chat_message=row, message_id=message_id)
                         for row, (message_id, _, _) in zip(rows, batch, strict=True)
                     )
-        except (MotorheadValidationError, IntegrityError) as exc:
+        except (MotorheadValidationError, DatabaseError) as exc:  # rolled back to the savepoint
             logger.warning("LangGraph thread %s: messages not mirrored: %s", thread_id, exc)
 
     def _may_touch(self, session: ChatSession) -> bool:
@@ -614,7 +614,7 @@ def _message_id(message: Any, index: int) -> str:
     # add_messages gives every message an id; a custom reducer may not: then the
     # position stands in (such a channel can only be appended to).
     raw = getattr(message, "id", None)
-    message_id = str(raw) if raw else f"#{index}"
+    message_id = _storable(str(raw)) if raw else f"#{index}"
     if len(message_id) > _MAX_ID:
         message_id = "sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
     return message_id
@@ -644,6 +644,9 @@ def _text(message: Any) -> str:
     for call in getattr(message, "tool_calls", None) or ():
         parts.append(f"{call.get('name')}({json.dumps(call.get('args'), default=str)})")
     text = "\n".join(parts)
-    # What the memory core refuses to store: NUL and lone surrogates; and the length cap.
-    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    return text[: motorhead_settings.MAX_CONTENT_LENGTH]
+    return _storable(text)[: motorhead_settings.MAX_CONTENT_LENGTH]
+
+
+def _storable(text: str) -> str:
+    """``text`` without what no database column holds: NUL and lone surrogates."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

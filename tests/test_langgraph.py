@@ -469,3 +469,22 @@ def test_the_sync_api_leaves_no_connection_open_in_langgraphs_threads(postgres):
             {"messages": [HumanMessage(f"turn {turn}")]}, {"configurable": {"thread_id": "lg-pg"}}
         )
     assert sessions() == before
+
+
+def test_text_no_column_holds_is_cleaned_in_the_mirror_not_in_the_checkpoint():
+    saver = DjangoSaver()
+    config = {"configurable": {"thread_id": "lg-nul", "checkpoint_ns": ""}}
+    messages = [HumanMessage("a\x00b", id="id\x00"), AIMessage("c \ud800", id="id\ud800")]
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000005",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {"messages": messages},
+        "channel_versions": {"messages": 1},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    saver.put(config, checkpoint, {"source": "loop", "step": 0}, {"messages": 1})
+    assert mirrored("lg-nul") == [("Human", "ab"), ("AI", "c ?")]
+    # The checkpoint (bytes) keeps the NUL; the lone surrogate is the serializer's to handle.
+    assert saver.get_tuple(config).checkpoint["channel_values"]["messages"][0] == messages[0]
