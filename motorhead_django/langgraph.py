@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -44,6 +44,8 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
     writes_sort_key,
@@ -328,6 +330,82 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 update_fields=("channel", "type", "blob", "task_path"),
             )
 
+    @_db_call
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """What ``DeltaChannel`` values are rebuilt from: the base class's walk up the
+        parent chain, read ``_PAGE`` ancestors per query instead of one tuple each."""
+        if not channels:
+            return {}
+        target = self.get_tuple(config)
+        conf = config["configurable"]
+        thread_id, ns = conf["thread_id"], conf.get("checkpoint_ns", "")
+        rows = LangGraphCheckpoint.objects.filter(thread_id=thread_id, checkpoint_ns=ns)
+        parents = dict(rows.values_list("checkpoint_id", "parent_checkpoint_id"))
+        chain = []
+        cursor = target.parent_config if target is not None else None
+        current = cursor["configurable"]["checkpoint_id"] if cursor is not None else None
+        while current and current in parents and current not in chain:
+            chain.append(current)
+            current = parents[current]
+        collected: dict[str, builtins.list[PendingWrite]] = {name: [] for name in channels}
+        seeds: dict[str, Any] = {}
+        remaining = set(channels)
+        for start in range(0, len(chain), _PAGE):
+            if not remaining:
+                break
+            ids = chain[start : start + _PAGE]
+            loaded = {row.checkpoint_id: row for row in rows.filter(checkpoint_id__in=ids)}
+            versions = {
+                checkpoint_id: self._load(row.type, row.checkpoint)["channel_versions"]
+                for checkpoint_id, row in loaded.items()
+            }
+            writes: dict[str, builtins.list[LangGraphWrite]] = defaultdict(builtins.list)
+            for write in LangGraphWrite.objects.filter(
+                thread_id=thread_id,
+                checkpoint_ns=ns,
+                checkpoint_id__in=ids,
+                channel__in=remaining,
+            ):
+                writes[write.checkpoint_id].append(write)
+            stored = {
+                (blob.channel, blob.version): blob
+                for blob in LangGraphBlob.objects.filter(
+                    thread_id=thread_id,
+                    checkpoint_ns=ns,
+                    channel__in=remaining,
+                    version__in={str(v) for found in versions.values() for v in found.values()},
+                ).exclude(type=_EMPTY)
+            }
+            for checkpoint_id in ids:
+                if not remaining or checkpoint_id not in loaded:
+                    break
+                ordered = sorted(
+                    writes[checkpoint_id],
+                    key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx),
+                )
+                for write in reversed(ordered):
+                    if write.channel in remaining:
+                        value = self._load(write.type, write.blob)
+                        collected[write.channel].append((write.task_id, write.channel, value))
+                for name in builtins.list(remaining):
+                    version = versions[checkpoint_id].get(name)
+                    blob = None if version is None else stored.get((name, str(version)))
+                    if blob is not None:
+                        seeds[name] = self._load(blob.type, blob.blob)
+                        remaining.discard(name)
+            else:
+                continue
+            break
+        result: dict[str, DeltaChannelHistory] = {}
+        for name in channels:
+            entry: DeltaChannelHistory = {"writes": builtins.list(reversed(collected[name]))}
+            if name in seeds:
+                entry["seed"] = seeds[name]
+            result[name] = entry
+        return result
+
     # Deleting and copying --------------------------------------------------------
 
     @_db_call
@@ -549,6 +627,13 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await _in_sync_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await _in_sync_thread(
+            self.get_delta_channel_history, config=config, channels=channels
+        )
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Zero-padded so versions sort as text; the random part tells apart two
