@@ -140,6 +140,27 @@ def get_or_create_session(
         return session
 
 
+def claim_sessions(sessions: Iterable[ChatSession], owner: Any) -> tuple[int, list[ChatSession]]:
+    """Give sessions without an owner to ``owner``; returns ``(claimed, conflicts)``.
+
+    A claimed session keeps its server id (so sync and pull go on as before) and
+    becomes reachable through the owner's API keys and REST. A session the owner
+    already has another one of (same id and namespace) is left alone, in ``conflicts``.
+    """
+    claimed, conflicts = 0, []
+    for session in sessions:
+        try:
+            with transaction.atomic():
+                done = ChatSession.objects.filter(pk=session.pk, owner__isnull=True).update(
+                    owner=owner, updated_at=timezone.now()
+                )
+        except IntegrityError:
+            conflicts.append(session)
+            continue
+        claimed += done
+    return claimed, conflicts
+
+
 def append_messages(
     session: ChatSession,
     messages: Iterable[MessageInput],
