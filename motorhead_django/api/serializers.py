@@ -207,6 +207,9 @@ class ChatSessionSerializer(RejectUnknownFields):
 
     id = serializers.IntegerField(read_only=True)
     session_id = SessionIdField(max_length=255)
+    remote_id = serializers.CharField(
+        read_only=True, help_text="The id the Motorhead server knows the session by."
+    )
     namespace = NamespaceField(max_length=255, required=False, allow_blank=True)
     owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
     metadata = MetadataField(required=False)
