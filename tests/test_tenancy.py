@@ -315,3 +315,50 @@ def test_claim_needs_a_user_and_a_choice(capsys):
     assert ChatSession.objects.get().owner is None
     call_command("motorhead_claim", "ann", "--session", "s", "--namespace", "")
     assert ChatSession.objects.get().owner.username == "ann"
+
+
+def test_an_admin_add_that_loses_a_race_saves_nothing_and_says_so(admin_client, monkeypatch):
+    ann = make_user("ann")
+    winner = memory.create_session("adm", owner=ann, metadata={"by": "winner"})
+
+    def lose(*args, **kwargs):
+        # What the core raises when another request inserted the same id in between.
+        raise MotorheadSessionExistsError(session_id="adm")
+
+    monkeypatch.setattr(memory, "create_session", lose)
+    form = {"session_id": "adm2", "namespace": "", "owner": ann.pk, "metadata": "{}", "context": ""}
+    response = admin_client.post("/admin/motorhead_django/chatsession/add/", form, follow=True)
+    assert response.status_code == 200 and b"created meanwhile" in response.content
+    rows = list(ChatSession.objects.values_list("pk", "metadata"))
+    assert rows == [(winner.pk, {"by": "winner"})]
+
+
+def test_langchain_history_refuses_a_reserved_id_without_an_owner():
+    pytest.importorskip("langchain_core")
+    from motorhead_django.langchain import DjangoChatMessageHistory
+
+    with pytest.raises(MotorheadValidationError):
+        DjangoChatMessageHistory("u3:chat")
+    ann = make_user("ann")
+    history = DjangoChatMessageHistory("u3:chat", owner=ann)
+    assert history.session.remote_id == f"u{ann.pk}:u3:chat"
+    assert DjangoChatMessageHistory("chat", owner=ann).session.pk != history.session.pk
+
+
+def test_an_anonymous_write_to_a_claimed_id_is_a_clean_conflict(client, settings):
+    """A session claimed by a user keeps its plain server id, which no ownerless session can
+    then take: an anonymous first write to that id is a 409, and the owner's session stays."""
+    ann = make_user("ann")
+    legacy = memory.create_session("old")
+    memory.append_messages(legacy, [("Human", "ann's past")])
+    memory.claim_sessions([legacy], ann)
+    settings.MOTORHEAD = {"COMPAT_ALLOW_ANONYMOUS": True}
+    response = client.post(
+        "/motorhead/sessions/old/memory",
+        json.dumps(write([("Human", "intruder")])),
+        content_type="application/json",
+    )
+    assert response.status_code == 409 and "session_id" in response.json()
+    assert list(ChatSession.objects.get().messages.values_list("content", flat=True)) == [
+        "ann's past"
+    ]
