@@ -362,3 +362,26 @@ def test_an_anonymous_write_to_a_claimed_id_is_a_clean_conflict(client, settings
     assert list(ChatSession.objects.get().messages.values_list("content", flat=True)) == [
         "ann's past"
     ]
+
+
+def test_create_session_runs_the_cores_validators_before_writing():
+    ann = make_user("ann")
+    with pytest.raises(MotorheadValidationError) as bad_metadata:
+        memory.create_session("m", owner=ann, metadata={"deep": float("nan")})
+    assert "metadata.deep" in bad_metadata.value.errors
+    with pytest.raises(MotorheadValidationError) as bad_namespace:
+        memory.create_session("m", owner=ann, namespace="a\nb")
+    assert "namespace" in bad_namespace.value.errors
+    with pytest.raises(MotorheadValidationError) as bad_context:
+        memory.create_session("m", owner=ann, context="\x00")
+    assert "context" in bad_context.value.errors
+    assert not ChatSession.objects.exists()
+    session = memory.create_session("m", owner=ann, metadata={"k": 1}, context="sum")
+    assert (session.metadata, session.context) == ({"k": 1}, "sum")
+
+
+def test_the_commands_refuse_a_nul_in_a_username(upstream):
+    with pytest.raises(CommandError, match="NUL"):
+        call_command("motorhead_import", "--owner", "a\x00b")
+    with pytest.raises(CommandError, match="NUL"):
+        call_command("motorhead_claim", "a\x00b", "--all")
