@@ -385,3 +385,17 @@ def test_the_commands_refuse_a_nul_in_a_username(upstream):
         call_command("motorhead_import", "--owner", "a\x00b")
     with pytest.raises(CommandError, match="NUL"):
         call_command("motorhead_claim", "a\x00b", "--all")
+
+
+def test_motorhead_sync_names_a_session_by_its_server_id(upstream, capsys):
+    ann, bob = make_user("ann"), make_user("bob")
+    for user in (ann, bob):
+        session = memory.create_session("chat", owner=user)
+        memory.append_messages(session, [("Human", f"from {user.username}")])
+    call_command("motorhead_sync", "--session", f"u{ann.pk}:chat")
+    assert "Pushing 1 session(s)" in capsys.readouterr().out
+    assert upstream.stored_messages(f"u{ann.pk}:chat") == [{"role": "Human", "content": "from ann"}]
+    assert upstream.stored_messages(f"u{bob.pk}:chat") == []
+    call_command("motorhead_sync", "--session", "chat")  # the id alone: every owner's
+    assert "Pushing 2 session(s)" in capsys.readouterr().out
+    assert upstream.stored_messages(f"u{bob.pk}:chat") == [{"role": "Human", "content": "from bob"}]
