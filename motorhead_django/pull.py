@@ -54,6 +54,8 @@ _PARKING_OFFSET = 1 << 40
 
 Pair = tuple[str, str]
 
+ROLE_MAX_LENGTH = ChatMessage._meta.get_field("role").max_length or 255
+
 
 @dataclass
 class Comparison:
@@ -88,6 +90,21 @@ class PullResult:
     summary: SummaryVersion | None = None
     drift: str = ""
     error: str = ""
+    refused: str = ""  # the server holds text this database cannot store (also in error)
+
+
+def unstorable(remote: RemoteMemory) -> str:
+    """What in the server's answer the local tables cannot hold, or "" when all of it fits."""
+    for number, message in enumerate(remote.chronological, start=1):
+        for name, value in (("role", message.role), ("content", message.content)):
+            problem = memory.text_problem(value)
+            if problem is None and name == "role" and len(value) > ROLE_MAX_LENGTH:
+                problem = f"At most {ROLE_MAX_LENGTH} characters."
+            if problem:
+                return f"text this database cannot store (message {number}, {name}): {problem}"
+    if remote.context is not None and (problem := memory.text_problem(remote.context)):
+        return f"text this database cannot store (the context): {problem}"
+    return ""
 
 
 def compare(window: list[Pair], synced: list[ChatMessage]) -> Comparison:
@@ -163,6 +180,13 @@ def pull_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
         except MotorheadError as exc:
             result.error = str(exc)[:2000]
             logger.warning("Pull of %s failed: %s", session, result.error)
+            return result
+        problem = unstorable(remote)
+        if problem:
+            # Storing it would fail half-way on PostgreSQL (or store text SQLite
+            # cannot read back): keep what we have and say why.
+            result.error = result.refused = f"the server's window holds {problem}"
+            logger.warning("Pull of %s refused: %s", session, result.error)
             return result
         added = _apply(session, remote, result)
     signals.post_pull.send(sender=ChatSession, session=session, added=added, summary=result.summary)
@@ -378,6 +402,10 @@ def import_sessions(
                 result.refused.append(f"{remote_id!r}: {exc}")
                 continue
             pulled = pull_session(session.pk, client=client)
+            if pulled.refused:
+                # Nothing a rerun can change: say so and go on with the others.
+                result.refused.append(f"{remote_id!r}: {pulled.refused}")
+                continue
             if pulled.error or pulled.busy:
                 why = pulled.error or "busy (a worker holds its lock)"
                 result.stopped = f"stopped at {remote_id!r}: {why}"
