@@ -399,3 +399,29 @@ def test_motorhead_sync_names_a_session_by_its_server_id(upstream, capsys):
     call_command("motorhead_sync", "--session", "chat")  # the id alone: every owner's
     assert "Pushing 2 session(s)" in capsys.readouterr().out
     assert upstream.stored_messages(f"u{bob.pk}:chat") == [{"role": "Human", "content": "from bob"}]
+
+
+def test_every_server_call_for_an_owned_session_uses_its_server_id(upstream, settings):
+    """Push, pull, verify, rehydration, full resync, delete on the server, retrieval and the
+    remote delete all address the server by remote_id: none by the owner's bare id."""
+    from motorhead_django import pull, rehydrate, sync
+
+    settings.MOTORHEAD = {**settings.MOTORHEAD, "LONG_TERM_MEMORY": True}
+    ann = make_user("ann")
+    session = memory.create_session("chat_1", owner=ann)
+    memory.append_messages(session, [("Human", "hello there")])
+    assert sync.push_session(session.pk).error == ""
+    pull.pull_session(session.pk)
+    pull.verify_session(session.pk)
+    rehydrate.rehydrate_session(session.pk)
+    sync.resync_session(session.pk)
+    sync.delete_on_server(session.pk)
+    memory.retrieve(session, "hello")
+    memory.delete_session(session, remote=True)
+    rehydrate.delete_remote(session.pk)
+    paths = {r.path for r in upstream.requests if r.path.startswith("/sessions/")}
+    scoped = f"/sessions/u{ann.pk}%3Achat_1"  # the path segment of u<pk>:chat_1
+    expected = {f"{scoped}/memory", f"{scoped}/retrieval"}
+    assert paths == expected, paths
+    assert {r.method for r in upstream.requests if r.path in expected} >= {"GET", "POST", "DELETE"}
+    assert not ChatSession.objects.filter(pk=session.pk).exists()
