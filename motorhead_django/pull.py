@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import memory, signals
+from . import memory, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -178,7 +178,7 @@ def pull_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
         try:
             remote = (client or get_client()).get_memory(session.remote_id)
         except MotorheadError as exc:
-            result.error = str(exc)[:2000]
+            result.error = redaction.error_text(exc)
             logger.warning("Pull of %s failed: %s", session, result.error)
             return result
         problem = unstorable(remote)

@@ -9,7 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import memory
+from .. import memory, policy
 from ..exceptions import MotorheadValidationError
 
 # For the schema: what validate_text_param and memory.validate_session_id accept.
@@ -201,6 +201,24 @@ class MetadataField(serializers.JSONField):
             ) from None
 
 
+class ErrorDetailField(serializers.CharField):
+    """``last_error`` as stored (already redacted) for users who may change sessions; for
+    everyone else only that there was one, since the text may name the upstream host."""
+
+    hidden = "The last sync step failed (details need the change permission)."
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        if not value:
+            return ""
+        user = getattr(self.context.get("request"), "user", None)
+        if policy.holds(user, policy.CHANGE):  # change on every session (motorhead_django.policy)
+            return str(value)
+        return self.hidden
+
+
 class ChatSessionSerializer(RejectUnknownFields):
     """A session with its activity and sync status. Only ``metadata`` and ``context`` change
     after creation; the id and namespace name it on the server."""
@@ -221,7 +239,7 @@ class ChatSessionSerializer(RejectUnknownFields):
     message_count = serializers.IntegerField(read_only=True)
     last_activity = serializers.DateTimeField(read_only=True, allow_null=True)
     sync_state = serializers.CharField(read_only=True)
-    last_error = serializers.CharField(read_only=True)
+    last_error = ErrorDetailField()
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -238,7 +256,7 @@ class SessionUpdateSerializer(RejectUnknownFields):
 
 class SyncStatusSerializer(serializers.Serializer):
     sync_state = serializers.CharField()
-    last_error = serializers.CharField()
+    last_error = ErrorDetailField()
     sync_attempts = serializers.IntegerField()
     context_pending = serializers.BooleanField()
     pending_messages = serializers.IntegerField()
