@@ -155,11 +155,12 @@ def executable(words: list[str]) -> list[str]:
 
 
 def run(words: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120) -> str:
+    """Run a command to its end; returns its output (stdout, then stderr)."""
     result = subprocess.run(
         executable(words), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, f"{' '.join(words)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def wait_until(
@@ -219,6 +220,14 @@ def append(first: int, last: int) -> str:
     )
 
 
+# The writer cannot reach the broker (a blip at write time): its pushes are never enqueued.
+BROKER_AWAY = (
+    "from celery import current_app\n"
+    "current_app.conf.broker_write_url = 'redis://127.0.0.1:9/0'\n"
+    "current_app.conf.broker_connection_timeout = 1\n"
+)
+
+
 def expected(first: int, last: int) -> list[dict[str, str]]:
     return [
         {"role": role, "content": f"{letter}{n}"}
@@ -269,6 +278,15 @@ def exercise(
     worker_text = worker_log.read_text(errors="replace")
     assert "motorhead_django.sweep" in worker_text and " succeeded in " in worker_text
     assert "SyncNotConfigured" not in worker_text
+
+    # Writes whose push was never enqueued: only beat's sweep can bring them.
+    output = shell(BROKER_AWAY + append(16, 19), cwd=project, env=env)
+    assert "Could not enqueue the push of session" in output, output
+    want += expected(16, 19)
+    timings["sweep_only"] = wait_until(
+        mirrored, "beat's sweep pushes what was never enqueued", processes
+    )
+    assert local_states(database_url) == {"synced": len(want)}
     return timings
 
 
