@@ -435,3 +435,91 @@ def test_the_example_projects_documented_worker_and_beat_keep_the_server_in_step
         beat_log=logs["beat"],
     )
     print(f"example project: in step after {timings}")
+
+
+# -- dev.py example --worker ----------------------------------------------------------------
+
+
+DEV_WITH_THIS_ENVIRONMENT = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "sys.path.insert(0, {root!r})\n"
+    "import dev\n"
+    # This interpreter's environment stands in for .venv (no install into a shared venv).
+    "dev.ensure_installed = lambda: None\n"
+    "dev.PYTHON = Path(sys.executable)\n"
+    "dev.VENV = Path(sys.executable).parent.parent\n"
+    "sys.exit(dev.main(['example', '--worker']))\n"
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dev_py_example_worker_starts_a_worker_and_beat_that_push_to_the_embedded_upstream(
+    tmp_path, redis_broker, database_url, processes
+):
+    import requests
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    for name in ("DEBUG", "SECRET_KEY", "MOTORHEAD_URL"):
+        env.pop(name, None)
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "celerybeat-schedule"),
+        "MOTORHEAD_SWEEP_INTERVAL": "1",
+    }
+    code = DEV_WITH_THIS_ENVIRONMENT.format(root=str(ROOT))
+    log = processes.start("dev-example", [sys.executable, "-c", code], cwd=ROOT, env=env)
+    processes.wait_for(log, " ready.", timeout=120)
+    processes.wait_for(log, "beat: Starting...")
+    processes.wait_for(log, f"http://127.0.0.1:{port}/admin/")
+    text = log.read_text()
+    upstream = text.split("upstream for sync): ", 1)[1].split()[0]
+    # It printed the commands it ran, with the embedded upstream's URL.
+    for role in ("worker", "beat"):
+        assert (
+            f"CELERY_BROKER_URL={REDIS_URL} MOTORHEAD_URL={upstream} DATABASE_URL={database_url} "
+            f".venv/bin/celery -A example_project {role} -l info"
+        ) in text
+
+    key = run(
+        ["python", "manage.py", "motorhead_apikey", "--owner", "admin", "--name", "dev"],
+        cwd=ROOT,
+        env=env | {"MOTORHEAD_URL": upstream},
+    ).split()[-1]
+    site = f"http://127.0.0.1:{port}/motorhead"
+    wait_until(lambda: _answers(site), "the example answers", processes, timeout=60)
+    messages = [{"role": "Human", "content": "hi"}, {"role": "AI", "content": "hello"}]
+    answer = requests.post(
+        f"{site}/sessions/dev-1/memory",
+        json={"messages": messages},
+        headers={"x-metal-api-key": key},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+    def pushed() -> bool:
+        window = requests.get(f"{upstream}/sessions/dev-1/memory", timeout=5).json()
+        return list(reversed(window.get("messages", []))) == messages
+
+    wait_until(pushed, "the worker pushed to the embedded upstream", processes)
+    assert "motorhead_django.push_session" in log.read_text()
+
+
+def _answers(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
