@@ -89,6 +89,11 @@ DATABASES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One pusher per session across worker processes needs PostgreSQL's advisory
+# locks (docs/sync.md): on SQLite the worker runs a single process.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    CELERY_WORKER_CONCURRENCY = 1
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -154,3 +154,13 @@ def test_dev_py_prints_the_worker_and_beat_commands_of_the_readme():
         "CELERY_BROKER_URL=redis://127.0.0.1:6379/0 MOTORHEAD_URL=http://127.0.0.1:41234 "
         ".venv/bin/celery -A example_project worker -l info"
     )
+
+
+def test_the_worker_runs_one_process_on_sqlite_and_the_default_on_postgresql():
+    code = (
+        "from django.conf import settings as s; print(getattr(s, 'CELERY_WORKER_CONCURRENCY', 0))"
+    )
+    assert manage("shell", "-v", "0", "-c", code).stdout.strip() == "1"
+    postgres = "postgres://postgres@127.0.0.1:5432/unused"
+    result = manage("shell", "-v", "0", "-c", code, DATABASE_URL=postgres)
+    assert result.stdout.strip() == "0", result.stderr
