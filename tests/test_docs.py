@@ -318,3 +318,21 @@ def test_relative_links_point_at_files_that_exist():
             if not (path.parent / target).exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+def test_files_and_dev_py_subcommands_named_in_inline_commands_exist():
+    checked = 0
+    for where, span in documented_lines():
+        words = span.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0].endswith(("/python", "python3.11", "python")):
+            if words[1].endswith(".py"):
+                assert (ROOT / words[1]).exists(), f"{where}: {span}"
+                checked += 1
+            if words[1] == "dev.py" and len(words) > 2:
+                assert words[2] in ("example", "test"), f"{where}: {span}"
+                if words[2] == "example":
+                    assert set(words[3:]) <= {"--worker"}, f"{where}: {span}"
+        if words and words[0].startswith((".ci/", "bench/")) and not words[0].endswith("/"):
+            assert (ROOT / words[0]).exists(), f"{where}: {span}"
+            checked += 1
+    assert checked >= 3
