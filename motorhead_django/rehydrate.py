@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from . import redaction
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
@@ -68,7 +69,7 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
                 result.sent += len(batch)
                 result.context_sent = result.context_sent or context is not None
         except MotorheadError as exc:
-            result.error = str(exc)[:2000]
+            result.error = redaction.error_text(exc)
             ChatSession.objects.filter(pk=session_pk).update(last_error=result.error)
             logger.warning("Rehydration of %s failed: %s", session, result.error)
             return result
@@ -122,7 +123,7 @@ def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> 
 
 def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: DeleteResult) -> None:
     attempts = session.sync_attempts + 1
-    result.error = str(exc)[:2000]
+    result.error = redaction.error_text(exc)
     updates: dict[str, object] = {"sync_attempts": attempts, "last_error": result.error}
     if is_retryable(exc):
         # Unlike a push, a delete never gives up on a transient error: the

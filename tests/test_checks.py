@@ -181,6 +181,13 @@ def test_manage_check_reports_errors_clearly(settings, capsys):
     assert "http:// or https://" in text
 
 
+def test_a_dummy_cache_is_a_deploy_warning_since_throttles_count_nothing(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert ids() == ["motorhead_django.W004"]
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids() == []
+
+
 @pytest.fixture
 def bare_celery(settings, monkeypatch):
     """No Celery settings at all, and a current Celery app configured with nothing."""
@@ -198,12 +205,12 @@ def bare_celery(settings, monkeypatch):
 
 
 def test_a_url_without_a_broker_or_eager_mode_is_an_error(bare_celery):
-    (error,) = messages_for("motorhead_django.E012", URL="http://127.0.0.1:8080")
+    (error,) = messages_for("motorhead_django.E014", URL="http://127.0.0.1:8080")
     assert "neither a broker nor eager mode" in error.msg
     assert "CELERY_BROKER_URL" in error.hint and "CELERY_TASK_ALWAYS_EAGER" in error.hint
     # Local-only mode, or a paused sync, needs no broker.
-    assert messages_for("motorhead_django.E012") == []
-    assert messages_for("motorhead_django.E012", URL="http://x:1", SYNC_ENABLED=False) == []
+    assert messages_for("motorhead_django.E014") == []
+    assert messages_for("motorhead_django.E014", URL="http://x:1", SYNC_ENABLED=False) == []
 
 
 @pytest.mark.parametrize(
@@ -218,4 +225,4 @@ def test_a_url_without_a_broker_or_eager_mode_is_an_error(bare_celery):
 )
 def test_a_broker_or_eager_mode_in_settings_or_on_the_app_passes(bare_celery, settings, configure):
     configure(settings, bare_celery)
-    assert messages_for("motorhead_django.E012", URL="http://127.0.0.1:8080") == []
+    assert messages_for("motorhead_django.E014", URL="http://127.0.0.1:8080") == []
