@@ -56,7 +56,6 @@ from . import memory
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
 from .models import (
-    ChatSession,
     LangGraphBlob,
     LangGraphCheckpoint,
     LangGraphMessage,
@@ -111,11 +110,11 @@ def _db_call(method: F) -> F:
 class DjangoSaver(BaseCheckpointSaver[str]):
     """A ``BaseCheckpointSaver`` keeping LangGraph's checkpoints in Django's database.
 
-    ``owner`` becomes the owner of the ChatSession a thread's messages are
-    mirrored into, when that session is created. A saver with an owner never
-    writes into (nor deletes) a session that belongs to another user; the
-    checkpoints themselves are keyed by thread id only, so give each user's
-    threads ids of their own.
+    A thread's messages are mirrored into ``owner``'s ChatSession whose id is
+    the thread id (session ids are scoped per owner; None: the ownerless
+    sessions), and ``delete_thread`` deletes that one. The checkpoints
+    themselves are keyed by thread id only, so give each user's threads ids of
+    their own.
     """
 
     def __init__(self, *, owner: Any = None, serde: SerializerProtocol | None = None) -> None:
@@ -414,10 +413,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         with transaction.atomic():
             for model in _THREAD_TABLES:
                 model.objects.filter(thread_id=thread_id).delete()
-            session = ChatSession.objects.filter(
-                session_id=thread_id, namespace=motorhead_settings.NAMESPACE
-            ).first()
-            if session is not None and self._may_touch(session):
+            # The owner's session with this id (ids are scoped per owner), as the mirror wrote it.
+            session = memory.find_session(thread_id, owner=self.owner)
+            if session is not None:
                 memory.delete_session(session)
 
     @_db_call
@@ -540,9 +538,6 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         try:
             with transaction.atomic():
                 session = memory.get_or_create_session(thread_id, owner=self.owner)
-                if not self._may_touch(session):
-                    logger.warning("LangGraph thread %s belongs to another owner.", thread_id)
-                    return
                 seen = set(
                     LangGraphMessage.objects.filter(session=session).values_list(
                         "message_id", flat=True
@@ -569,10 +564,6 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                     )
         except (MotorheadValidationError, DatabaseError) as exc:  # rolled back to the savepoint
             logger.warning("LangGraph thread %s: messages not mirrored: %s", thread_id, exc)
-
-    def _may_touch(self, session: ChatSession) -> bool:
-        owner_pk = getattr(self.owner, "pk", None)
-        return owner_pk is None or session.owner_id in (None, owner_pk)
 
     # Async ---------------------------------------------------------------------
 

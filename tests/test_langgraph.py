@@ -140,7 +140,7 @@ def chat_graph(saver: DjangoSaver):
 
 
 def mirrored(thread_id: str) -> list[tuple[str, str]]:
-    session = ChatSession.objects.get(session_id=thread_id)
+    session = ChatSession.objects.filter(session_id=thread_id).order_by("pk").first()
     return [(m.role, m.content) for m in memory.history(session)]
 
 
@@ -325,9 +325,16 @@ def test_owner_and_tool_messages_in_the_mirror(django_user_model):
         ("Tool", "rain"),
         ("AI", "It rains."),
     ]
-    # A saver for another user neither writes into nor deletes this conversation.
-    stranger = DjangoSaver(owner=django_user_model.objects.create_user("lg-stranger"))
+    # Session ids are scoped per owner: another user's saver mirrors into (and deletes)
+    # a session of its own, never this conversation.
+    stranger_user = django_user_model.objects.create_user("lg-stranger")
+    stranger = DjangoSaver(owner=stranger_user)
+    stranger.put(
+        config, {**checkpoint, "id": "1ef00000-0000-6000-8000-000000000009"}, {}, {"messages": 3}
+    )
+    assert ChatSession.objects.get(session_id="lg-owned", owner=stranger_user).messages.count() == 4
     stranger.delete_thread("lg-owned")
+    assert not ChatSession.objects.filter(owner=stranger_user).exists()
     assert len(mirrored("lg-owned")) == 4
     assert not LangGraphCheckpoint.objects.filter(thread_id="lg-owned").exists()
 
