@@ -122,16 +122,25 @@ def append_messages(
 
 
 def set_context(session: ChatSession, context: str | None) -> None:
-    """Replace the session's summary; it is pushed with the next message batch.
+    """Replace the session's summary; the session is pending until the server has it.
 
-    Motorhead only accepts a context together with at least one message, so a
-    context-only change waits for the next write (or a rehydration).
+    Motorhead only accepts a context together with at least one message: it
+    goes with the next batch if there is one, otherwise the push rebuilds the
+    server's copy with it (see docs/sync.md). A session without messages keeps
+    it pending until its first message.
     """
     validate_context(context)
     pushing = motorhead_settings.SYNC_ENABLED
-    ChatSession.objects.filter(pk=session.pk).update(
-        context=context, context_pending=pushing, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        updates: dict[str, Any] = {"context": context, "context_pending": pushing}
+        query = ChatSession.objects.filter(pk=session.pk)
+        if pushing:
+            # Never "synced" before it was pushed; a tombstone keeps its state.
+            query.filter(delete_requested_at__isnull=True).update(
+                sync_state=SyncState.PENDING, next_attempt_at=None
+            )
+            transaction.on_commit(lambda: _schedule_push(session.pk))
+        query.update(updated_at=timezone.now(), **updates)
     session.refresh_from_db()
 
 
