@@ -805,10 +805,10 @@ def landed_count(
       then went past the window (``before.length + k > window``).
 
     When no outcome fits, another client wrote meanwhile (or the server lost
-    the session): the newest match of our messages' end in the window decides,
-    if only one prefix matches. Several outcomes fitting, as in a conversation
-    that repeats itself ("ok" / "ok"), is "cannot tell" (``landed=None``):
-    never a guess.
+    the session): the longest prefix whose end the window holds decides,
+    unless our earlier messages' end is there as well (the content repeats).
+    Several outcomes fitting, as in a conversation that repeats itself
+    ("ok" / "ok"), is "cannot tell" (``landed=None``): never a guess.
     """
     candidates = [0, len(inflight)] if before is not None else list(range(len(inflight) + 1))
     messages = list(after.messages)
@@ -829,13 +829,14 @@ def landed_count(
     if len(fits) > 1:
         return Observed(None, f"{len(fits)} outcomes fit the window")
     matches = [k for k in candidates if k and _ends_in(messages, inflight[:k])]
-    if len(matches) == 1:
-        return Observed(matches[0], "another writer: our messages' end is in the window")
-    if not matches and before is not None and after.length < before.length:
+    if before is not None and after.length < before.length and after.tokens == before.tokens:
         return Observed(None, "the server's list shrank without a compaction")
     if not matches:
         return Observed(0, "another writer: none of our messages is in the window")
-    return Observed(None, "another writer, and several of our prefixes match")
+    if earlier and _ends_in(messages, earlier):
+        # What we had sent before is there too: the same content, nothing tells.
+        return Observed(None, "another writer, and our messages repeat")
+    return Observed(max(matches), "another writer: our messages' end is in the window")
 
 
 def _ends_in(window: list[Pair], prefix: list[Pair]) -> bool:

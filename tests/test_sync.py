@@ -588,3 +588,190 @@ def test_a_pass_stopped_early_keeps_the_marks_it_has_not_settled(upstream):
     result = sync.push_session(crashed_before.pk)
     assert result.resolved == ["seq 1-2: landed"] and result.state == SyncState.SYNCED
     assert upstream.stored_messages("was-in-flight") == local(crashed_before)
+
+
+# -- ambiguous writes the content cannot settle (issue 14 item 5) ----------------------------
+
+
+def say_ok(session_id: str, count: int) -> ChatSession:
+    """A conversation that repeats itself: every message is the same."""
+    session = memory.get_or_create_session(session_id)
+    memory.append_messages(session, [("AI" if n % 2 else "Human", "ok") for n in range(count)])
+    return session
+
+
+def server_holds_exactly_ours(server, session: ChatSession) -> bool:
+    server.wait_for_compactions()
+    return server.stored_messages(session.session_id) == local(session)
+
+
+def test_a_repetitive_conversation_a_500_that_did_not_apply_is_sent_again(upstream):
+    """The window's content fits both outcomes; its length says the batch did not land."""
+    session = say_ok("oks", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode="error", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
+    session.refresh_from_db()
+    assert session.inflight_through is None  # the request was over: nothing left to settle
+    assert list(session.messages.pending().values_list("sequence", flat=True)) == [5, 6]
+    assert upstream.stored_messages("oks") == local(session)[:4]  # not marked synced
+    assert sync.drain([session.pk])[0].state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+@pytest.mark.parametrize("mode", ["apply_then_error", "apply_then_drop"])
+def test_a_repetitive_conversation_a_write_that_applied_is_not_sent_twice(upstream, mode):
+    session = say_ok("oks-landed", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode=mode, methods={"POST"})
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 5-6: landed"] and result.state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_repetitive_conversation_a_write_that_started_a_compaction(upstream_factory, settings):
+    """The batch that fills the window landed: the compaction it started (more tokens) says so."""
+    upstream = upstream_factory(window_size=6)
+    session = say_ok("oks-compact", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok"), ("Human", "ok")])
+    upstream.faults.fail_next(1, mode="apply_then_error", methods={"POST"})
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 5-7: landed"]
+    upstream.wait_for_compactions()
+    assert upstream.tokens("oks-compact") > 0
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    # Nothing sent twice.
+    posted = [len(json.loads(r.body)["messages"]) for r in upstream.requests_for("POST")]
+    assert sum(posted) == 7
+
+
+def test_a_repetitive_conversation_a_dropped_write_is_in_doubt_then_rebuilt(upstream):
+    """A dropped connection: the server may still apply it, so the next run looks again;
+    with no length to compare, the content cannot tell, and the server's copy is rebuilt."""
+    session = say_ok("oks-drop", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode="drop", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
+    session.refresh_from_db()
+    assert session.inflight_through == 6
+    second = sync.push_session(session.pk)
+    assert second.resolved == ["seq 5-6: rebuilt on the server (2 outcomes fit the window)"]
+    assert second.state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_killed_run_in_a_repetitive_conversation_is_rebuilt_not_guessed(upstream):
+    """A worker died after sending: the server holds some prefix, the content fits them all."""
+    session = say_ok("oks-crash", 6)
+    upstream.preload("oks-crash", local(session)[:4])
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=6)
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 1-6: rebuilt on the server (2 outcomes fit the window)"]
+    assert result.state == SyncState.SYNCED
+    assert [r.method for r in upstream.requests] == ["GET", "DELETE", "POST"]
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_an_in_doubt_session_whose_rebuild_failed_rebuilds_before_sending_more(upstream):
+    session = say_ok("oks-doubt", 4)
+    upstream.preload("oks-doubt", local(session)[:2])
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=4)
+    upstream.faults.fail_next(1, mode="error", methods={"DELETE"})
+    first = sync.push_session(session.pk)
+    assert first.state == SyncState.IN_DOUBT and first.retry_at is not None
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.IN_DOUBT and session.inflight_through == 4
+    assert ChatSession.objects.due(first.retry_at).filter(pk=session.pk).exists()  # swept
+    memory.append_messages(session, [("Human", "ok")])
+    before = len(upstream.requests)
+    second = sync.push_session(session.pk)
+    # No read to settle by content: rebuilt first, then the new message.
+    assert [r.method for r in upstream.requests[before:]] == ["DELETE", "POST", "POST"]
+    assert second.state == SyncState.SYNCED and second.pushed == 5
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_faulty_server_and_a_repetitive_conversation_apply_every_message_once(upstream):
+    """Every fault mode, many times over: after draining the server holds ours, once each."""
+    upstream.faults.fail_rate = upstream.faults.apply_then_fail_rate = 0.25
+    upstream.faults.methods = {"POST"}
+    sessions = [say_ok(f"oks-{n}", 2) for n in range(3)]
+    for _ in range(4):
+        for session in sessions:
+            memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+            sync.push_session(session.pk)
+    upstream.faults.clear()
+    for result in sync.drain([s.pk for s in sessions]):
+        assert result.state == SyncState.SYNCED, result
+    for session in sessions:
+        assert server_holds_exactly_ours(upstream, session)
+
+
+def pairs(texts: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("Human", text) for text in texts)
+
+
+@pytest.mark.parametrize(
+    "before,after,tokens_after,landed",
+    [
+        # One POST, the server's length and tokens known just before it.
+        ((2, 0), "abcd", 0, 2),  # grew by the batch: landed
+        ((2, 0), "ab", 0, 0),  # unchanged: not applied
+        (None, "abcd", 0, 2),  # an earlier run: content alone, one outcome fits
+        (None, "", 0, 0),  # empty: nothing landed
+        ((2, 0), "", 0, None),  # the server lost the session: cannot tell
+        ((2, 0), "abx", 0, 0),  # another writer, none of ours there
+        (None, "cdx", 0, 2),  # another writer after our batch
+    ],
+)
+def test_landed_count_distinct_messages(before, after, tokens_after, landed):
+    earlier, batch = list(pairs("ab")), list(pairs("cd"))
+    observed = sync.landed_count(
+        None if before is None else sync.WindowState(*before),
+        sync.WindowState(len(after), tokens_after, pairs(after)),
+        earlier,
+        batch,
+        window=6,
+    )
+    assert observed.landed == landed, observed
+
+
+def test_landed_count_after_a_compaction_our_batch_started():
+    """Five on the server, our two took it past the window of 6: compacted to half + 1."""
+    observed = sync.landed_count(
+        sync.WindowState(5, 0),
+        sync.WindowState(4, 7, pairs("defg")),
+        list(pairs("abcde")),
+        list(pairs("fg")),
+        window=6,
+    )
+    assert observed == sync.Observed(2, "content and a compaction since")
+
+
+@pytest.mark.parametrize(
+    "before,length,tokens_after,landed",
+    [
+        ((2, 0), 4, 0, 2),  # the length decides
+        ((2, 0), 2, 0, 0),
+        ((4, 0), 6, 0, 2),  # a window + 1 list: the compaction has not ended yet
+        ((4, 0), 4, 9, 2),  # compacted since: our batch took the list past the window
+        ((2, 0), 3, 0, None),  # neither: another writer, or a lost session
+        (None, 4, 0, None),  # an earlier run, content alone: every prefix fits
+    ],
+)
+def test_landed_count_repetitive_messages(before, length, tokens_after, landed):
+    """A conversation that repeats itself: the content never tells, the rest may."""
+    observed = sync.landed_count(
+        None if before is None else sync.WindowState(*before),
+        sync.WindowState(length, tokens_after, pairs("o" * length)),
+        list(pairs("oooo")),
+        list(pairs("oo")),
+        window=5,
+    )
+    assert observed.landed == landed, observed
