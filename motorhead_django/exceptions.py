@@ -123,11 +123,13 @@ class WindowTooLarge(MotorheadError):
     names both sizes and the setting to change.
     """
 
-    def __init__(self, *, seen: int, window: int, **kwargs: Any) -> None:
+    def __init__(self, *, seen: int, window: int, probe: bool = False, **kwargs: Any) -> None:
         self.seen = seen
         self.window = window
+        where = " of a probe session" if probe else ""
         super().__init__(
-            f"the server returned {seen} messages, more than WINDOW_SIZE + 1 = {window + 1}: "
+            f"the server returned {seen} messages{where}, more than WINDOW_SIZE + 1 = "
+            f"{window + 1}: "
             f"its window (MOTORHEAD_MAX_WINDOW_SIZE) is larger than MOTORHEAD['WINDOW_SIZE'] "
             f"= {window}. HINT: set MOTORHEAD['WINDOW_SIZE'] to the server's "
             "MOTORHEAD_MAX_WINDOW_SIZE (12 unless it was changed), then push again",

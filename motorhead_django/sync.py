@@ -26,6 +26,7 @@ import heapq
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -170,6 +171,46 @@ def push_sessions(
 
 class _Deferred(Exception):
     """A run that may not wait met a compaction: it stops there, the rest stays pending."""
+
+
+# Server windows already probed in this process: (url, WINDOW_SIZE) -> the server's is larger.
+_probed_windows: dict[tuple[str, int], bool] = {}
+
+
+def check_server_window(
+    client: MotorheadClient, window: int, *, session_id: str | None = None
+) -> None:
+    """Raise :class:`WindowTooLarge` if the server keeps more than ``window + 1`` messages.
+
+    A list at ``window + 1`` that is not compacted means either a slow or
+    failing summariser or a server window larger than ours; the session
+    itself cannot tell them apart without going past ``window + 1``. So,
+    once per process and server, a scratch session gets ``window + 2``
+    messages: a server whose window is larger returns them all, one whose
+    window is ours returns at most ``window + 1``. The scratch session is
+    deleted at once (a compaction it started may leave its context and
+    tokens keys behind; it is never listed). An unreachable server decides
+    nothing: the wait goes on.
+    """
+    key = (client.url, window)
+    if key not in _probed_windows:
+        probe = f"motorhead-django-window-probe-{uuid.uuid4().hex}"
+        try:
+            client.add_memory(probe, [("Human", "window probe")] * (window + 2))
+            seen = len(client.get_memory(probe).messages)
+            client.delete_memory(probe)
+        except MotorheadError as exc:
+            logger.info("Could not probe the server's window: %s", exc)
+            return
+        _probed_windows[key] = seen > window + 1
+        if _probed_windows[key]:
+            logger.error(
+                "The Motorhead server at %s keeps more than WINDOW_SIZE + 1 = %d messages",
+                client.url,
+                window + 1,
+            )
+    if _probed_windows[key]:
+        raise WindowTooLarge(seen=window + 2, window=window, probe=True, session_id=session_id)
 
 
 def _is_over(exc: MotorheadError) -> bool:
@@ -322,6 +363,8 @@ class _Pusher:
                 return
             if not self.wait:
                 raise _Deferred
+            # Before any sleep: is a compaction coming at all at our window?
+            check_server_window(self.client, self.window, session_id=self.session.session_id)
             if time.monotonic() >= deadline:
                 raise CompactionTimeout(
                     f"the server still holds {self.window + 1} messages after "

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from motorhead_django import memory, signals, sync
+from motorhead_django.exceptions import CompactionTimeout, is_retryable
 from motorhead_django.models import ChatSession, SyncState
 from motorhead_django.sync import landed_prefix
 
@@ -775,3 +776,151 @@ def test_landed_count_repetitive_messages(before, length, tokens_after, landed):
         window=5,
     )
     assert observed.landed == landed, observed
+
+
+# -- a context changed on its own (issue 14 item 6) --------------------------------------------
+
+
+def test_a_context_change_alone_is_pending_until_pushed(upstream):
+    session = write("ctx-only", 3)
+    sync.push_session(session.pk)
+    memory.set_context(session, "a summary written here")
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.PENDING and session.context_pending
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["rebuilt on the server (context changed)"]
+    assert result.state == SyncState.SYNCED and result.pushed == 0
+    assert upstream.context("ctx-only") == "a summary written here"
+    assert upstream.stored_messages("ctx-only") == local(session)  # the messages, once each
+    session.refresh_from_db()
+    assert not session.context_pending and session.sync_state == SyncState.SYNCED
+
+
+def test_a_context_change_is_scheduled_for_a_push(
+    upstream, monkeypatch, django_capture_on_commit_callbacks
+):
+    session = write("ctx-scheduled", 1)
+    sync.push_session(session.pk)
+    scheduled = []
+    monkeypatch.setattr(
+        "motorhead_django.tasks.schedule_push", lambda pk, eta=None: scheduled.append(pk)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        memory.set_context(session, "new")
+    assert scheduled == [session.pk]
+
+
+def test_a_context_on_a_session_without_messages_waits_for_its_first(upstream):
+    session = memory.get_or_create_session("ctx-empty")
+    memory.set_context(session, "nothing to carry it yet")
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.PENDING and upstream.requests == []
+    memory.append_messages(session, [("Human", "hi")])
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert upstream.context("ctx-empty") == "nothing to carry it yet"
+
+
+def test_a_context_changed_again_during_the_push_stays_pending(upstream, monkeypatch):
+    session = write("ctx-race", 2)
+    sync.push_session(session.pk)
+    memory.set_context(session, "first")
+    real = sync.send_window
+
+    def change_meanwhile(*args, **kwargs):
+        real(*args, **kwargs)
+        ChatSession.objects.filter(pk=session.pk).update(context="second", context_pending=True)
+
+    monkeypatch.setattr(sync, "send_window", change_meanwhile)
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.PENDING
+    session.refresh_from_db()
+    assert session.context_pending and session.sync_state == SyncState.PENDING
+
+
+# -- a server window larger than ours; compaction that does not come (issue 15 item 7) --------
+
+
+def test_a_server_window_larger_than_window_size_is_reported_at_once(
+    upstream_factory, caplog, fresh_probe
+):
+    upstream = upstream_factory(window_size=20, motorhead={"WINDOW_SIZE": 12})
+    upstream.preload("big", [("Human", f"old {n}") for n in range(16)])
+    session = write("big", 4)
+    started = time.monotonic()
+    result = sync.push_session(session.pk)
+    assert time.monotonic() - started < 1.0  # no wait for a compaction that never comes
+    assert result.state == SyncState.FAILED and result.pushed == 0
+    assert "the server returned 16 messages, more than WINDOW_SIZE + 1 = 13" in result.error
+    assert (
+        "HINT: set MOTORHEAD['WINDOW_SIZE'] to the server's MOTORHEAD_MAX_WINDOW_SIZE"
+        in result.error
+    )
+    session.refresh_from_db()
+    assert session.last_error == result.error
+    assert any("larger than MOTORHEAD['WINDOW_SIZE']" in r.getMessage() for r in caplog.records)
+    assert [r.method for r in upstream.requests_for()] == ["GET"]
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget the server windows probed so far (a later server may reuse a port)."""
+    monkeypatch.setattr(sync, "_probed_windows", {})
+
+
+def test_a_larger_server_window_on_a_fresh_session_is_found_by_a_probe(
+    upstream_factory, fresh_probe
+):
+    """The issue's case: 40 messages, a server window of 20, WINDOW_SIZE 12 (30.7 s before)."""
+    upstream = upstream_factory(window_size=20, motorhead={"WINDOW_SIZE": 12})
+    session = write("fresh", 40)
+    started = time.monotonic()
+    result = sync.push_session(session.pk)
+    assert time.monotonic() - started < 1.0
+    assert result.state == SyncState.FAILED and result.pushed == 13
+    assert "14 messages of a probe session, more than WINDOW_SIZE + 1 = 13" in result.error
+    assert upstream.sessions() == ["fresh"]  # the probe session is gone
+    # Once per process and server: the next session is told at once.
+    other = write("fresh-2", 20)
+    before = len(upstream.requests)
+    assert sync.push_session(other.pk).state == SyncState.FAILED
+    assert not any("probe" in r.path for r in upstream.requests[before:])
+
+
+def test_a_matching_server_window_passes_the_probe_once(upstream_factory, fresh_probe):
+    upstream = upstream_factory(window_size=12, compaction_delay=0.2)  # so the push waits
+    for name in ("p1", "p2"):
+        assert sync.push_session(write(name, 20).pk).state == SyncState.SYNCED
+    probes = {r.path for r in upstream.requests_for("DELETE") if "window-probe" in r.path}
+    assert len(probes) == 1 and sorted(upstream.sessions()) == ["p1", "p2"]
+
+
+def test_a_compaction_that_never_comes_times_out_and_is_retried(upstream_factory, fresh_probe):
+    upstream = upstream_factory(window_size=4, motorhead={"COMPACTION_TIMEOUT": 0.3})
+    upstream.faults.summarizer_fails = True
+    session = write("stuck", 8)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 5 and result.state == SyncState.RETRYING
+    assert "without compacting them" in result.error and "MOTORHEAD_MAX_WINDOW_SIZE" in result.error
+    assert is_retryable(CompactionTimeout("slow"))
+    assert upstream.stored_messages("stuck") == local(session)[:5]
+
+
+# -- eager mode: a web request never sleeps on the server (issue 15 item 7) -------------------
+
+
+def test_a_push_that_may_not_wait_stops_where_it_would_and_leaves_the_rest_pending(
+    upstream_factory,
+):
+    upstream = upstream_factory(compaction_delay=0.5)
+    session = write("eager", 40)
+    started = time.monotonic()
+    result = sync.push_session(session.pk, wait=False)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.4 and result.deferred and result.pushed == 13
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.PENDING and session.inflight_through is None
+    assert session.messages.pending().count() == 27 and session.next_attempt_at is None
+    # The next run that may wait finishes it, every message through the summariser.
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    upstream.wait_for_compactions()
+    assert upstream.dropped_lines("eager") == []
