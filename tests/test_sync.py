@@ -924,3 +924,38 @@ def test_a_push_that_may_not_wait_stops_where_it_would_and_leaves_the_rest_pendi
     assert sync.push_session(session.pk).state == SyncState.SYNCED
     upstream.wait_for_compactions()
     assert upstream.dropped_lines("eager") == []
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--drifted-only"], "--drifted-only only goes with --rehydrate"),
+        (["--verify", "--drifted-only"], "--drifted-only only goes with --rehydrate"),
+        (["--rehydrate", "--drifted-only", "--session", "x"], "cannot be combined"),
+        (["--pull", "--include-failed"], "--include-failed only goes with a push, not --pull"),
+        (["--session", "x", "--include-failed"], "cannot be combined"),
+        (["--namespace", "ns"], "--namespace only goes with --session"),
+        (["--verify", "--pull"], "not allowed with argument"),
+    ],
+)
+def test_motorhead_sync_refuses_options_that_mean_nothing_together(upstream, options, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("motorhead_sync", *options)
+    assert upstream.requests == []
+
+
+def test_motorhead_sync_verify_in_step_exits_zero(upstream, capsys):
+    session = write("verified", 2)
+    sync.push_session(session.pk)
+    call_command("motorhead_sync", "--verify")
+    assert "verified: in step" in capsys.readouterr().out
+
+
+def test_motorhead_sync_pushes_sessions_in_doubt(upstream, capsys):
+    session = say_ok("cmd-doubt", 2)
+    ChatSession.objects.filter(pk=session.pk).update(
+        sync_state=SyncState.IN_DOUBT, inflight_through=2
+    )
+    call_command("motorhead_sync")
+    assert "Pushing 1 session(s)" in capsys.readouterr().out
+    assert server_holds_exactly_ours(upstream, session)
