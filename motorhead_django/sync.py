@@ -273,6 +273,8 @@ class _Pusher:
         self.remote_length: int | None = None
         # The server's tokens as last read: they change only when a compaction ends.
         self.remote_tokens: int | None = None
+        # The server's context as last read (its summary may be newer than ours).
+        self.remote_context: str | None = None
         # The server's copy must be rebuilt from ours before anything more is sent
         # (an ambiguous write nothing could settle); persisted as SyncState.IN_DOUBT.
         self.rebuild = session.sync_state == SyncState.IN_DOUBT
@@ -353,6 +355,7 @@ class _Pusher:
     def _wait_for_compaction(self) -> Iterator[float | None]:
         deadline = time.monotonic() + motorhead_settings.COMPACTION_TIMEOUT
         delay = 0.05
+        probed = False
         if self.remote_length is not None and self.wait:
             yield 0.0  # our last batch started a compaction: the other sessions go first
         while True:
@@ -363,8 +366,9 @@ class _Pusher:
                 return
             if not self.wait:
                 raise _Deferred
-            # Before any sleep: is a compaction coming at all at our window?
-            check_server_window(self.client, self.window, session_id=self.session.session_id)
+            if not probed:  # before the first sleep: will a compaction come at our window?
+                check_server_window(self.client, self.window, session_id=self.session.session_id)
+                probed = True
             if time.monotonic() >= deadline:
                 raise CompactionTimeout(
                     f"the server still holds {self.window + 1} messages after "
@@ -387,7 +391,7 @@ class _Pusher:
             )
             logger.error("Push of %s stopped: %s", self.session, error)
             raise error
-        self.remote_tokens = memory.tokens
+        self.remote_tokens, self.remote_context = memory.tokens, memory.context
         return memory
 
     def _send(self, segment: list[ChatMessage]) -> None:
@@ -487,8 +491,12 @@ class _Pusher:
         """
         self.unsettled = count > 0
         pairs = self._history_before(self.confirmed + count, wanted=self.window)
+        # Ours if it changed here; else the server's summary, which may be newer.
+        context = self.session.context
+        if self.context is None and self.remote_context is not None:
+            context = self.remote_context
         try:
-            send_window(self.client, self.session, pairs, self.session.context)
+            send_window(self.client, self.session, pairs, context)
         except MotorheadError:
             self.rebuild = True  # the mark stays; the next run rebuilds first
             raise

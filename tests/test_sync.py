@@ -670,13 +670,15 @@ def test_a_repetitive_conversation_a_dropped_write_is_in_doubt_then_rebuilt(upst
 def test_a_killed_run_in_a_repetitive_conversation_is_rebuilt_not_guessed(upstream):
     """A worker died after sending: the server holds some prefix, the content fits them all."""
     session = say_ok("oks-crash", 6)
-    upstream.preload("oks-crash", local(session)[:4])
+    upstream.preload("oks-crash", local(session)[:4], context="the server's summary")
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=6)
     result = sync.push_session(session.pk)
     assert result.resolved == ["seq 1-6: rebuilt on the server (2 outcomes fit the window)"]
     assert result.state == SyncState.SYNCED
     assert [r.method for r in upstream.requests] == ["GET", "DELETE", "POST"]
     assert server_holds_exactly_ours(upstream, session)
+    # The rebuild keeps the server's summary (newer than ours, which we never had).
+    assert upstream.context("oks-crash") == "the server's summary"
 
 
 def test_an_in_doubt_session_whose_rebuild_failed_rebuilds_before_sending_more(upstream):
