@@ -855,19 +855,22 @@ def landed_count(
       (more tokens) can only have been started by our batch, so the list
       then went past the window (``before.length + k > window``).
 
-    When no outcome fits, another client wrote meanwhile (or the server lost
-    the session): the longest prefix whose end the window holds decides,
-    unless our earlier messages' end is there as well (the content repeats).
+    When the length rules out every outcome the content allows, the content
+    alone decides if it allows exactly one (a compaction caught half-way),
+    unless the window is empty where it was not: the server lost the
+    session (cannot tell). When no outcome fits at all,
+    another client wrote meanwhile: the longest prefix whose end the window
+    holds decides, unless those messages repeat our earlier ones.
     Several outcomes fitting, as in a conversation that repeats itself
     ("ok" / "ok"), is "cannot tell" (``landed=None``): never a guess.
     """
     candidates = [0, len(inflight)] if before is not None else list(range(len(inflight) + 1))
     messages = list(after.messages)
     # An empty window: whatever landed would show (a compaction keeps half the window).
-    fits = [
+    by_content = [
         k for k in candidates if (messages or not k) and _is_tail(messages, earlier + inflight[:k])
     ]
-    why = "content"
+    fits, why = by_content, "content"
     if before is not None:
         if after.tokens != before.tokens:
             fits = [k for k in fits if before.length + k > window]
@@ -879,13 +882,18 @@ def landed_count(
         return Observed(fits[0], why)
     if len(fits) > 1:
         return Observed(None, f"{len(fits)} outcomes fit the window")
+    if before is not None and before.length and not messages:
+        return Observed(None, "the server lost the session")
+    if len(by_content) == 1:
+        # The length moved otherwise (a compaction caught half-way): the content still tells.
+        return Observed(by_content[0], "content alone")
+    if by_content:
+        return Observed(None, f"{len(by_content)} outcomes fit the window")
     matches = [k for k in candidates if k and _ends_in(messages, inflight[:k])]
-    if before is not None and after.length < before.length and after.tokens == before.tokens:
-        return Observed(None, "the server's list shrank without a compaction")
     if not matches:
         return Observed(0, "another writer: none of our messages is in the window")
-    if earlier and _ends_in(messages, earlier):
-        # What we had sent before is there too: the same content, nothing tells.
+    if set(inflight[: max(matches)]) & set(earlier):
+        # Our earlier messages say the same: what the window holds may be theirs.
         return Observed(None, "another writer, and our messages repeat")
     return Observed(max(matches), "another writer: our messages' end is in the window")
 

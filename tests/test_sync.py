@@ -731,6 +731,8 @@ def pairs(texts: str) -> tuple[tuple[str, str], ...]:
         ((2, 0), "", 0, None),  # the server lost the session: cannot tell
         ((2, 0), "abx", 0, 0),  # another writer, none of ours there
         (None, "cdx", 0, 2),  # another writer after our batch
+        ((2, 0), "bcdx", 0, 2),  # the same, our earlier message still in view
+        ((3, 0), "cd", 0, 2),  # trimmed, tokens not yet counted: the content still tells
     ],
 )
 def test_landed_count_distinct_messages(before, after, tokens_after, landed):
@@ -764,7 +766,8 @@ def test_landed_count_after_a_compaction_our_batch_started():
         ((2, 0), 2, 0, 0),
         ((4, 0), 6, 0, 2),  # a window + 1 list: the compaction has not ended yet
         ((4, 0), 4, 9, 2),  # compacted since: our batch took the list past the window
-        ((2, 0), 3, 0, None),  # neither: another writer, or a lost session
+        ((2, 0), 3, 0, None),  # neither: another writer, or a compaction caught half-way
+        ((2, 0), 0, 0, None),  # the server lost the session
         (None, 4, 0, None),  # an earlier run, content alone: every prefix fits
     ],
 )
