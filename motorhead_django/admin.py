@@ -30,7 +30,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import memory, pull, sync, tasks
+from . import memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadValidationError
@@ -717,7 +717,7 @@ def upstream_health() -> dict[str, Any] | None:
         client.health()
         health = {"ok": True, "detail": _("answering")}
     except MotorheadError as exc:
-        health = {"ok": False, "detail": str(exc)}
+        health = {"ok": False, "detail": redaction.error_text(exc)}
     finally:
         client.close()
     health.update(url=motorhead_settings.URL, checked_at=timezone.now())

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished, request_started
 from django.utils.translation import gettext_lazy as _
 
 
@@ -9,4 +10,9 @@ class MotorheadConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, redaction  # noqa: F401  (importing checks registers them)
+
+        # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
+        redaction.install()
+        request_started.connect(redaction.forget, dispatch_uid="motorhead-redaction-start")
+        request_finished.connect(redaction.forget, dispatch_uid="motorhead-redaction-finish")

@@ -331,3 +331,98 @@ def check_summarizer(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+_RATE_PERIODS = frozenset(
+    ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+    + ("seconds", "minutes", "hours", "days")
+)
+
+
+def _valid_rate(value: Any) -> bool:
+    """DRF's ``"<count>/<period>"``: it reads the period's first letter only."""
+    if value is None:
+        return True
+    if not isinstance(value, str) or value.count("/") != 1:
+        return False
+    count, period = value.split("/")
+    return count.isascii() and count.isdigit() and int(count) >= 1 and period in _RATE_PERIODS
+
+
+@register(Tags.compatibility)
+def check_throttle_rates(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    if "THROTTLE_RATES" not in user:
+        return []
+    rates = user["THROTTLE_RATES"]
+    if not isinstance(rates, dict):
+        return [
+            Error(
+                f"MOTORHEAD['THROTTLE_RATES'] must be a dict, not {type(rates).__name__}.",
+                hint='For example {"auth-address": "30/min"}.',
+                id=_id("E012"),
+            )
+        ]
+    known = DEFAULTS["THROTTLE_RATES"]
+    messages: list[CheckMessage] = []
+    for scope, value in rates.items():
+        if scope not in known:
+            messages.append(
+                Error(
+                    f"MOTORHEAD['THROTTLE_RATES'] has an unknown scope {scope!r}.",
+                    hint=f"Known scopes: {', '.join(known)}.",
+                    id=_id("E012"),
+                )
+            )
+        elif not _valid_rate(value):
+            messages.append(
+                Error(
+                    f"MOTORHEAD['THROTTLE_RATES'][{scope!r}] must be a rate such as "
+                    f"'30/min' (a whole number >= 1, then s, min, hour or day) or None, "
+                    f"not {value!r}.",
+                    id=_id("E012"),
+                )
+            )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_request_limits(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    messages: list[CheckMessage] = []
+    if not _positive_int(user, "MAX_PAGE_SIZE"):
+        messages.append(
+            Error("MOTORHEAD['MAX_PAGE_SIZE'] must be a whole number >= 1.", id=_id("E008"))
+        )
+    if user.get("MAX_REQUEST_BYTES") is not None and not _positive_int(user, "MAX_REQUEST_BYTES"):
+        messages.append(
+            Error(
+                "MOTORHEAD['MAX_REQUEST_BYTES'] must be a whole number >= 1, or None "
+                "(Django's DATA_UPLOAD_MAX_MEMORY_SIZE).",
+                id=_id("E008"),
+            )
+        )
+    redact = user.get("SECRETS", ())
+    if not isinstance(redact, list | tuple) or not all(isinstance(s, str) for s in redact):
+        messages.append(
+            Error(
+                "MOTORHEAD['SECRETS'] must be a list of strings (secrets to keep out of logs).",
+                id=_id("E013"),
+            )
+        )
+    return messages
+
+
+@register(Tags.security, deploy=True)
+def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:
+    backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
+    if backend.endswith("DummyCache"):
+        return [
+            Warning(
+                "The default cache is a DummyCache: the throttles (failed authentications, "
+                "request rates) count nothing, so API keys can be guessed at full speed.",
+                hint="Use a shared cache (Redis, Memcached, the database cache) in production.",
+                id=_id("W004"),
+            )
+        ]
+    return []

@@ -26,6 +26,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from . import redaction
 from .conf import motorhead_settings
 from .exceptions import (
     MotorheadClientError,
@@ -326,7 +327,7 @@ class MotorheadClient:
     def _status_error(
         self, method: str, path: str, response: urllib3.BaseHTTPResponse, session_id: str | None
     ) -> MotorheadError:
-        body = self._redact(_text(response))
+        body = redaction.excerpt(self._redact(_text(response)), redaction.ERROR_BODY_LENGTH)
         kind = MotorheadServerError if response.status >= 500 else MotorheadClientError
         return kind(
             f"{response.status} {response.reason}: {self._excerpt(body)!r}",
@@ -358,10 +359,8 @@ class MotorheadClient:
         return f"{parts.scheme}://{parts.netloc}"
 
     def _redact(self, text: str) -> str:
-        # A server (or a proxy in front of it) may echo request headers back.
-        if self._api_key:
-            text = text.replace(self._api_key, "[redacted]")
-        return text
+        # A server (or a proxy in front of it) may echo request headers back, in any encoding.
+        return redaction.redact(text, [s for s in (self._api_key, self._client_id) if s])
 
     def _excerpt(self, text: str) -> str:
         text = self._redact(text)

@@ -62,9 +62,26 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ROLES": None,
     # PostgreSQL text search configuration for the local message search.
     "SEARCH_CONFIG": "english",
-    # Limits on what clients may write.
+    # Limits on what clients may send and read (docs/security.md, "Throttles and limits").
+    # Characters in one message's content:
     "MAX_CONTENT_LENGTH": 100_000,
+    # Messages in one write (a batch):
     "MAX_MESSAGES_PER_REQUEST": 100,
+    # Bytes of a request body, refused with a 413 before it is parsed. None: Django's
+    # DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB unless you changed it).
+    "MAX_REQUEST_BYTES": None,
+    # Most items a page of a list may hold (REST sessions and messages, compat sessions).
+    "MAX_PAGE_SIZE": 200,
+    # Rates of the throttles (api/throttling.py); a key given here replaces that default
+    # only, None turns a scope off.
+    "THROTTLE_RATES": {
+        "rest": "1200/min",
+        "compat": "2400/min",
+        "auth-address": "30/min",
+        "auth-prefix": "10/min",
+    },
+    # More strings to redact from stored errors and logs (redaction.py), such as LLM keys.
+    "SECRETS": (),
     "USER_AGENT": f"motorhead-django/{__version__}",
     # The Motorhead-compatible routes answer requests without an API key
     # (as a self-hosted Motorhead does). Off: a key is required.
@@ -188,6 +205,29 @@ class MotorheadSettings:
     @property
     def MAX_MESSAGES_PER_REQUEST(self) -> int:
         return int(self._get("MAX_MESSAGES_PER_REQUEST"))
+
+    @property
+    def MAX_REQUEST_BYTES(self) -> int | None:
+        limit = self._get("MAX_REQUEST_BYTES")
+        if limit is None:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return None if limit is None else int(limit)
+
+    @property
+    def MAX_PAGE_SIZE(self) -> int:
+        return int(self._get("MAX_PAGE_SIZE"))
+
+    @property
+    def THROTTLE_RATES(self) -> dict[str, str | None]:
+        rates = dict(DEFAULTS["THROTTLE_RATES"])
+        user = self._get("THROTTLE_RATES")
+        if isinstance(user, dict):
+            rates.update(user)
+        return rates
+
+    @property
+    def SECRETS(self) -> tuple[str, ...]:
+        return tuple(self._get("SECRETS") or ())
 
     @property
     def USER_AGENT(self) -> str:

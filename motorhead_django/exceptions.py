@@ -13,7 +13,8 @@ Transport errors are also the matching ``requests`` exception, so existing
 ``except requests.ConnectionError`` handlers still catch them. Configuration
 errors are ``ImproperlyConfigured`` and sit outside :class:`MotorheadError`, so
 no retry path swallows them. No text here ever contains the API key: the client
-never passes it in, and :meth:`MotorheadClient` redacts response bodies.
+never passes it in, and redacts response bodies (:mod:`motorhead_django.redaction`,
+every encoding) before it builds an error.
 """
 
 from __future__ import annotations

@@ -348,12 +348,19 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
         raise MotorheadValidationError(
             {
                 "messages": f"At most {motorhead_settings.MAX_MESSAGES_PER_REQUEST} "
-                "messages per request."
+                "messages per request. The limit is MOTORHEAD['MAX_MESSAGES_PER_REQUEST']."
             }
         )
     limit = motorhead_settings.MAX_CONTENT_LENGTH
     for index, (role, content) in enumerate(pairs):
         validate_role(role, field=f"messages[{index}].role")
+        if len(content) > limit:
+            raise MotorheadValidationError(
+                {
+                    f"messages[{index}].content": f"At most {limit} characters. "
+                    "The limit is MOTORHEAD['MAX_CONTENT_LENGTH']."
+                }
+            )
         validate_text(content, field=f"messages[{index}].content", max_length=limit)
     return pairs
 

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import memory, signals
+from . import memory, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 _PARKING_OFFSET = 1 << 40
 
 Pair = tuple[str, str]
+
+ROLE_MAX_LENGTH = ChatMessage._meta.get_field("role").max_length or 255
 
 
 @dataclass
@@ -85,6 +87,21 @@ class PullResult:
     summary: SummaryVersion | None = None
     drift: str = ""
     error: str = ""
+    refused: str = ""  # the server holds text this database cannot store (also in error)
+
+
+def unstorable(remote: RemoteMemory) -> str:
+    """What in the server's answer the local tables cannot hold, or "" when all of it fits."""
+    for number, message in enumerate(remote.chronological, start=1):
+        for name, value in (("role", message.role), ("content", message.content)):
+            problem = memory.text_problem(value)
+            if problem is None and name == "role" and len(value) > ROLE_MAX_LENGTH:
+                problem = f"At most {ROLE_MAX_LENGTH} characters."
+            if problem:
+                return f"text this database cannot store (message {number}, {name}): {problem}"
+    if remote.context is not None and (problem := memory.text_problem(remote.context)):
+        return f"text this database cannot store (the context): {problem}"
+    return ""
 
 
 def compare(window: list[Pair], synced: list[ChatMessage]) -> Comparison:
@@ -158,8 +175,15 @@ def pull_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
         try:
             remote = (client or get_client()).get_memory(session.session_id)
         except MotorheadError as exc:
-            result.error = str(exc)[:2000]
+            result.error = redaction.error_text(exc)
             logger.warning("Pull of %s failed: %s", session, result.error)
+            return result
+        problem = unstorable(remote)
+        if problem:
+            # Storing it would fail half-way on PostgreSQL (or store text SQLite
+            # cannot read back): keep what we have and say why.
+            result.error = result.refused = f"the server's window holds {problem}"
+            logger.warning("Pull of %s refused: %s", session, result.error)
             return result
         added = _apply(session, remote, result)
     signals.post_pull.send(sender=ChatSession, session=session, added=added, summary=result.summary)
@@ -372,6 +396,10 @@ def import_sessions(
                 result.refused.append(f"{session_id!r}: {exc}")
                 continue
             pulled = pull_session(session.pk, client=client)
+            if pulled.refused:
+                # Nothing a rerun can change: say so and go on with the others.
+                result.refused.append(f"{session_id!r}: {pulled.refused}")
+                continue
             if pulled.error or pulled.busy:
                 why = pulled.error or "busy (a worker holds its lock)"
                 result.stopped = f"stopped at {session_id!r}: {why}"

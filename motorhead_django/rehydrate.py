@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from . import redaction
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
@@ -56,7 +57,7 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
         try:
             send_window(client, session, pairs, session.context)
         except MotorheadError as exc:
-            result.error = str(exc)[:2000]
+            result.error = redaction.error_text(exc)
             ChatSession.objects.filter(pk=session_pk).update(last_error=result.error)
             logger.warning("Rehydration of %s failed: %s", session, result.error)
             return result
@@ -114,7 +115,7 @@ def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> 
 
 def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: DeleteResult) -> None:
     attempts = session.sync_attempts + 1
-    result.error = str(exc)[:2000]
+    result.error = redaction.error_text(exc)
     updates: dict[str, object] = {"sync_attempts": attempts, "last_error": result.error}
     if is_retryable(exc):
         # Unlike a push, a delete never gives up on a transient error: the

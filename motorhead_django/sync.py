@@ -51,7 +51,7 @@ from django.db.models import (
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from . import signals
+from . import redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -956,7 +956,7 @@ def _failure(
     """The session's fields after a failed run (also set on ``result``)."""
     attempts = session.sync_attempts + 1
     retry = is_retryable(exc) and attempts <= motorhead_settings.MAX_RETRIES
-    result.error = str(exc)[:2000]
+    result.error = redaction.error_text(exc)
     result.retry_at = now + timedelta(seconds=backoff_delay(attempts)) if retry else None
     result.state = SyncState.RETRYING if retry else SyncState.FAILED
     return {
@@ -1028,7 +1028,7 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
         try:
             client.delete_memory(session.session_id, namespace=session.namespace or None)
         except MotorheadError as exc:
-            return str(exc)
+            return redaction.error_text(exc)
         ChatSession.objects.filter(pk=session_pk).update(
             sync_state=SyncState.DRIFTED,
             drift="deleted on the server by an operator; resync or rehydrate to restore it",

@@ -40,6 +40,14 @@ def _fresh_broker_breaker(monkeypatch) -> None:
     monkeypatch.setattr("motorhead_django.tasks._broker_down_until", 0.0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> None:
+    """Throttle counters (and the admin's health cache) live in Django's cache: start empty."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def upstream_factory(motorhead_server_factory, settings, monkeypatch):
     """Start a test server as the configured upstream; pushes run only when a test says so.

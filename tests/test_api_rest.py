@@ -181,7 +181,7 @@ def test_trigger_a_pull(api, ann, settings, motorhead_server):
     assert bad.status_code == 400 and "action" in bad.json()
 
 
-def test_throttling_is_off_until_a_rate_is_set(api, ann, settings):
+def test_a_drf_rate_for_the_rest_scope_still_applies(api, ann, settings):
     session = make_session(ann)
     url = f"{API}/sessions/{session.pk}/memory/"
     assert all(api.get(url).status_code == 200 for _ in range(5))

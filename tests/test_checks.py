@@ -179,3 +179,10 @@ def test_manage_check_reports_errors_clearly(settings, capsys):
     text = str(raised.value)
     assert "motorhead_django.E002" in text and "motorhead_django.E005" in text
     assert "http:// or https://" in text
+
+
+def test_a_dummy_cache_is_a_deploy_warning_since_throttles_count_nothing(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert ids() == ["motorhead_django.W004"]
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids() == []

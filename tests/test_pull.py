@@ -347,3 +347,39 @@ def test_pulls_and_concurrent_writers_keep_one_unbroken_order(upstream, postgres
     upstream.wait_for_compactions()
     stored = upstream.stored_messages("busy-pull")
     assert stored and local(session)[-len(stored) :] == stored
+
+
+@pytest.mark.parametrize(
+    "role, content, context",
+    [
+        ("AI", "before\x00after", None),  # PostgreSQL refuses NUL in text
+        ("R" * 300, "a role longer than the column", None),
+        ("AI", "fine", "a summary with \x00"),
+    ],
+    ids=["nul", "long-role", "context"],
+)
+def test_a_window_the_database_cannot_store_is_refused_whole_not_half_written(
+    upstream, role, content, context
+):
+    session = memory.get_or_create_session("odd")
+    say(session, "ours")
+    sync.push_session(session.pk)
+    upstream.preload("odd", [("AI", "theirs"), (role, content)], context=context)
+
+    result = pull.pull_session(session.pk)
+
+    assert result.error == result.refused
+    assert result.refused.startswith("the server's window holds text this database cannot store (")
+    # "theirs" did not come in either
+    assert local(session) == [{"role": "Human", "content": "ours"}]
+    session.refresh_from_db()
+    assert session.context is None and session.last_pulled_at is None
+
+
+def test_import_skips_a_session_it_cannot_store_and_goes_on(upstream, capsys):
+    upstream.preload("bad", [("AI", "x\x00y")])
+    upstream.preload("good", [("AI", "fine")])
+    call_command("motorhead_import")
+    assert local(ChatSession.objects.get(session_id="good")) == [{"role": "AI", "content": "fine"}]
+    assert "Skipped 'bad'" in capsys.readouterr().err
+    assert not ChatMessage.objects.filter(session__session_id="bad").exists()

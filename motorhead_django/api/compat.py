@@ -72,13 +72,6 @@ class CompatView(ScopedThrottling, CoreErrors, APIView):
             raise exceptions.NotAuthenticated(HasApiKeyOrAnonymousAllowed.message)
         super().permission_denied(request, message, code)
 
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if "api_key" in kwargs:
-            # Django logs 4xx with the path, and this path carries the key.
-            response._has_been_logged = True
-        return response
-
     # -- what a request may reach --------------------------------------------
 
     def scope(self, request: Request) -> tuple[QuerySet[ChatSession], str, Any]:
@@ -133,7 +126,9 @@ class SessionListView(CompatView):
     )
     def get(self, request: Request, **kwargs: Any) -> Response:
         page = _int_param(request, "page", 1, MAX_PAGE)
-        size = _int_param(request, "size", 10, MAX_SIZE)
+        size = _int_param(
+            request, "size", 10, min(MAX_SIZE, motorhead_settings.MAX_PAGE_SIZE), "MAX_PAGE_SIZE"
+        )
         sessions, _, _ = self.scope(request)
         ids = sessions.order_by("updated_at", "session_id").values_list("session_id", flat=True)
         return Response(list(ids[(page - 1) * size : page * size]))
@@ -208,16 +203,17 @@ class RetrievalView(CompatView):
 @no_append_slash
 def not_found(request: HttpRequest, **kwargs: Any) -> JsonResponse:
     """Anything else under the compatible routes: a JSON 404 (the server's is empty)."""
-    response = JsonResponse({"detail": "Not found."}, status=404)
-    # Django's own flag that keeps log_response quiet: the path may carry a key.
-    response._has_been_logged = True  # type: ignore[attr-defined]
-    return response
+    # Logged by Django like any 404: the key in a keyed path is redacted by redaction.py.
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
+def _int_param(
+    request: Request, name: str, default: int, maximum: int, limit: str | None = None
+) -> int:
     raw = request.query_params.get(name)
     if raw is None:
-        return default
+        return min(default, maximum)
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10 and 1 <= int(raw) <= maximum):
-        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+        named = f" The limit is MOTORHEAD['{limit}']." if limit else ""
+        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}.{named}"]})
     return int(raw)

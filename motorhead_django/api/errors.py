@@ -4,34 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 
 
 class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE allows."
+    default_detail = "The request body is larger than MAX_REQUEST_BYTES allows."
     default_code = "request_too_large"
+
+    def __init__(self, limit: int | None = None) -> None:
+        limit = motorhead_settings.MAX_REQUEST_BYTES if limit is None else limit
+        super().__init__(
+            f"The request body is larger than {limit} bytes "
+            "(MOTORHEAD['MAX_REQUEST_BYTES'], or DATA_UPLOAD_MAX_MEMORY_SIZE when unset)."
+        )
 
 
 def check_body_size(request: Request) -> None:
-    """Refuse a body over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before it is parsed.
+    """Refuse a body over ``MAX_REQUEST_BYTES`` by its ``Content-Length``, before it is parsed.
 
     DRF's parsers read the stream directly, so Django's own limit (applied to
-    ``request.body``) does not protect JSON endpoints.
+    ``request.body``) does not protect JSON endpoints. A body sent without a
+    length is bounded while it is read (:mod:`.parsers`).
     """
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = motorhead_settings.MAX_REQUEST_BYTES
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if limit is not None and length > limit:
-        raise RequestTooLarge()
+        raise RequestTooLarge(limit)
 
 
 class CoreErrors:

@@ -2,7 +2,7 @@
 
 Python's ``json`` module recurses once per nesting level, so a body of a few
 thousand brackets raises ``RecursionError`` (a 500) inside DRF's parser. This
-parser reads at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (a body sent
+parser reads at most ``MOTORHEAD['MAX_REQUEST_BYTES']`` bytes (a body sent
 without a ``Content-Length`` included), scans the nesting iteratively, and only
 then parses.
 """
@@ -17,6 +17,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from ..conf import motorhead_settings
 from ..memory import MAX_JSON_DEPTH, json_too_deep
 from .errors import RequestTooLarge
 
@@ -37,10 +38,10 @@ class MotorheadJSONParser(JSONParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = motorhead_settings.MAX_REQUEST_BYTES
         raw = stream.read() if limit is None else stream.read(limit + 1)
         if limit is not None and len(raw) > limit:
-            raise RequestTooLarge()
+            raise RequestTooLarge(limit)
         try:
             text = raw.decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:

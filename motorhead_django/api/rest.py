@@ -82,10 +82,13 @@ class _CheckedPageSize:
     max_page_size: int | None
 
     def get_page_size(self, request: Request) -> int | None:
+        # MOTORHEAD['MAX_PAGE_SIZE'] caps every page, the default size included.
+        cap = min(self.max_page_size or 1000, motorhead_settings.MAX_PAGE_SIZE)
         raw = request.query_params.get(self.page_size_query_param or "page_size")
         if raw is None:
-            return super().get_page_size(request)  # type: ignore[misc]
-        return _whole_number(raw, "page_size", 1, self.max_page_size or 1000)
+            size = super().get_page_size(request)  # type: ignore[misc]
+            return None if size is None else min(size, cap)
+        return _whole_number(raw, "page_size", 1, cap, "MAX_PAGE_SIZE")
 
 
 class SessionPagination(_CheckedPageSize, PageNumberPagination):
@@ -383,9 +386,10 @@ def _digits(value: str | None) -> bool:
     return value is not None and value.isascii() and value.isdigit() and len(value) < 19
 
 
-def _whole_number(value: str, field: str, low: int, high: int) -> int:
+def _whole_number(value: str, field: str, low: int, high: int, limit: str | None = None) -> int:
     if not (_digits(value) and low <= int(value) <= high):
-        raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}."]})
+        named = f" The limit is MOTORHEAD['{limit}']." if limit else ""
+        raise exceptions.ValidationError({field: [f"A whole number from {low} to {high}.{named}"]})
     return int(value)
 
 

@@ -50,7 +50,7 @@ class MotorheadAutoSchema(AutoSchema):
             return None
         where = {parameter["in"] for parameter in operation.get("parameters", [])}
         names = {parameter["name"] for parameter in operation.get("parameters", [])}
-        codes = {401}
+        codes = {401, 429}  # every route is throttled (api/throttling.py)
         if "requestBody" in operation:
             codes |= {400, 413, 415}
         if "query" in where:
@@ -86,6 +86,7 @@ _ERRORS = {
     401: "No credentials, or invalid ones.",
     403: "Not allowed (another namespace than the API key's, or a CSRF failure).",
     404: "Not found, or not one of the caller's.",
-    413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    413: "The body is larger than MOTORHEAD['MAX_REQUEST_BYTES'] (the message names the limit).",
     415: "The body's media type is not accepted.",
+    429: "Throttled: too many requests, or too many failed authentications (see Retry-After).",
 }

@@ -202,6 +202,24 @@ class MetadataField(serializers.JSONField):
             ) from None
 
 
+class ErrorDetailField(serializers.CharField):
+    """``last_error`` as stored (already redacted) for users who may change sessions; for
+    everyone else only that there was one, since the text may name the upstream host."""
+
+    hidden = "The last sync step failed (details need the change permission)."
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        if not value:
+            return ""
+        user = getattr(self.context.get("request"), "user", None)
+        if user is not None and user.has_perm("motorhead_django.change_chatsession"):
+            return str(value)
+        return self.hidden
+
+
 class ChatSessionSerializer(RejectUnknownFields):
     """A session with its activity and sync status. Only ``metadata`` and ``context`` change
     after creation; the id and namespace name it on the server."""
@@ -219,7 +237,7 @@ class ChatSessionSerializer(RejectUnknownFields):
     message_count = serializers.IntegerField(read_only=True)
     last_activity = serializers.DateTimeField(read_only=True, allow_null=True)
     sync_state = serializers.CharField(read_only=True)
-    last_error = serializers.CharField(read_only=True)
+    last_error = ErrorDetailField()
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -244,7 +262,7 @@ class SyncStatusSerializer(serializers.Serializer):
 
     sync_state = serializers.ChoiceField(choices=SyncState.choices)
     drift = serializers.CharField()
-    last_error = serializers.CharField()
+    last_error = ErrorDetailField()
     sync_attempts = serializers.IntegerField()
     context_pending = serializers.BooleanField()
     pending_messages = serializers.IntegerField()

@@ -1,35 +1,123 @@
-"""Opt-in rate limits for both surfaces, with DRF's own throttling.
+"""Rate limits for both surfaces, on by default, with DRF's throttling and Django's cache.
 
-A scope is limited once it has a rate::
+``MOTORHEAD['THROTTLE_RATES']`` names four scopes (docs/security.md has the defaults)::
 
-    REST_FRAMEWORK = {
-        "DEFAULT_THROTTLE_RATES": {"motorhead-rest": "600/min", "motorhead-compat": "1200/min"},
-    }
+    "rest"            requests to the REST resources, per user
+    "compat"          requests to the Motorhead-compatible routes, per key owner
+                      (per client address when anonymous)
+    "auth-address"    failed API-key or token authentications, per client address
+    "auth-prefix"     failed authentications, per key prefix (``mhd_<prefix>_…``; a
+                      token's first 8 characters)
 
-Without one only the project's ``DEFAULT_THROTTLE_CLASSES`` apply (none by default).
-Limits count per user (or per client address for anonymous requests).
+A rate is DRF's ``"<count>/<s|min|hour|day>"``; ``None`` turns the scope off. A
+rate for ``motorhead-rest`` / ``motorhead-compat`` in ``REST_FRAMEWORK
+['DEFAULT_THROTTLE_RATES']`` (the earlier way) wins over the default but not
+over ``THROTTLE_RATES``. Over a limit is a ``429`` with ``Retry-After``; once an
+address or a prefix has failed too often, every attempt from it is refused until
+the window passes (so a correct guess is refused as well: that is the point).
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
-from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle, SimpleRateThrottle
+
+from ..conf import motorhead_settings
+
+# The DRF scope names of the two request throttles, and the settings key of each.
+_REQUEST_SCOPES = {"motorhead-rest": "rest", "motorhead-compat": "compat"}
+
+
+def rate(scope: str) -> str | None:
+    """The rate of a ``THROTTLE_RATES`` scope, after the project's settings."""
+    user = motorhead_settings.raw
+    explicit = user.get("THROTTLE_RATES") if isinstance(user, dict) else None
+    if isinstance(explicit, dict) and scope in explicit:
+        return explicit[scope]
+    for drf_scope, name in _REQUEST_SCOPES.items():
+        if name == scope and drf_scope in (api_settings.DEFAULT_THROTTLE_RATES or {}):
+            return str(api_settings.DEFAULT_THROTTLE_RATES[drf_scope])
+    return motorhead_settings.THROTTLE_RATES.get(scope)
 
 
 class MotorheadScopedThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle, with its rate read at request time from :func:`rate`."""
+
     def get_rate(self) -> str | None:
-        # DRF binds its rates when it is imported; read them now, so settings changes apply.
-        rate = (api_settings.DEFAULT_THROTTLE_RATES or {}).get(self.scope or "")
-        return str(rate) if rate is not None else None
+        return rate(_REQUEST_SCOPES.get(self.scope or "", self.scope or ""))
 
 
 class ScopedThrottling:
-    """Views with a ``throttle_scope`` are limited when that scope has a rate."""
+    """Views with a ``throttle_scope`` are limited while that scope has a rate."""
 
     throttle_scope: str
 
     def get_throttles(self) -> list[BaseThrottle]:
         throttles: list[BaseThrottle] = list(super().get_throttles())  # type: ignore[misc]
-        if self.throttle_scope in (api_settings.DEFAULT_THROTTLE_RATES or {}):
+        if rate(_REQUEST_SCOPES.get(self.throttle_scope, self.throttle_scope)):
             throttles.append(MotorheadScopedThrottle())
         return throttles
+
+
+class _FailureCounter(SimpleRateThrottle):
+    """Failures in a sliding window, kept in Django's cache like DRF's own throttles."""
+
+    cache_format = "motorhead-throttle-%(scope)s-%(ident)s"
+
+    def __init__(self, scope: str, ident: str) -> None:
+        # SimpleRateThrottle.__init__ reads a class-level rate; ours is per scope.
+        self.scope = scope
+        self.rate = rate(scope)
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.key = self.cache_format % {"scope": scope, "ident": ident}
+
+    def wait_if_blocked(self) -> float | None:
+        """Seconds until the next attempt is allowed, or None when it is allowed now."""
+        if self.rate is None or self.num_requests is None or self.duration is None:
+            return None
+        self.now = self.timer()
+        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        if len(self.history) < self.num_requests:
+            return None
+        return max(1.0, self.history[-1] + self.duration - self.now)
+
+    def add(self) -> None:
+        if self.rate is None or self.duration is None:
+            return
+        self.now = self.timer()
+        history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        self.cache.set(self.key, [self.now, *history][: self.num_requests], self.duration)
+
+
+class FailedAuthentication:
+    """The failed-authentication throttle of one attempt: by address and by key prefix.
+
+    ``check()`` before the credentials are verified, ``failed()`` when they are wrong.
+    """
+
+    def __init__(self, request: Request, prefix: str | None) -> None:
+        address = BaseThrottle().get_ident(request)
+        self.counters = [_FailureCounter("auth-address", _ident(address))]
+        if prefix:
+            self.counters.append(_FailureCounter("auth-prefix", _ident(prefix)))
+
+    def check(self) -> None:
+        waits = [wait for counter in self.counters if (wait := counter.wait_if_blocked())]
+        if waits:
+            raise exceptions.Throttled(
+                wait=max(waits), detail="Too many failed authentications; retry later."
+            )
+
+    def failed(self) -> None:
+        for counter in self.counters:
+            counter.add()
+
+
+def _ident(value: Any) -> str:
+    # Cache keys stay short and printable whatever a client sends; nothing secret is kept.
+    return hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -7,6 +7,10 @@ A request meets at most one fault, chosen when it arrives:
 ``drop``              the connection is closed before anything is applied
 ``apply_then_error``  the request is applied, then answered with a 500
 ``apply_then_drop``   the request is applied, then the connection is closed
+``echo``              500 whose body echoes the request's key headers: raw, JSON-escaped,
+                      URL-encoded (``quote``, ``quote_plus``), HTML-escaped and base64
+                      (of the key and of ``client_id:key``), as a careless server or proxy
+                      might; for tests that a client redacts every form
 
 Queued faults (:meth:`Faults.fail_next`) come first; then ``fail_rate`` and
 ``apply_then_fail_rate`` draw from a seeded random generator, so a failing run
@@ -21,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("error", "reject", "drop", "apply_then_error", "apply_then_drop")
+MODES = ("error", "reject", "drop", "apply_then_error", "apply_then_drop", "echo")
 
 
 @dataclass

@@ -13,6 +13,8 @@ or as a process: ``python -m motorhead_django.testing --port 8080``.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import socket
 import threading
@@ -21,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from .faults import Faults
 from .payloads import PayloadError, parse_memory_payload, parse_retrieval_payload
@@ -301,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
                 peer=f"{self.client_address[0]}:{self.client_address[1]}",
             )
         )
-        if fault in ("error", "reject", "drop"):
+        if fault in ("error", "reject", "drop", "echo"):
             self._fault(fault)
             return
         status, content_type, payload = self._route(method, raw_path, query, body)
@@ -320,12 +322,32 @@ class _Handler(BaseHTTPRequestHandler):
         if how == "reject":
             self._respond(400, JSON, b'{"error":"injected rejection"}')
             return
+        if how == "echo":
+            self._respond(500, PLAIN, self._echo())
+            return
         # A dropped connection: no status line at all.
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def _echo(self) -> bytes:
+        key = self.headers.get("x-metal-api-key") or ""
+        client_id = self.headers.get("x-metal-client-id") or ""
+        basic = base64.b64encode(f"{client_id}:{key}".encode()).decode()
+        lines = [
+            f"An error was signalled by the server: echo of {self.command} {self.path}",
+            "headers: " + json.dumps(dict(self.headers.items())),
+            f"x-metal-api-key: {key}",
+            "json: " + json.dumps({"key": key, "client_id": client_id}),
+            f"url: ?key={quote(key, safe='')}&client_id={quote(client_id, safe='')}",
+            f"form: key={quote_plus(key)}&client_id={quote_plus(client_id)}",
+            f"path: /keys/{quote(key)}/{quote(client_id)}",
+            f"html: <b>{html.escape(key)}</b>",
+            f"base64: {base64.b64encode(key.encode()).decode()} Basic {basic}",
+        ]
+        return "\n".join(lines).encode()
 
     def _route(
         self, method: str, raw_path: str, query: str, body: bytes
