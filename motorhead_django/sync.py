@@ -286,9 +286,12 @@ class _Pusher:
         self.in_doubt = 0
         # The mark the next record writes (None: clear it).
         self.next_mark: int | None = None
-        # The local context, until a batch carrying it is confirmed; then `context_sent`.
-        self.context = session.context if session.context_pending else None
+        # The local context while it is due (changed here, not yet on the server);
+        # once a batch or a rebuild carried it, `context_sent` (`sent_context` set).
+        self.context_due = session.context_pending
+        self.context = session.context
         self.context_sent: str | None = None
+        self.sent_context = False
         self.error: MotorheadError | None = None
         # An ambiguous POST could not be settled: the mark must stay for the next run.
         self.unsettled = False
@@ -339,7 +342,7 @@ class _Pusher:
                     yield None
                 self._send(segment)
             if self.complete:
-                if self.context is not None and self.session.last_sequence:
+                if self.context_due and self.session.last_sequence:
                     # A context changed on its own: Motorhead takes one only with a
                     # message, so the server's copy is rebuilt with it.
                     self._rebuild(0, "context changed")
@@ -348,7 +351,7 @@ class _Pusher:
             after = self.chunk[-1].sequence
             yield None
             self.session.refresh_from_db(fields=["context", "context_pending"])
-            self.context = self.session.context if self.session.context_pending else None
+            self.context_due, self.context = self.session.context_pending, self.session.context
             pending = self.session.messages.pending().filter(sequence__gt=after)
             self.take_chunk(list(pending.chronological()[:_READ_CHUNK]))
 
@@ -408,7 +411,8 @@ class _Pusher:
                 self.client.add_memory(
                     session.session_id,
                     [(m.role, m.content) for m in batch],
-                    context=self.context,
+                    # A null context cannot be sent: it waits for the rebuild at the end.
+                    context=self.context if self.context_due else None,
                     namespace=session.namespace or None,
                 )
             except MotorheadError as exc:
@@ -493,7 +497,7 @@ class _Pusher:
         pairs = self._history_before(self.confirmed + count, wanted=self.window)
         # Ours if it changed here; else the server's summary, which may be newer.
         context = self.session.context
-        if self.context is None and self.remote_context is not None:
+        if not self.context_due and self.remote_context is not None:
             context = self.remote_context
         try:
             send_window(self.client, self.session, pairs, context)
@@ -509,8 +513,8 @@ class _Pusher:
             note = f"seq {first}-{last}: rebuilt on the server ({why})"
         else:
             note = f"rebuilt on the server ({why})"
-        if self.context is not None:
-            self.context_sent, self.context = self.context, None
+        if self.context_due:
+            self._context_went()
         self.result.resolved.append(note)
         logger.info("Push of %s: %s", self.session, note)
 
@@ -530,8 +534,11 @@ class _Pusher:
     def _confirm(self, count: int) -> None:
         self.confirmed += count
         self.result.pushed += count
-        if self.context is not None:
-            self.context_sent, self.context = self.context, None
+        if self.context_due and self.context is not None:
+            self._context_went()
+
+    def _context_went(self) -> None:
+        self.context_sent, self.sent_context, self.context_due = self.context, True, False
 
     @property
     def done(self) -> bool:
@@ -678,7 +685,7 @@ def _record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
             default=F("last_pushed_at"),
         ),
     }
-    sent = [p for p in pushers if p.context_sent is not None]
+    sent = [p for p in pushers if p.sent_context]
     if sent:
         # Only if nobody changed the context meanwhile.
         contexts = _group_by_value((p.session.pk, p.context_sent) for p in sent)
@@ -713,9 +720,9 @@ def _record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
         pusher.next_mark = None
         if messages:
             session.last_pushed_at = now
-        if pusher.context_sent is not None:
+        if pusher.sent_context:
             session.context_pending = session.context != pusher.context_sent
-            pusher.context_sent = None
+            pusher.context_sent, pusher.sent_context = None, False
     return landed
 
 
@@ -742,7 +749,7 @@ def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
         # Synced only if no message came after the run's last read, no context
         # change is left unpushed (one sent meanwhile counts only if it is still
         # the context), and the run was not deferred.
-        plain = [p for p in succeeded if not p.result.deferred and p.context_sent is None]
+        plain = [p for p in succeeded if not p.result.deferred and not p.sent_context]
         seen = _group_by_value((p.session.pk, p.seen) for p in plain)
         cases["sync_state"] += [
             When(
@@ -754,7 +761,7 @@ def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
             for last, keys in seen.items()
         ]
         for p in succeeded:
-            if not p.result.deferred and p.context_sent is not None:
+            if not p.result.deferred and p.sent_context:
                 cases["sync_state"].append(
                     When(
                         Q(pk=p.session.pk, last_sequence__lte=p.seen)

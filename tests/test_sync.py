@@ -964,3 +964,17 @@ def test_motorhead_sync_pushes_sessions_in_doubt(upstream, capsys):
     call_command("motorhead_sync")
     assert "Pushing 1 session(s)" in capsys.readouterr().out
     assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_context_cleared_here_is_cleared_on_the_server(upstream):
+    session = memory.get_or_create_session("ctx-cleared")
+    memory.append_messages(session, [("Human", "hi")], context="an old summary")
+    sync.push_session(session.pk)
+    memory.set_context(session, None)
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.SYNCED
+    assert upstream.context("ctx-cleared") is None and upstream.stored_messages("ctx-cleared") == [
+        {"role": "Human", "content": "hi"}
+    ]
+    session.refresh_from_db()
+    assert not session.context_pending
