@@ -20,7 +20,7 @@ from functools import reduce
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -186,7 +186,7 @@ def append_messages(
         if context is not _UNSET:
             updates.update(context=context, context_pending=pushing)
         if pushing:
-            updates.update(sync_state=SyncState.PENDING, next_attempt_at=None)
+            updates.update(sync_state=_pending_state(), next_attempt_at=None)
         ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
         session.refresh_from_db()
         if session.delete_requested_at is not None:  # rolls the update back
@@ -217,16 +217,25 @@ def append_messages(
 
 
 def set_context(session: ChatSession, context: str | None) -> None:
-    """Replace the session's summary; it is pushed with the next message batch.
+    """Replace the session's summary; the session is pending until the server has it.
 
-    Motorhead only accepts a context together with at least one message, so a
-    context-only change waits for the next write (or a rehydration).
+    Motorhead only accepts a context together with at least one message: it
+    goes with the next batch if there is one, otherwise the push rebuilds the
+    server's copy with it (see docs/sync.md). A session without messages keeps
+    it pending until its first message.
     """
     validate_context(context)
     pushing = motorhead_settings.SYNC_ENABLED
-    ChatSession.objects.filter(pk=session.pk).update(
-        context=context, context_pending=pushing, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        updates: dict[str, Any] = {"context": context, "context_pending": pushing}
+        query = ChatSession.objects.filter(pk=session.pk)
+        if pushing:
+            # Never "synced" before it was pushed; a tombstone keeps its state.
+            query.filter(delete_requested_at__isnull=True).update(
+                sync_state=_pending_state(), next_attempt_at=None
+            )
+            transaction.on_commit(lambda: _schedule_push(session.pk))
+        query.update(updated_at=timezone.now(), **updates)
     session.refresh_from_db()
 
 
@@ -383,6 +392,14 @@ def _words(text: str) -> list[str]:
 def initial_sync_state() -> str:
     """The state of a session with nothing to push yet."""
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
+
+
+def _pending_state() -> Case:
+    """Pending, except that a session in doubt stays so: its push rebuilds the server first."""
+    return Case(
+        When(sync_state=SyncState.IN_DOUBT, then=Value(SyncState.IN_DOUBT)),
+        default=Value(SyncState.PENDING),
+    )
 
 
 def _schedule_push(session_pk: int) -> None:
