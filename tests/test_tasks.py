@@ -452,6 +452,8 @@ def test_a_worker_without_a_url_fails_the_push_it_receives(rig_factory, redis_br
     assert "succeeded" not in log
     assert ChatMessage.objects.get(session=session).sync_state == "pending"
     assert rig.server.requests_for("POST") == []
+
+
 def eager_write(server, session_id: str, count: int) -> tuple[ChatSession, float]:
     """Write like a web request in eager mode: the push runs inline, on commit."""
     session = memory.get_or_create_session(session_id)
