@@ -75,6 +75,7 @@ def create_session(
     only the importer passes one.
     """
     validate_session_id(session_id)
+    validate_owner(owner)
     if owner is None:
         validate_ownerless_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
@@ -100,6 +101,17 @@ def create_session(
     return session
 
 
+def validate_owner(owner: Any) -> None:
+    """An owner is a saved, signed-in user (or None): ``request.user`` of an
+    anonymous request is refused clearly, not a ``TypeError`` deep in the ORM."""
+    if owner is None:
+        return
+    if not getattr(owner, "is_authenticated", False) or getattr(owner, "pk", None) is None:
+        raise MotorheadValidationError(
+            {"owner": f"A saved, signed-in user or None, not {type(owner).__name__}."}
+        )
+
+
 def find_session(
     session_id: str, *, namespace: str | None = None, owner: Any = None
 ) -> ChatSession | None:
@@ -109,7 +121,10 @@ def find_session(
     created without an owner is its id: so a session whose owner's account was
     deleted is not reachable there under its owner's id.
     """
+    validate_session_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    validate_namespace(namespace)  # before the query: PostgreSQL refuses a NUL in it
+    validate_owner(owner)
     sessions = ChatSession.objects.filter(namespace=namespace)
     if owner is None:
         sessions = sessions.filter(owner__isnull=True, remote_id=session_id)
