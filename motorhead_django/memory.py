@@ -205,6 +205,9 @@ def append_messages(
             )
             for offset, (role, content) in enumerate(pairs)
         )
+        if motorhead_settings.SUMMARIZES_LOCALLY:
+            # The built-in summariser: it finds what left the window from its high-water mark.
+            transaction.on_commit(lambda: _schedule_summarize_pending(session.pk))
         if pushing:
             transaction.on_commit(lambda: _schedule_push(session.pk))
         elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
@@ -395,6 +398,12 @@ def _schedule_summary(session_pk: int, first: int, last: int) -> None:
     from . import tasks
 
     tasks.schedule_summary(session_pk, first, last)
+
+
+def _schedule_summarize_pending(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_summarize_pending(session_pk)
 
 
 def _schedule_delete(session_pk: int) -> None:

@@ -90,6 +90,15 @@ class ChatSession(models.Model):
         default=0,
         help_text=_("Tokens the server has spent summarising this session."),
     )
+    summarized_through = models.PositiveBigIntegerField(
+        _("summarised through"),
+        default=0,
+        editable=False,
+        help_text=_(
+            "Last sequence the built-in summariser folded into the context: every message "
+            "up to it is in the summary exactly once, none after it."
+        ),
+    )
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     last_sequence = models.PositiveBigIntegerField(
         _("last sequence"),
