@@ -138,7 +138,21 @@ MOTORHEAD = {
     "CLIENT_ID": os.environ.get("MOTORHEAD_CLIENT_ID") or None,
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
     "SWEEP_INTERVAL": _sweep_interval,
+    "CONTEXT_OWNER": os.environ.get("MOTORHEAD_CONTEXT_OWNER", "server"),
 }
+# The built-in summariser and embeddings, over any OpenAI-compatible API (docs/memory.md);
+# `dev.py example` points them at its test server's /v1 routes.
+if os.environ.get("MOTORHEAD_LLM_URL"):
+    MOTORHEAD["SUMMARIZER"] = {
+        "BASE_URL": os.environ["MOTORHEAD_LLM_URL"],
+        "API_KEY": os.environ.get("MOTORHEAD_LLM_API_KEY") or None,
+        "MODEL": os.environ.get("MOTORHEAD_LLM_MODEL", "gpt-4o-mini"),
+    }
+    MOTORHEAD["EMBEDDINGS"] = {
+        "BASE_URL": os.environ["MOTORHEAD_LLM_URL"],
+        "API_KEY": os.environ.get("MOTORHEAD_LLM_API_KEY") or None,
+        "MODEL": os.environ.get("MOTORHEAD_EMBEDDINGS_MODEL", "text-embedding-3-small"),
+    }
 
 LOGGING = {
     "version": 1,
