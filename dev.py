@@ -102,7 +102,6 @@ def celery_commands(env: dict[str, str]) -> list[str]:
             "CELERY_BROKER_URL",
             "MOTORHEAD_URL",
             "MOTORHEAD_LLM_URL",
-            "MOTORHEAD_CONTEXT_OWNER",
             "DATABASE_URL",
         )
         if env.get(name)
@@ -152,7 +151,6 @@ def example(argv: list[str]) -> int:
         say(f"embedded Motorhead test server (upstream for sync): {env['MOTORHEAD_URL']}")
         # Its OpenAI-compatible /v1 routes stand in for the LLM of the built-in summariser.
         env.setdefault("MOTORHEAD_LLM_URL", env["MOTORHEAD_URL"] + "/v1")
-        env.setdefault("MOTORHEAD_CONTEXT_OWNER", "local")
         say(f"built-in summariser and embeddings: {env['MOTORHEAD_LLM_URL']} (test LLM)")
     commands = celery_commands(env)
     if with_worker:

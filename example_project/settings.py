@@ -138,21 +138,14 @@ MOTORHEAD = {
     "CLIENT_ID": os.environ.get("MOTORHEAD_CLIENT_ID") or None,
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
     "SWEEP_INTERVAL": _sweep_interval,
-    "CONTEXT_OWNER": os.environ.get("MOTORHEAD_CONTEXT_OWNER", "server"),
 }
 # The built-in summariser and embeddings, over any OpenAI-compatible API (docs/memory.md);
-# `dev.py example` points them at its test server's /v1 routes.
+# `dev.py example` points them at its test server's /v1 routes; they then own the context.
 if os.environ.get("MOTORHEAD_LLM_URL"):
-    MOTORHEAD["SUMMARIZER"] = {
-        "BASE_URL": os.environ["MOTORHEAD_LLM_URL"],
-        "API_KEY": os.environ.get("MOTORHEAD_LLM_API_KEY") or None,
-        "MODEL": os.environ.get("MOTORHEAD_LLM_MODEL", "gpt-4o-mini"),
-    }
-    MOTORHEAD["EMBEDDINGS"] = {
-        "BASE_URL": os.environ["MOTORHEAD_LLM_URL"],
-        "API_KEY": os.environ.get("MOTORHEAD_LLM_API_KEY") or None,
-        "MODEL": os.environ.get("MOTORHEAD_EMBEDDINGS_MODEL", "text-embedding-3-small"),
-    }
+    _llm = {"BASE_URL": os.environ["MOTORHEAD_LLM_URL"], "API_KEY": None}
+    MOTORHEAD["SUMMARIZER"] = {**_llm, "MODEL": "gpt-4o-mini"}
+    MOTORHEAD["EMBEDDINGS"] = {**_llm, "MODEL": "text-embedding-3-small"}
+    MOTORHEAD["CONTEXT_OWNER"] = "local"
 
 LOGGING = {
     "version": 1,
