@@ -394,3 +394,34 @@ class SummaryVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} summary through #{self.through_sequence}"
+
+
+class MessageEmbedding(models.Model):
+    """A message's embedding (``MOTORHEAD["EMBEDDINGS"]``): unit-length float32, for retrieval."""
+
+    message = models.OneToOneField(
+        ChatMessage,
+        verbose_name=_("message"),
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="embedding",
+    )
+    # Denormalised from the message: a session's vectors are read with one index scan.
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="embeddings",
+    )
+    vector = models.BinaryField(_("vector"), help_text=_("Little-endian float32, unit length."))
+    model = models.CharField(_("model"), max_length=200)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("message embedding")
+        verbose_name_plural = _("message embeddings")
+        ordering = ("message",)
+        indexes = [models.Index(fields=("session",), name="motorhead_embedding_session")]
+
+    def __str__(self) -> str:
+        return f"embedding of message {self.message_id}"
