@@ -17,10 +17,13 @@ from __future__ import annotations
 import array
 import math
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connections
+from django.db.models import Count, Max, QuerySet
 
 from . import llm
 from .conf import motorhead_settings
@@ -89,8 +92,7 @@ def nearest(
     embeddings: QuerySet[MessageEmbedding], query: Sequence[float], limit: int
 ) -> list[tuple[int, float]]:
     """``(message pk, dist)`` of the ``limit`` nearest, nearest first (exact scan)."""
-    pairs = embeddings.values_list("message_id", "vector").iterator(chunk_size=2000)
-    return top(pairs, query, limit)
+    return top(_rows(embeddings), query, limit)
 
 
 def top(
@@ -124,8 +126,72 @@ def _dist(score: float) -> float:
 
 def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
     """The session's messages nearest to ``text`` by cosine, as ``(message, dist)``."""
-    found = nearest(MessageEmbedding.objects.filter(session=session), query_vector(text), limit)
+    query = query_vector(text)
+    if numpy is None:
+        found = nearest(MessageEmbedding.objects.filter(session=session), query, limit)
+    else:
+        found = _nearest_cached(session.pk, query, limit)
     return _with_messages(found)
+
+
+# A process's most recently searched sessions' matrices: reading the vectors costs
+# ~20x the scan, and a session only grows. Checked on every search with one
+# indexed COUNT/MAX; new embeddings are read incrementally, anything else reloads.
+CACHE_SESSIONS = 16
+_cache: OrderedDict[tuple[str, int], tuple[Any, Any, int, int]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _nearest_cached(session_pk: int, query: Sequence[float], limit: int) -> list[tuple[int, float]]:
+    stored = MessageEmbedding.objects.filter(session_id=session_pk)
+    stats = stored.aggregate(count=Count("pk"), last=Max("pk"))
+    count, last = stats["count"], stats["last"] or 0
+    if not count:
+        return []
+    key = (stored.db, session_pk)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and (cached[2], cached[3]) != (count, last):
+        keys, matrix, cached_count, cached_last = cached
+        fresh = _rows(stored.filter(pk__gt=cached_last))
+        if fresh and cached_count + len(fresh) == count:
+            new_keys, new_matrix = _matrix(fresh)
+            cached = (
+                numpy.concatenate([keys, new_keys]),
+                numpy.concatenate([matrix, new_matrix]),
+                count,
+                last,
+            )
+        else:
+            cached = None  # deletions, or embeddings older than the cached ones
+    if cached is None:
+        rows = _rows(stored)
+        cached = (*_matrix(rows), len(rows), max(pk for pk, _ in rows))
+    with _cache_lock:
+        _cache[key] = cached
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SESSIONS:
+            _cache.popitem(last=False)
+    keys, matrix = cached[0], cached[1]
+    scores = matrix @ numpy.asarray(query, dtype="<f4")
+    count = min(limit, len(keys))
+    best = numpy.argpartition(-scores, count - 1)[:count]
+    ranked = sorted(best.tolist(), key=lambda i: (-float(scores[i]), -int(keys[i])))
+    return [(int(keys[i]), _dist(float(scores[i]))) for i in ranked]
+
+
+def _rows(embeddings: QuerySet[MessageEmbedding]) -> list[tuple[int, Any]]:
+    # Raw rows: the ORM's per-row conversions cost more than the scan itself.
+    sql, params = embeddings.values_list("message_id", "vector").query.sql_with_params()
+    with connections[embeddings.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def _matrix(rows: list[tuple[int, Any]]) -> tuple[Any, Any]:
+    keys = numpy.array([pk for pk, _ in rows], dtype=numpy.int64)
+    data = b"".join(bytes(blob) for _, blob in rows)
+    return keys, numpy.frombuffer(data, dtype="<f4").reshape(len(rows), -1).copy()
 
 
 def search_sessions(

@@ -22,6 +22,11 @@ WORDS = (
 ).split()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    embeddings._cache.clear()  # primary keys repeat from test to test
+
+
 @pytest.fixture
 def llm(motorhead_server_factory):
     return motorhead_server_factory(seed=3, llm_api_key=KEY)
@@ -154,3 +159,17 @@ def test_a_failing_embeddings_api_never_fails_a_write_or_a_retrieval(settings, l
     with caplog.at_level(logging.WARNING):
         found = memory.retrieve(session, "tiger")  # falls back to the word search
     assert [r["content"] for r in found] == ["tiger piano"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cached_matrix_follows_new_and_deleted_messages(settings, llm):
+    configure(settings, llm)
+    session = memory.get_or_create_session("cache")
+    memory.append_messages(session, [("Human", "apple banana"), ("AI", "diesel engine")])
+    assert embeddings.search(session, "diesel")[0][0].content == "diesel engine"
+    memory.append_messages(session, [("Human", "diesel truck engine")])  # read incrementally
+    assert len(embeddings.search(session, "diesel truck engine")) == 3
+    assert embeddings.search(session, "diesel truck engine")[0][0].content == "diesel truck engine"
+    session.messages.filter(content="diesel truck engine").delete()  # a reload
+    assert [m.content for m, _ in embeddings.search(session, "diesel")][0] == "diesel engine"
+    assert len(embeddings.search(session, "diesel")) == 2
