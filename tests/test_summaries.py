@@ -240,3 +240,29 @@ def test_the_llm_keys_are_secrets_to_redact(settings):
     }
     text = redaction.redact("sk-summariser-key-1234 and sk-embeddings-key-5678")
     assert "sk-" not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_adopts_a_servers_summary_and_catches_up(settings, llm, monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    # History written before the summariser was on (imported from a Motorhead server).
+    old = memory.get_or_create_session("old")
+    memory.append_messages(old, [("Human", f"m{n}") for n in range(10)], context="server's")
+    fresh = memory.get_or_create_session("fresh")
+    memory.append_messages(fresh, [("Human", f"f{n}") for n in range(7)])
+    configure(settings, llm)
+    out = StringIO()
+    call_command("motorhead_summarize", "--adopt", stdout=out)
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.context == "server's" and old.summarized_through == 5  # nothing summarised twice
+    assert fresh.context == "Human: f0\nHuman: f1" and fresh.summarized_through == 2
+    assert "1 session(s) adopted" in out.getvalue() and "2 message(s) summarised in 1" in (
+        out.getvalue()
+    )
+    settings.MOTORHEAD = {}
+    with pytest.raises(Exception, match="Nothing to do"):
+        call_command("motorhead_summarize")
