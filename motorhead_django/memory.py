@@ -220,6 +220,11 @@ def append_messages(
             )
             for offset, (role, content) in enumerate(pairs)
         )
+        if motorhead_settings.EMBEDDINGS is not None:
+            transaction.on_commit(lambda: _schedule_embed_pending(session.pk))
+        if motorhead_settings.SUMMARIZES_LOCALLY:
+            # The built-in summariser: it finds what left the window from its high-water mark.
+            transaction.on_commit(lambda: _schedule_summarize_pending(session.pk))
         if pushing:
             transaction.on_commit(lambda: _schedule_push(session.pk))
         elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
@@ -339,6 +344,14 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
             logger.warning("Upstream retrieval for %s failed, searching locally: %s", session, exc)
         else:
             return [{"role": r.role, "content": r.content, "dist": r.dist} for r in found[:limit]]
+    if motorhead_settings.EMBEDDINGS is not None:
+        from . import embeddings
+        from .llm import LLMError
+
+        try:
+            return embeddings.retrieve(session, text, limit=limit)
+        except LLMError as exc:
+            logger.warning("Embedding the query for %s failed, searching words: %s", session, exc)
     return [
         {"role": m.role, "content": m.content, "dist": dist}
         for m, dist in search(session, text, limit=limit)
@@ -427,6 +440,18 @@ def _schedule_summary(session_pk: int, first: int, last: int) -> None:
     from . import tasks
 
     tasks.schedule_summary(session_pk, first, last)
+
+
+def _schedule_summarize_pending(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_summarize_pending(session_pk)
+
+
+def _schedule_embed_pending(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_embed_pending(session_pk)
 
 
 def _schedule_delete(session_pk: int) -> None:

@@ -93,6 +93,15 @@ class ChatSession(models.Model):
         default=0,
         help_text=_("Tokens the server has spent summarising this session."),
     )
+    summarized_through = models.PositiveBigIntegerField(
+        _("summarised through"),
+        default=0,
+        editable=False,
+        help_text=_(
+            "Last sequence the built-in summariser folded into the context: every message "
+            "up to it is in the summary exactly once, none after it."
+        ),
+    )
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     last_sequence = models.PositiveBigIntegerField(
         _("last sequence"),
@@ -521,3 +530,32 @@ class LangGraphMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} {self.message_id}"
+class MessageEmbedding(models.Model):
+    """A message's embedding (``MOTORHEAD["EMBEDDINGS"]``): unit-length float32, for retrieval."""
+
+    message = models.OneToOneField(
+        ChatMessage,
+        verbose_name=_("message"),
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="embedding",
+    )
+    # Denormalised from the message: a session's vectors are read with one index scan.
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="embeddings",
+    )
+    vector = models.BinaryField(_("vector"), help_text=_("Little-endian float32, unit length."))
+    model = models.CharField(_("model"), max_length=200)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("message embedding")
+        verbose_name_plural = _("message embeddings")
+        ordering = ("message",)
+        indexes = [models.Index(fields=("session",), name="motorhead_embedding_session")]
+
+    def __str__(self) -> str:
+        return f"embedding of message {self.message_id}"
