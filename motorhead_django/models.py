@@ -530,6 +530,8 @@ class LangGraphMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} {self.message_id}"
+
+
 class MessageEmbedding(models.Model):
     """A message's embedding (``MOTORHEAD["EMBEDDINGS"]``): unit-length float32, for retrieval."""
 
