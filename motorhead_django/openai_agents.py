@@ -134,7 +134,11 @@ class DjangoSession(SessionABC):
             if newest is None:
                 return None
             newest.delete()
-            if newest.sync_state == MessageSyncState.SYNCED:
+            # Synced, or in a batch a push sent and has not confirmed yet: maybe on the server.
+            sent = (
+                session.inflight_through is not None and newest.sequence <= session.inflight_through
+            )
+            if newest.sync_state == MessageSyncState.SYNCED or sent:
                 _server_copy_is_stale(session)
         return stored_item(newest)
 
@@ -198,9 +202,11 @@ def _server_copy_is_stale(session: ChatSession) -> None:
 
 def stored_item(message: ChatMessage) -> TResponseInputItem:
     """The item a message was written from; for a message written without one (through
-    REST, the compatible routes, LangChain, a pull), an easy input message of its text."""
-    if message.item is not None:
-        return cast(TResponseInputItem, message.item)
+    REST, the compatible routes, a pull) or by LangChain, an easy input message of its text."""
+    item = message.item
+    # Not another framework's (a LangChain message is stored as {"type", "data"}).
+    if isinstance(item, dict) and set(item) != {"type", "data"}:
+        return cast(TResponseInputItem, item)
     role = _ROLE_ITEMS.get(message.role, message.role.lower())
     if role not in ("assistant", "system", "developer"):
         role = "user"

@@ -366,6 +366,22 @@ def test_messages_written_without_items_are_read_as_messages():
     ]
 
 
+def test_messages_langchain_wrote_are_read_as_messages():
+    stored = memory.get_or_create_session("from-langchain")
+    memory.append_messages(
+        stored,
+        [("Human", "hi"), ("AI", "hello")],
+        items=[
+            {"type": "human", "data": {"content": "hi"}},
+            {"type": "ai", "data": {"content": "hello"}},
+        ],
+    )
+    assert run(make_session("from-langchain").get_items) == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
+
+
 def test_bad_items_are_refused_with_a_field_and_nothing_is_written():
     session = make_session("bad")
     deep: Any = {"role": "user", "content": "x"}
