@@ -133,23 +133,41 @@ def test_direct_ops():
     run(flow)
 
 
-def test_runner_integration_two_turns_the_second_sees_the_first():
-    async def flow() -> None:
-        session = make_session("runner")
-        model = ScriptedModel()
-        agent = Agent(name="test", model=model)
-        model.enqueue([assistant_message("San Francisco")])
-        first = await Runner.run(agent, "What city is the Golden Gate Bridge in?", session=session)
-        assert first.final_output == "San Francisco"
-        model.enqueue([assistant_message("California")])
-        second = await Runner.run(agent, "What state is it in?", session=session)
-        assert second.final_output == "California"
-        seen = model.calls[-1].input
-        assert len(seen) == 3
-        assert any("Golden Gate Bridge" in str(item.get("content", "")) for item in seen)
-        assert "San Francisco" in json.dumps(seen)
+async def run_agent(runner_method: str, agent: Agent, text: str, **kwargs: Any) -> Any:
+    """The SDK's tests' helper: one turn through Runner.run, run_sync or run_streamed."""
+    if runner_method == "run":
+        return await Runner.run(agent, text, **kwargs)
+    if runner_method == "run_sync":
+        return await asyncio.to_thread(Runner.run_sync, agent, text, **kwargs)
+    result = Runner.run_streamed(agent, text, **kwargs)
+    async for _event in result.stream_events():
+        pass
+    return result
 
-    run(flow)
+
+@pytest.mark.parametrize("runner_method", ["run", "run_sync", "run_streamed"])
+@pytest.mark.django_db(transaction=True)
+def test_runner_integration_two_turns_the_second_sees_the_first(runner_method):
+    async def flow() -> None:
+        try:
+            session = make_session("runner")
+            model = ScriptedModel()
+            agent = Agent(name="test", model=model)
+            model.enqueue([assistant_message("San Francisco")])
+            question = "What city is the Golden Gate Bridge in?"
+            first = await run_agent(runner_method, agent, question, session=session)
+            assert first.final_output == "San Francisco"
+            model.enqueue([assistant_message("California")])
+            second = await run_agent(runner_method, agent, "What state is it in?", session=session)
+            assert second.final_output == "California"
+            seen = model.calls[-1].input
+            assert len(seen) == 3
+            assert any("Golden Gate Bridge" in str(item.get("content", "")) for item in seen)
+            assert "San Francisco" in json.dumps(seen)
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    asyncio.run(flow())  # no outer async_to_sync: the ORM runs in asgiref's own thread
     stored = ChatSession.objects.get(session_id="runner")
     rows = list(stored.messages.chronological())
     assert [(m.role, m.content) for m in rows] == [
