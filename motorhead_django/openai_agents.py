@@ -21,9 +21,10 @@ Only this module imports ``agents``; the rest of the app never does.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC, SessionSettings
@@ -37,6 +38,8 @@ from .conf import motorhead_settings
 from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
 
 __all__ = ["DjangoSession", "item_role_and_text"]
+
+_T = TypeVar("_T")
 
 # Roles of message items, stored under the roles Motorhead's own clients write.
 ROLES = {"user": "Human", "assistant": "AI", "system": "System", "developer": "System"}
@@ -93,15 +96,15 @@ class DjangoSession(SessionABC):
         """Append ``items`` in one transaction, after every item already stored (also those
         another process is adding now: the session's sequence orders them); ``[]`` is a no-op."""
         if items:
-            await sync_to_async(self._add_items, thread_sensitive=True)(list(items))
+            await _settled(sync_to_async(self._add_items, thread_sensitive=True)(list(items)))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or None when there is none."""
-        return await sync_to_async(self._pop_item, thread_sensitive=True)()
+        return await _settled(sync_to_async(self._pop_item, thread_sensitive=True)())
 
     async def clear_session(self) -> None:
         """Remove every item; the id can be used again at once (see docs/agents.md)."""
-        await sync_to_async(self._clear_session, thread_sensitive=True)()
+        await _settled(sync_to_async(self._clear_session, thread_sensitive=True)())
 
     # The synchronous implementations.
 
@@ -181,6 +184,28 @@ class DjangoSession(SessionABC):
                 archive, [(m.role, m.content) for m in chunk], items=[m.item for m in chunk]
             )
         return archive
+
+
+async def _settled(change: Awaitable[_T]) -> _T:
+    """The outcome of a change, even when the caller is cancelled meanwhile.
+
+    The transaction runs in a thread that a cancellation cannot stop: it commits or
+    rolls back regardless. So a cancelled caller waits for that outcome and only then
+    gets its ``CancelledError`` (a failure of the change is then not reported), and
+    an item is never written behind the back of a caller told it was cancelled
+    before the write finished. (The SDK's own backends do the same.)
+    """
+    task = asyncio.ensure_future(change)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    if cancelled is not None:
+        task.exception()  # retrieved: a failed change is not logged as never awaited
+        raise cancelled
+    return task.result()
 
 
 def _server_copy_is_stale(session: ChatSession) -> None:

@@ -510,6 +510,50 @@ def test_the_compaction_wrapper_keeps_the_record_with_archive_on_clear():
     assert [m.item for m in archive.messages.chronological()] == items
 
 
+@pytest.mark.parametrize("operation", ["add", "pop", "clear"])
+def test_a_cancelled_caller_learns_of_it_only_once_the_change_is_done(operation, monkeypatch):
+    """As the SDK's own backends (test_mutation_cancellation_waits_for_authoritative_outcome)."""
+    import threading
+
+    session = make_session("cancelled")
+    run(
+        lambda: session.add_items(
+            [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]
+        )
+    )
+    started, release = threading.Event(), threading.Event()
+    original = memory.get_or_create_session
+
+    def slow(*args: Any, **kwargs: Any) -> ChatSession:
+        started.set()
+        assert release.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(memory, "get_or_create_session", slow)
+    change = {
+        "add": lambda: session.add_items([{"role": "user", "content": "three"}]),
+        "pop": session.pop_item,
+        "clear": session.clear_session,
+    }[operation]
+
+    async def flow() -> bool:
+        task = asyncio.ensure_future(change())
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        finished_early = task.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return finished_early
+
+    assert run(flow) is False  # it waited for the transaction, then raised
+    monkeypatch.setattr(memory, "get_or_create_session", original)
+    contents = [item["content"] for item in run(session.get_items)]
+    assert contents == {"add": ["one", "two", "three"], "pop": ["one"], "clear": []}[operation]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_safe_in_a_running_event_loop_without_async_unsafe(monkeypatch):
     monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
