@@ -158,7 +158,7 @@ class DjangoSession(SessionABC):
             stale = session.messages.filter(sync_state=MessageSyncState.SYNCED).exists()
             session.messages.all().delete()
             ChatSession.objects.filter(pk=session.pk).update(
-                context=None, context_pending=False, updated_at=timezone.now()
+                context=None, tokens=0, context_pending=False, updated_at=timezone.now()
             )
             if stale:
                 _server_copy_is_stale(session)

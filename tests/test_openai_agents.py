@@ -569,6 +569,27 @@ def test_safe_in_a_running_event_loop_without_async_unsafe(monkeypatch):
     assert asyncio.run(flow()) == ITEMS[:4]
 
 
+def test_pop_of_an_item_never_sent_leaves_the_server_alone(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
+    scheduled: list[Any] = []
+    monkeypatch.setattr("motorhead_django.tasks.schedule", lambda task, pk: scheduled.append(task))
+    session = make_session("unsent")
+    with django_capture_on_commit_callbacks(execute=True):
+        run(lambda: session.add_items(ITEMS[:2]))
+        assert run(session.pop_item) == ITEMS[1]
+    stored = ChatSession.objects.get(session_id="unsent")
+    assert stored.sync_state == SyncState.PENDING and stored.drift == "" and scheduled == []
+    ChatMessage.objects.filter(session=stored).update(sync_state="synced")
+    with django_capture_on_commit_callbacks(execute=True):
+        run(session.pop_item)
+    stored.refresh_from_db()
+    assert stored.sync_state == SyncState.DRIFTED and "pop_item" in stored.drift
+    assert [task.name for task in scheduled] == ["motorhead_django.resync_session"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_pop_of_a_pushed_item_rebuilds_the_servers_copy(settings, motorhead_server):
     settings.MOTORHEAD = {"URL": motorhead_server.url}
