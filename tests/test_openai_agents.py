@@ -209,6 +209,71 @@ def test_runner_with_a_tool_call_keeps_call_and_output():
     assert rows[2].content == "[function_call_output call_9] found cats"
 
 
+@pytest.mark.parametrize("runner_method", ["run", "run_sync", "run_streamed"])
+@pytest.mark.django_db(transaction=True)
+def test_session_limit_through_run_config(runner_method):
+    """The SDK's tests/memory/test_session_limit.py: limit N, 0, none and more than all."""
+    from agents import RunConfig
+
+    async def turn(agent: Agent, model: ScriptedModel, n: int, limit: int | None) -> list[Any]:
+        model.enqueue([assistant_message(f"Reply {n}")])
+        config = RunConfig(session_settings=SessionSettings(limit=limit))
+        await run_agent(runner_method, agent, f"Message {n}", session=session, run_config=config)
+        return model.calls[-1].input
+
+    async def flow() -> None:
+        try:
+            model = ScriptedModel()
+            agent = Agent(name="test", model=model)
+            for n in (1, 2, 3):
+                await turn(agent, model, n, None)
+            assert len(await session.get_items()) == 6
+            seen = await turn(agent, model, 4, 2)
+            assert [i.get("content") for i in (seen[0], seen[2])] == ["Message 3", "Message 4"]
+            assert seen[1]["content"][0]["text"] == "Reply 3"
+            assert await turn(agent, model, 5, 0) == [{"role": "user", "content": "Message 5"}]
+            assert len(await turn(agent, model, 6, None)) == 11
+            assert len(await turn(agent, model, 7, 100)) == 13
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    session = make_session("limits")
+    asyncio.run(flow())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_session_limit_drops_an_output_whose_call_is_cut_off():
+    """The SDK's test_session_limit_drops_unmatched_history_function_call_output."""
+    from agents import RunConfig
+
+    history: list[Any] = [
+        {"role": "user", "content": "What is the weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "It is sunny.", "annotations": []}],
+        },
+    ]
+
+    async def flow() -> list[Any]:
+        try:
+            session = make_session("limit-pair")
+            await session.add_items(history)
+            assert await session.get_items(limit=2) == history[-2:]
+            model = ScriptedModel()
+            model.enqueue([assistant_message("Tomorrow is sunny too.")])
+            config = RunConfig(session_settings=SessionSettings(limit=2))
+            agent = Agent(name="test", model=model)
+            await Runner.run(agent, "What about tomorrow?", session=session, run_config=config)
+            return model.calls[-1].input
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(flow()) == [history[-1], {"role": "user", "content": "What about tomorrow?"}]
+
+
 def test_session_isolation():
     async def flow() -> str:
         one, two = make_session("s-1"), make_session("s-2")
