@@ -682,14 +682,16 @@ def test_pop_of_a_pushed_item_rebuilds_the_servers_copy(settings, motorhead_serv
 
 WRITER = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, sys, time
     import django
     django.setup()
     from motorhead_django.openai_agents import DjangoSession
 
     async def main():
         session = DjangoSession("two-processes")
-        for batch in range(20):
+        await session.get_items(limit=1)  # connected: both start writing together
+        await asyncio.sleep(max(0, float(sys.argv[2]) - time.time()))
+        for batch in range(BATCHES):
             await session.add_items(
                 [{"role": "user", "content": f"{sys.argv[1]}-{batch}-{n}"} for n in range(5)]
             )
@@ -697,10 +699,13 @@ WRITER = textwrap.dedent(
     asyncio.run(main())
     """
 )
+BATCHES = 40
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_order(postgres):
+    import time
+
     memory.get_or_create_session("two-processes")
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
@@ -709,23 +714,30 @@ def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_or
         "MOTORHEAD_TEST_BROKER": "memory://",
         "PYTHONPATH": str(ROOT),
     }
+    start = str(time.time() + 4)
+    code = WRITER.replace("BATCHES", str(BATCHES))
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, name], env=env, cwd=ROOT)
+        subprocess.Popen([sys.executable, "-c", code, name, start], env=env, cwd=ROOT)
         for name in ("a", "b")
     ]
     assert [writer.wait(120) for writer in writers] == [0, 0]
-    items = run(make_session("two-processes").get_items)
-    contents = [item["content"] for item in items]
-    assert len(contents) == 200 and len(set(contents)) == 200
-    for start in range(0, 200, 5):  # every batch whole, in its order
-        name, batch, _ = contents[start].split("-")
-        assert contents[start : start + 5] == [f"{name}-{batch}-{n}" for n in range(5)]
+    contents = [item["content"] for item in run(make_session("two-processes").get_items)]
+    total = 2 * BATCHES * 5
+    assert len(contents) == total and len(set(contents)) == total
+    for first in range(0, total, 5):  # every batch whole, in its order
+        name, batch, _ = contents[first].split("-")
+        assert contents[first : first + 5] == [f"{name}-{batch}-{n}" for n in range(5)]
     for name in ("a", "b"):  # each process's batches in the order it wrote them
         mine = [c for c in contents if c.startswith(f"{name}-")]
-        assert mine == [f"{name}-{b}-{n}" for b in range(20) for n in range(5)]
+        assert mine == [f"{name}-{b}-{n}" for b in range(BATCHES) for n in range(5)]
+    writers_in_order = [c[0] for c in contents[::5]]
+    switches = sum(
+        1 for x, y in zip(writers_in_order, writers_in_order[1:], strict=False) if x != y
+    )
+    assert switches >= 2, "the two processes did not write at the same time"
     sequences = list(
         ChatMessage.objects.filter(session__session_id="two-processes")
         .order_by("sequence")
         .values_list("sequence", flat=True)
     )
-    assert sequences == list(range(1, 201))
+    assert sequences == list(range(1, total + 1))
