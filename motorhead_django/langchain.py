@@ -121,7 +121,10 @@ def to_langchain(message: ChatMessage) -> BaseMessage:
     from LangChain, else LangChain's type for its role (any other role keeps its name)."""
     item = message.item
     if isinstance(item, dict) and _is_serialized(item):
-        return messages_from_dict([item])[0]
+        try:
+            return messages_from_dict([item])[0]
+        except (ValueError, KeyError, TypeError):  # edited by hand: the text is still there
+            pass
     kind = _TYPES.get(message.role.lower())
     if kind is None:
         return RoleMessage(content=message.content, role=message.role)

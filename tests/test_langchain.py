@@ -283,3 +283,11 @@ def test_rows_other_clients_wrote_and_agents_items_read_as_plain_messages():
         HumanMessage("hi"),
         AIMessage("[function_call f] {}"),
     ]
+
+
+def test_an_item_edited_into_something_unreadable_falls_back_to_the_text():
+    DjangoChatMessageHistory("lc-edited").add_messages([HumanMessage("hello", id="h")])
+    ChatSession.objects.get(session_id="lc-edited").messages.update(
+        item={"type": "human", "data": {"no": "content"}}
+    )
+    assert DjangoChatMessageHistory("lc-edited").messages == [HumanMessage("hello")]
