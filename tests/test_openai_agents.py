@@ -25,7 +25,7 @@ from django.db import connection, connections
 pytest.importorskip("agents", reason="install the openai-agents extra")
 
 from agents import Agent, Runner, set_tracing_disabled  # noqa: E402
-from agents.memory import SessionSettings  # noqa: E402
+from agents.memory import Session, SessionSettings  # noqa: E402
 from agents.testing import ScriptedModel, assistant_message, function_call  # noqa: E402
 
 from motorhead_django import memory  # noqa: E402
@@ -678,6 +678,31 @@ def test_pop_of_a_pushed_item_rebuilds_the_servers_copy(settings, motorhead_serv
     assert not ChatMessage.objects.filter(session__session_id="pushed").exists()
     run(lambda: flow(lambda: session.add_items([{"role": "user", "content": "new"}])))
     assert [m["content"] for m in motorhead_server.stored_messages("pushed")] == ["new"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_on_clear_with_a_server_pushes_the_archive_and_replaces_the_session(
+    settings, motorhead_server
+):
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    session = make_session("compacted", archive_on_clear=True)
+
+    async def flow() -> None:
+        try:
+            await session.add_items(ITEMS[:4])
+            await session.clear_session()
+            await session.add_items([{"role": "user", "content": "summary of four items"}])
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    asyncio.run(flow())
+    archive = ChatSession.objects.get(session_id__startswith="compacted~archived-")
+    pushed = [m["content"] for m in motorhead_server.stored_messages(archive.session_id)]
+    assert pushed == [item_role_and_text(item)[1] for item in ITEMS[:4]]
+    assert [m["content"] for m in motorhead_server.stored_messages("compacted")] == [
+        "summary of four items"
+    ]
+    assert isinstance(session, Session)  # the SDK's protocol, checked at run time
 
 
 WRITER = textwrap.dedent(
