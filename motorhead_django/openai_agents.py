@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
@@ -123,14 +123,21 @@ class DjangoSession(SessionABC):
         memory.validate_items(raw, len(raw))  # up front: errors name the item's own index
         pairs = [item_role_and_text(item) for item in raw]
         batch = motorhead_settings.MAX_MESSAGES_PER_REQUEST
-        with transaction.atomic():  # one write however many batches the limit cuts it into
-            session = self._session()
-            for start in range(0, len(pairs), batch):
-                memory.append_messages(
-                    session, pairs[start : start + batch], items=raw[start : start + batch]
-                )
+
+        def write() -> None:
+            with transaction.atomic():  # one write however many batches the limit cuts it into
+                session = self._session()
+                for start in range(0, len(pairs), batch):
+                    memory.append_messages(
+                        session, pairs[start : start + batch], items=raw[start : start + batch]
+                    )
+
+        _again_if_cleared(write)
 
     def _pop_item(self) -> TResponseInputItem | None:
+        return _again_if_cleared(self._pop_newest)
+
+    def _pop_newest(self) -> TResponseInputItem | None:
         with transaction.atomic():
             session = self._locked_session()
             newest = session.messages.order_by("-sequence").first()
@@ -146,6 +153,9 @@ class DjangoSession(SessionABC):
         return stored_item(newest)
 
     def _clear_session(self) -> None:
+        _again_if_cleared(self._clear)
+
+    def _clear(self) -> None:
         with transaction.atomic():
             session = self._locked_session()
             if self.archive_on_clear:
@@ -184,6 +194,15 @@ class DjangoSession(SessionABC):
                 archive, [(m.role, m.content) for m in chunk], items=[m.item for m in chunk]
             )
         return archive
+
+
+def _again_if_cleared(change: Callable[[], _T]) -> _T:
+    """Run ``change``, once more if a concurrent ``clear_session`` (local-only mode, where
+    it deletes the session row) removed the session between our read and our write."""
+    try:
+        return change()
+    except ChatSession.DoesNotExist:
+        return change()
 
 
 async def _settled(change: Awaitable[_T]) -> _T:

@@ -619,6 +619,34 @@ def test_a_cancelled_caller_learns_of_it_only_once_the_change_is_done(operation,
     assert contents == {"add": ["one", "two", "three"], "pop": ["one"], "clear": []}[operation]
 
 
+@pytest.mark.parametrize("operation", ["add", "pop", "clear"])
+def test_a_session_cleared_meanwhile_is_started_again(operation, monkeypatch):
+    """Local-only mode: another process's clear_session deleted the row between our read
+    and our write; the change is made again on a fresh session, not lost in an error."""
+    session = make_session("raced")
+    run(lambda: session.add_items([{"role": "user", "content": "old"}]))
+    original = memory.get_or_create_session
+    stale = ChatSession.objects.get(session_id="raced")
+    ChatSession.objects.filter(pk=stale.pk).delete()  # the other process's clear
+    calls = []
+
+    def cleared_meanwhile(*args: Any, **kwargs: Any) -> ChatSession:
+        calls.append(1)
+        return stale if len(calls) == 1 else original(*args, **kwargs)
+
+    monkeypatch.setattr(memory, "get_or_create_session", cleared_meanwhile)
+    change = {
+        "add": lambda: session.add_items([{"role": "user", "content": "new"}]),
+        "pop": session.pop_item,
+        "clear": session.clear_session,
+    }[operation]
+    assert run(change) is None
+    monkeypatch.setattr(memory, "get_or_create_session", original)
+    expected = {"add": [{"role": "user", "content": "new"}], "pop": [], "clear": []}
+    assert run(session.get_items) == expected[operation]
+    assert len(calls) == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_safe_in_a_running_event_loop_without_async_unsafe(monkeypatch):
     monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
