@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Set up and run motorhead-django for development: the README's two commands.
 
-    python3.11 dev.py example   # the example project on SQLite, synced with an embedded Motorhead
-    python3.11 dev.py test      # the whole test suite, on SQLite and then on PostgreSQL
+    python3.11 dev.py example           # the example project, synced with an embedded Motorhead
+    python3.11 dev.py example --worker  # the same, with a Celery worker and beat on a broker
+    python3.11 dev.py test              # the whole suite, on SQLite and then on PostgreSQL
 
 Both create ``.venv`` and install the package with its development extras when
 needed, so a fresh clone with only Python 3.11 needs nothing else. Extra
@@ -15,6 +16,10 @@ Environment:
     CI               "true": a missing service fails the run instead of skipping
     PORT             the example project's port (default 8000)
     MOTORHEAD_URL    use this Motorhead server instead of the embedded one
+    CELERY_BROKER_URL  the example's broker; --worker defaults it to
+                     redis://127.0.0.1:6379/0 (without it and --worker, tasks run eagerly)
+    DEBUG            the example's DEBUG (default "true")
+The example project reads more variables (DATABASE_URL, SECRET_KEY, ...): see README.md.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".motorhead-django-installed"
 INSTALL_INPUTS = (ROOT / "setup.cfg", ROOT / "pyproject.toml")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
 def say(text: str) -> None:
@@ -88,19 +94,70 @@ def start_test_server() -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
-def example() -> int:
+def celery_commands(env: dict[str, str]) -> list[str]:
+    """The worker and beat command lines to run beside the example, as a shell would read them."""
+    prefix = " ".join(
+        f"{name}={env[name]}"
+        for name in ("CELERY_BROKER_URL", "MOTORHEAD_URL", "DATABASE_URL")
+        if env.get(name)
+    )
+    return [f"{prefix} .venv/bin/celery -A example_project {role} -l info" for role in ROLES]
+
+
+ROLES = ("worker", "beat")
+
+
+def start_celery(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """Start the worker and beat of celery_commands(env) as child processes."""
+    return [
+        subprocess.Popen(
+            [str(VENV / "bin" / "celery"), "-A", "example_project", role, "-l", "info"],
+            cwd=ROOT,
+            env=env,
+        )
+        for role in ROLES
+    ]
+
+
+def example(argv: list[str]) -> int:
+    unknown = [arg for arg in argv if arg != "--worker"]
+    if unknown:
+        sys.exit(f"dev.py example: unknown argument(s) {' '.join(unknown)} (only --worker)")
+    with_worker = "--worker" in argv
     ensure_installed()
     env = dict(os.environ)
     env.setdefault("DEBUG", "true")
+    if with_worker:
+        env.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+        if not reachable(env["CELERY_BROKER_URL"], 6379):
+            sys.exit(
+                f"--worker needs a broker: nothing answers at {env['CELERY_BROKER_URL']} "
+                "(start Redis, or set CELERY_BROKER_URL)."
+            )
     manage = (PYTHON, "manage.py")
     if run(*manage, "migrate", "--noinput", env=env) != 0:
         return 1
     if run(*manage, "example_demo_user", env=env) != 0:
         return 1
-    server = None
+    children: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     if not env.get("MOTORHEAD_URL"):
         server, env["MOTORHEAD_URL"] = start_test_server()
+        children.append(server)
         say(f"embedded Motorhead test server (upstream for sync): {env['MOTORHEAD_URL']}")
+    commands = celery_commands(env)
+    if with_worker:
+        say("starting the Celery worker and beat:")
+        for command in commands:
+            say(f"  {command}")
+        children += start_celery(env)
+    elif env.get("CELERY_BROKER_URL"):
+        say("run the Celery worker and beat beside it, each in a terminal of its own:")
+        for command in commands:
+            say(f"  {command}")
+    else:
+        say("Celery tasks run eagerly in the web process (no CELERY_BROKER_URL). For a worker and")
+        say("beat: `python3.11 dev.py example --worker`, or set CELERY_BROKER_URL (e.g.")
+        say(f"{DEFAULT_BROKER_URL}) and run the two commands this then prints.")
     port = env.get("PORT", "8000")
     say(f"example project: http://127.0.0.1:{port}/admin/  (Ctrl-C stops it)")
     # --noreload: one process, so the upstream above stays the upstream.
@@ -115,10 +172,13 @@ def example() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for child in (web, server):
-            if child is not None and child.poll() is None:
+        for child in [web, *reversed(children)]:
+            if child.poll() is None:
                 child.terminate()
-                child.wait(10)
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -161,7 +221,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("example", "test"):
         print(__doc__)
         return 2
-    return example() if argv[0] == "example" else test(argv[1:])
+    return example(argv[1:]) if argv[0] == "example" else test(argv[1:])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-from motorhead_django.models import ChatMessage, ChatSession  # noqa: E402
+from motorhead_django.models import ChatMessage, ChatSession, server_id  # noqa: E402
 
 SESSIONS = 100_000
 
@@ -35,6 +35,8 @@ def fill() -> None:
         sessions = ChatSession.objects.bulk_create(
             ChatSession(
                 session_id=f"session-{n}",
+                # bulk_create skips save(): the server id is given here.
+                remote_id=server_id(owners[n % 100].pk if n % 10 == 0 else None, f"session-{n}"),
                 namespace=f"ns{n % 5}",
                 owner=owners[n % 100] if n % 10 == 0 else None,
                 sync_state=("synced", "pending", "failed")[n % 3],

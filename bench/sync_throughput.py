@@ -176,7 +176,7 @@ def idle_sweep(count: int) -> None:
     ChatSession.objects.all().delete()
     for start in range(0, count, 10_000):
         ChatSession.objects.bulk_create(
-            ChatSession(session_id=f"idle-{n}", sync_state=SyncState.SYNCED)
+            ChatSession(session_id=f"idle-{n}", remote_id=f"idle-{n}", sync_state=SyncState.SYNCED)
             for n in range(start, min(start + 10_000, count))
         )
     with connection.cursor() as cursor:

@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from motorhead_django.schedule import beat_schedule
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -87,6 +89,11 @@ DATABASES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One pusher per session across worker processes needs PostgreSQL's advisory
+# locks (docs/sync.md): on SQLite the worker runs a single process.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    CELERY_WORKER_CONCURRENCY = 1
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -105,6 +112,16 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = "CELERY_BROKER_URL" not in os.environ
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Beat's periodic sweep, pull and drift verify (celery -A example_project beat).
+_sweep_interval = float(os.environ.get("MOTORHEAD_SWEEP_INTERVAL", "60"))
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    sweep=_sweep_interval,
+    pull=float(os.environ.get("MOTORHEAD_PULL_INTERVAL", "300")),
+    verify=float(os.environ.get("MOTORHEAD_VERIFY_INTERVAL", "3600")),
+)
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "celerybeat-schedule")
+)
 
 # OpenAPI schema of the REST and Motorhead-compatible routes (drf-spectacular).
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
@@ -120,6 +137,7 @@ MOTORHEAD = {
     "API_KEY": os.environ.get("MOTORHEAD_API_KEY") or None,
     "CLIENT_ID": os.environ.get("MOTORHEAD_CLIENT_ID") or None,
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
+    "SWEEP_INTERVAL": _sweep_interval,
 }
 
 LOGGING = {

@@ -33,7 +33,7 @@ from django.utils.translation import ngettext
 from . import memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
-from .exceptions import MotorheadError, MotorheadValidationError
+from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
 from .memory import MAX_JSON_DEPTH, json_too_deep
 from .models import ApiKey, ChatMessage, ChatSession, SummaryVersion, SyncState
 
@@ -167,6 +167,11 @@ class ChatSessionForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned = self.cleaned_data
+        if self.instance.pk is None and not cleaned.get("owner") and cleaned.get("session_id"):
+            try:
+                memory.validate_ownerless_id(cleaned["session_id"])
+            except MotorheadValidationError as exc:
+                self.add_error("session_id", exc.errors["session_id"])
         if cleaned.get("add_content"):
             try:
                 memory.validate_messages([(cleaned.get("add_role") or "", cleaned["add_content"])])
@@ -257,9 +262,10 @@ class ChatSessionAdmin(NulSafeChangelist):
         return ("session_id", f"owner__{username}", "messages__content")
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        identity = (None, {"fields": ("session_id", "namespace", "owner", "metadata")})
         if obj is None:
-            return (identity, (_("Summary"), {"fields": ("context",)}))
+            new = (None, {"fields": ("session_id", "namespace", "owner", "metadata")})
+            return (new, (_("Summary"), {"fields": ("context",)}))
+        identity = (None, {"fields": ("session_id", "namespace", "remote_id", "owner", "metadata")})
         # Adding messages is a change: a view-only page shows the transcript alone.
         writable = self.has_change_permission(request, obj)
         conversation = ("transcript", "add_role", "add_content") if writable else ("transcript",)
@@ -291,12 +297,42 @@ class ChatSessionAdmin(NulSafeChangelist):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id and namespace name the session on the server: fixed once created.
-        fixed = ("session_id", "namespace") if obj is not None else ()
+        fixed = ("session_id", "namespace", "remote_id") if obj is not None else ()
         return fixed + tuple(self.readonly_fields)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except MotorheadSessionExistsError:
+            # Lost a race the form's uniqueness check could not see: the other one stands.
+            self.message_user(
+                request,
+                _("A session with this id was created meanwhile for this owner; nothing saved."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: ChatSession, form: Any, change: bool) -> None:
         if not change:
-            obj.sync_state = memory.initial_sync_state()
+            # Through the core, which lets the database's constraints decide.
+            extra = {} if obj.context is None else {"context": obj.context}
+            created = memory.create_session(
+                obj.session_id,
+                namespace=obj.namespace,
+                owner=obj.owner,
+                metadata=obj.metadata,
+                **extra,
+            )
+            for field in ChatSession._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(created, field.attname))
+            obj._state.adding, obj._state.db = False, created._state.db
+            return
         super().save_model(request, obj, form, change)
         if change and "context" in form.changed_data:
             memory.set_context(obj, obj.context)  # so the sync pushes it

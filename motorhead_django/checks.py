@@ -426,3 +426,44 @@ def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+_CELERY_SETTINGS = (
+    "CELERY_BROKER_URL",
+    "BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "CELERY_ALWAYS_EAGER",
+)
+
+
+def _celery_configured() -> bool:
+    """Whether pushes can run: a broker or eager mode, in settings or on the Celery app."""
+    if any(getattr(settings, name, None) for name in _CELERY_SETTINGS):
+        return True
+    try:
+        from celery import current_app
+    except ImportError:  # pragma: no cover  (celery is a dependency)
+        return False
+    conf = current_app.conf
+    return bool(conf.broker_url or conf.broker_write_url or conf.task_always_eager)
+
+
+@register(Tags.compatibility)
+def check_broker(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    url = user.get("URL")
+    if not url or not isinstance(url, str) or user.get("SYNC_ENABLED") is False:
+        return []
+    if _celery_configured():
+        return []
+    return [
+        Error(
+            "MOTORHEAD['URL'] is set but Celery has neither a broker nor eager mode: the push "
+            "tasks would go to Celery's default broker (amqp://guest@localhost//) and the "
+            "messages would stay pending.",
+            hint="Set CELERY_BROKER_URL and run `celery -A yourproject worker` and `beat` "
+            "(see the README's Celery section), or set CELERY_TASK_ALWAYS_EAGER = True to push "
+            "from the web process.",
+            id=_id("E014"),
+        )
+    ]

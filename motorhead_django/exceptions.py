@@ -63,6 +63,14 @@ class MotorheadValidationError(MotorheadError, ValueError):
         super().__init__(text, **kwargs)
 
 
+class MotorheadSessionExistsError(MotorheadValidationError):
+    """:func:`memory.create_session` lost to an existing session with this id in this scope
+    (the database's unique constraint decided; the existing session is untouched)."""
+
+    def __init__(self, message: str = "A session with this id already exists.", **kwargs: Any):
+        super().__init__({"session_id": message}, **kwargs)
+
+
 class MotorheadConfigurationError(ImproperlyConfigured):
     """The ``MOTORHEAD`` setting does not allow this (for example, no URL)."""
 

@@ -67,6 +67,8 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         window: int | None = None,
     ) -> None:
         memory.validate_session_id(session_id)  # refused here, not on first use
+        if owner is None:
+            memory.validate_ownerless_id(session_id)
         if namespace is not None:
             memory.validate_namespace(namespace)
         self.session_id = session_id

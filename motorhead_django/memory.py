@@ -26,8 +26,16 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import motorhead_settings
-from .exceptions import MotorheadValidationError
-from .models import ChatMessage, ChatSession, MessageOrigin, MessageSyncState, SyncState
+from .exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from .models import (
+    OWNED_ID,
+    ChatMessage,
+    ChatSession,
+    MessageOrigin,
+    MessageSyncState,
+    SyncState,
+    server_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +57,109 @@ class Memory:
         return tuple(reversed(self.messages))
 
 
+def create_session(
+    session_id: str,
+    *,
+    namespace: str | None = None,
+    owner: Any = None,
+    metadata: dict[str, Any] | None = None,
+    context: str | None = _UNSET,
+    remote_id: str | None = None,
+) -> ChatSession:
+    """Create a session, or raise :class:`MotorheadSessionExistsError`.
+
+    No check-then-act: the insert runs and the database's unique constraints
+    decide (ids are unique per owner and namespace, server ids per namespace),
+    so of two concurrent creations exactly one wins and the other's caller gets
+    the error, with the winner's session untouched. ``remote_id`` (the id on the
+    server) defaults to ``u<owner pk>:<session id>``, or the id without an owner;
+    only the importer passes one.
+    """
+    validate_session_id(session_id)
+    if owner is None:
+        validate_ownerless_id(session_id)
+    namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    validate_namespace(namespace)
+    if metadata is not None:
+        validate_metadata(metadata)
+    session = ChatSession(
+        session_id=session_id,
+        namespace=namespace,
+        owner=owner,
+        metadata={} if metadata is None else metadata,
+        sync_state=initial_sync_state(),
+        remote_id=remote_id or server_id(getattr(owner, "pk", None), session_id),
+    )
+    if context is not _UNSET:
+        session.context = validate_context(context)
+        session.context_pending = motorhead_settings.SYNC_ENABLED
+    try:
+        with transaction.atomic():
+            session.save(force_insert=True)
+    except IntegrityError:
+        raise MotorheadSessionExistsError(session_id=session_id) from None
+    return session
+
+
+def find_session(
+    session_id: str, *, namespace: str | None = None, owner: Any = None
+) -> ChatSession | None:
+    """The session ``owner`` (None: the ownerless scope) knows by this id, or None.
+
+    Without an owner a session is addressed by its server id, which for a session
+    created without an owner is its id: so a session whose owner's account was
+    deleted is not reachable there under its owner's id.
+    """
+    namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    sessions = ChatSession.objects.filter(namespace=namespace)
+    if owner is None:
+        sessions = sessions.filter(owner__isnull=True, remote_id=session_id)
+        return sessions.filter(session_id=session_id).first()
+    return sessions.filter(owner=owner, session_id=session_id).first()
+
+
 def get_or_create_session(
     session_id: str, *, namespace: str | None = None, owner: Any = None
 ) -> ChatSession:
-    """The session with this id in this namespace, created when missing."""
+    """The owner's session with this id in this namespace, created when missing.
+
+    Two concurrent first writes both end on the one session :func:`create_session`
+    let win. Raises :class:`MotorheadSessionExistsError` only when the id is held
+    in a way this owner cannot reach (a session created before ids were scoped per
+    owner, whose server id this is).
+    """
     validate_session_id(session_id)
-    namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
-    validate_namespace(namespace)
-    defaults = {"owner": owner, "sync_state": initial_sync_state()}
+    session = find_session(session_id, namespace=namespace, owner=owner)
+    if session is not None:
+        return session
     try:
-        session, _ = ChatSession.objects.get_or_create(
-            session_id=session_id, namespace=namespace, defaults=defaults
-        )
-    except IntegrityError:
-        # A concurrent request created it between our read and our insert.
-        session = ChatSession.objects.get(session_id=session_id, namespace=namespace)
-    return session
+        return create_session(session_id, namespace=namespace, owner=owner)
+    except MotorheadSessionExistsError:
+        session = find_session(session_id, namespace=namespace, owner=owner)
+        if session is None:
+            raise
+        return session
+
+
+def claim_sessions(sessions: Iterable[ChatSession], owner: Any) -> tuple[int, list[ChatSession]]:
+    """Give sessions without an owner to ``owner``; returns ``(claimed, conflicts)``.
+
+    A claimed session keeps its server id (so sync and pull go on as before) and
+    becomes reachable through the owner's API keys and REST. A session the owner
+    already has another one of (same id and namespace) is left alone, in ``conflicts``.
+    """
+    claimed, conflicts = 0, []
+    for session in sessions:
+        try:
+            with transaction.atomic():
+                done = ChatSession.objects.filter(pk=session.pk, owner__isnull=True).update(
+                    owner=owner, updated_at=timezone.now()
+                )
+        except IntegrityError:
+            conflicts.append(session)
+            continue
+        claimed += done
+    return claimed, conflicts
 
 
 def append_messages(
@@ -222,7 +317,7 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
         from .exceptions import MotorheadError
 
         try:
-            found = get_client().retrieve(session.session_id, text)
+            found = get_client().retrieve(session.remote_id, text)
         except MotorheadError as exc:
             logger.warning("Upstream retrieval for %s failed, searching locally: %s", session, exc)
         else:
@@ -463,6 +558,18 @@ def validate_session_id(session_id: Any) -> None:
         if "control" in problem:
             problem = "A session id cannot contain control characters."
         raise MotorheadValidationError({"session_id": problem})
+
+
+def validate_ownerless_id(session_id: str) -> None:
+    """Refuse, for a session without an owner, an id in the ``u<digits>:`` form that the
+    server ids of owned sessions take (so the two can never collide)."""
+    if OWNED_ID.fullmatch(session_id):
+        raise MotorheadValidationError(
+            {
+                "session_id": "Ids of the form u<digits>:… are reserved for sessions with "
+                "an owner (they name them on the server)."
+            }
+        )
 
 
 def validate_namespace(namespace: Any) -> str:

@@ -50,7 +50,17 @@ class ChatSession(models.Model):
     session_id = models.CharField(
         _("session id"),
         max_length=255,
-        help_text=_("The id the Motorhead server knows this session by."),
+        help_text=_("The id its owner's clients use; unique per owner and namespace."),
+    )
+    remote_id = models.CharField(
+        _("server id"),
+        max_length=300,
+        editable=False,
+        help_text=_(
+            "The id the Motorhead server knows this session by: u<owner id>:<session id> "
+            "for a session created by a user, the session id itself for one without an "
+            "owner (and for sessions imported or created before ids were scoped per owner)."
+        ),
     )
     namespace = models.CharField(
         _("namespace"),
@@ -133,8 +143,16 @@ class ChatSession(models.Model):
         verbose_name_plural = _("chat sessions")
         ordering = ("-created_at", "-pk")
         constraints = [
+            # Ids are scoped per owner: one user can neither see nor take another's id.
             models.UniqueConstraint(
-                fields=("namespace", "session_id"), name="motorhead_session_id_per_namespace"
+                fields=("owner", "namespace", "session_id"),
+                condition=Q(owner__isnull=False),
+                name="motorhead_session_id_per_owner",
+            ),
+            # Sessions without an owner are addressed by their server id, which is
+            # then their session id (memory.find_session): unique like the server's.
+            models.UniqueConstraint(
+                fields=("namespace", "remote_id"), name="motorhead_session_remote_id"
             ),
         ]
         indexes = [
@@ -157,6 +175,29 @@ class ChatSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.session_id}" if self.namespace else self.session_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.remote_id:  # fixed once set: the server knows the session by it
+            self.remote_id = server_id(self.owner_id, self.session_id)
+        super().save(*args, **kwargs)
+
+
+#: The server id form of a session created by a user: ``u<user pk>:<session id>``.
+OWNED_ID = re.compile(r"u([0-9]+):(.*)", re.DOTALL)
+
+
+def server_id(owner_pk: int | None, session_id: str) -> str:
+    """The id the Motorhead server gets for a new session: ``u<owner pk>:<id>`` when it
+    has an owner (collision-free: no ownerless id may take that form), else the id."""
+    return session_id if owner_pk is None else f"u{owner_pk}:{session_id}"
+
+
+def parse_server_id(remote_id: str) -> tuple[int | None, str]:
+    """``(owner pk, session id)`` for a server id (:func:`server_id` reversed)."""
+    match = OWNED_ID.fullmatch(remote_id)
+    if match is None:
+        return None, remote_id
+    return int(match.group(1)), match.group(2)
 
 
 class ChatMessage(models.Model):

@@ -22,7 +22,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,7 +33,7 @@ from . import memory, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
-from .exceptions import MotorheadError, MotorheadValidationError
+from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
 from .locks import locked_session
 from .models import (
     ChatMessage,
@@ -40,6 +42,7 @@ from .models import (
     MessageSyncState,
     SummaryVersion,
     SyncState,
+    parse_server_id,
 )
 from .querysets import ChatMessageQuerySet
 
@@ -173,7 +176,7 @@ def pull_session(session_pk: int, *, client: MotorheadClient | None = None) -> P
             result.skipped = "deleted"
             return result
         try:
-            remote = (client or get_client()).get_memory(session.session_id)
+            remote = (client or get_client()).get_memory(session.remote_id)
         except MotorheadError as exc:
             result.error = redaction.error_text(exc)
             logger.warning("Pull of %s failed: %s", session, result.error)
@@ -304,7 +307,7 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
             return ""
         if session.sync_state not in (SyncState.SYNCED, SyncState.DRIFTED):
             return ""  # pending work first: the push is about to change the window
-        remote = (client or get_client()).get_memory(session.session_id)
+        remote = (client or get_client()).get_memory(session.remote_id)
         window = [(m.role, m.content) for m in remote.chronological]
         drift = compare(window, _synced(session).newest(len(window) + 1)).describe(with_extras=True)
         now = timezone.now()
@@ -365,46 +368,73 @@ def import_sessions(
     *,
     page_size: int = 1000,
     refresh: bool = False,
+    owner: Any = None,
     client: MotorheadClient | None = None,
     progress: Callable[[str, int, int, str, int], object] | None = None,
 ) -> ImportResult:
     """Bring every session the server lists in ``namespaces`` into Django, resumably.
 
-    A session imported before (it has been pulled) is skipped unless
-    ``refresh``. The run stops at the first session it cannot pull, so a rerun
-    resumes there. ``progress(namespace, index, total, session_id, added)`` is
-    called after each session.
+    A server id ``u<pk>:<id>`` (what this app names a user's session by) comes back
+    as that user's session ``<id>``; any other id becomes a session of ``owner``
+    (default: none) that keeps the server's id. A session imported before (it has
+    been pulled) is skipped unless ``refresh``. The run stops at the first session
+    it cannot pull, so a rerun resumes there. ``progress(namespace, index, total,
+    session_id, added)`` is called after each session.
     """
     client = client or get_client()
     result = ImportResult()
     for namespace in dict.fromkeys(namespaces):
         # A session written during the listing moves to the last page: count it once.
         pages = remote_session_ids(client, namespace or None, size=page_size)
-        ids = list(dict.fromkeys(session_id for page in pages for session_id in page))
-        done = set(
-            ChatSession.objects.filter(
-                namespace=namespace, session_id__in=ids, last_pulled_at__isnull=False
-            ).values_list("session_id", flat=True)
+        ids = list(dict.fromkeys(remote_id for page in pages for remote_id in page))
+        known = dict(
+            ChatSession.objects.filter(namespace=namespace, remote_id__in=ids).values_list(
+                "remote_id", "last_pulled_at"
+            )
         )
-        for index, session_id in enumerate(ids, start=1):
-            if session_id in done and not refresh:
+        for index, remote_id in enumerate(ids, start=1):
+            if known.get(remote_id) is not None and not refresh:
                 result.skipped += 1
                 continue
             try:
-                session = memory.get_or_create_session(session_id, namespace=namespace)
+                session = _imported_session(remote_id, namespace, owner)
             except MotorheadValidationError as exc:
-                result.refused.append(f"{session_id!r}: {exc}")
+                result.refused.append(f"{remote_id!r}: {exc}")
                 continue
             pulled = pull_session(session.pk, client=client)
             if pulled.refused:
                 # Nothing a rerun can change: say so and go on with the others.
-                result.refused.append(f"{session_id!r}: {pulled.refused}")
+                result.refused.append(f"{remote_id!r}: {pulled.refused}")
                 continue
             if pulled.error or pulled.busy:
                 why = pulled.error or "busy (a worker holds its lock)"
-                result.stopped = f"stopped at {session_id!r}: {why}"
+                result.stopped = f"stopped at {remote_id!r}: {why}"
                 return result
             result.imported += 1
             if progress is not None:
-                progress(namespace, index, len(ids), session_id, pulled.added)
+                progress(namespace, index, len(ids), remote_id, pulled.added)
     return result
+
+
+def _imported_session(remote_id: str, namespace: str, owner: Any) -> ChatSession:
+    """The local session of a server id, created (through the core) when missing."""
+    found = ChatSession.objects.filter(namespace=namespace, remote_id=remote_id).first()
+    if found is not None:
+        return found
+    owner_pk, session_id = parse_server_id(remote_id)
+    if owner_pk is not None:
+        owner = get_user_model().objects.filter(pk=owner_pk).first()
+        if owner is None:
+            raise MotorheadValidationError(
+                {"session_id": f"Its owner (user {owner_pk}) does not exist here."}
+            )
+    try:
+        return memory.create_session(
+            session_id, namespace=namespace, owner=owner, remote_id=remote_id
+        )
+    except MotorheadSessionExistsError:
+        # Created meanwhile under this server id (a concurrent import): that one.
+        found = ChatSession.objects.filter(namespace=namespace, remote_id=remote_id).first()
+        if found is None:  # the owner already has another session with this id
+            raise
+        return found

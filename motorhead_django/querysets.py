@@ -20,12 +20,16 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         return self.filter(namespace=namespace)
 
     def owned_by(self, user: Any) -> ChatSessionQuerySet:
-        """Sessions the user may see: staff see all, anonymous users none."""
+        """The user's own sessions (none for an anonymous user), whoever the user is."""
         if user is None or not user.is_authenticated:
             return self.none()
-        if user.is_staff:
-            return self.all()
         return self.filter(owner=user)
+
+    def visible_to(self, user: Any, action: str = "view") -> ChatSessionQuerySet:
+        """Sessions ``user`` may ``view``/``change``/``delete`` (:mod:`motorhead_django.policy`)."""
+        from .policy import visible_to
+
+        return visible_to(user, action, self)  # type: ignore[return-value]
 
     def pending(self) -> ChatSessionQuerySet:
         """Sessions with sync work left (served by a partial index)."""

@@ -55,13 +55,13 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
         )
         namespace = session.namespace or None
         try:
-            client.delete_memory(session.session_id, namespace=namespace)
+            client.delete_memory(session.remote_id, namespace=namespace)
             size = motorhead_settings.BATCH_SIZE
             for start in range(0, len(window), size):
                 batch = window[start : start + size]
                 context = session.context if start == 0 else None
                 client.add_memory(
-                    session.session_id,
+                    session.remote_id,
                     [(m.role, m.content) for m in batch],
                     context=context,
                     namespace=namespace,
@@ -111,7 +111,7 @@ def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> 
             return result
         try:
             (client or get_client()).delete_memory(
-                session.session_id, namespace=session.namespace or None
+                session.remote_id, namespace=session.namespace or None
             )
         except MotorheadError as exc:
             _record_delete_failure(session, exc, result)

@@ -229,7 +229,7 @@ class _Pusher:
             delay = min(delay * 2, 1.0)
 
     def _read_window(self) -> RemoteMemory:
-        return self.client.get_memory(self.session.session_id)
+        return self.client.get_memory(self.session.remote_id)
 
     def _send(self, segment: list[ChatMessage]) -> None:
         """POST a segment (what the server can take now) in batches, until one fails."""
@@ -240,7 +240,7 @@ class _Pusher:
             signals.pre_push.send(sender=ChatSession, session=session, messages=batch)
             try:
                 self.client.add_memory(
-                    session.session_id,
+                    session.remote_id,
                     [(m.role, m.content) for m in batch],
                     context=self.context,
                     namespace=session.namespace or None,
@@ -677,7 +677,7 @@ def resync_session(session_pk: int, *, client: MotorheadClient | None = None) ->
         if session is None or session.delete_requested_at is not None:
             return PushResult(session_pk, busy=not acquired)
         try:
-            client.delete_memory(session.session_id, namespace=session.namespace or None)
+            client.delete_memory(session.remote_id, namespace=session.namespace or None)
         except MotorheadError as exc:
             result = PushResult(session_pk)
             _record_failure(session, exc, result)
@@ -703,7 +703,7 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
         if session is None:
             return ""
         try:
-            client.delete_memory(session.session_id, namespace=session.namespace or None)
+            client.delete_memory(session.remote_id, namespace=session.namespace or None)
         except MotorheadError as exc:
             return redaction.error_text(exc)
         ChatSession.objects.filter(pk=session_pk).update(

@@ -1,9 +1,8 @@
 """Celery tasks: thin wrappers over :mod:`motorhead_django.sync`, ``pull`` and ``rehydrate``.
 
-Add ``BEAT_SCHEDULE`` below to your beat schedule: the sweep finds pending
-work whose task never ran (the broker was down at write time, a worker died)
-and pushes it, and finishes remote deletes; the pull and the drift verify
-visit the active sessions.
+The beat schedule lives in :mod:`motorhead_django.schedule`, which settings
+can import (this module imports the models and cannot be imported from
+settings); ``BEAT_SCHEDULE`` is re-exported here for compatibility.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from django.utils import timezone
 
 from . import memory, pull, rehydrate, sync
 from .conf import motorhead_settings
-from .exceptions import MotorheadError
+from .exceptions import MotorheadConfigurationError, MotorheadError
 from .models import ChatMessage, ChatSession
+from .schedule import BEAT_SCHEDULE  # noqa: F401  (re-exported: import it from .schedule)
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +28,6 @@ logger = logging.getLogger(__name__)
 # for its connection retries), not every write. The sweep pushes the rest.
 BROKER_RETRY_AFTER = 5.0
 _broker_down_until = 0.0
-
-# A ready-made beat entry at the default SWEEP_INTERVAL (60 s); if you change
-# the setting, use the same number of seconds in your schedule.
-BEAT_SCHEDULE = {
-    "motorhead-django-sweep": {"task": "motorhead_django.sweep", "schedule": 60.0},
-    "motorhead-django-pull": {"task": "motorhead_django.pull_active", "schedule": 300.0},
-    "motorhead-django-verify": {"task": "motorhead_django.verify_active", "schedule": 3600.0},
-}
 
 
 @shared_task(
@@ -47,6 +39,8 @@ BEAT_SCHEDULE = {
     ignore_result=True,
 )
 def push_session(session_pk: int) -> dict[str, Any]:
+    """Push one session; the result says what was sent and what is still pending."""
+    _require_url("push session", [session_pk])
     return _follow_up(sync.push_session(session_pk))
 
 
@@ -56,9 +50,35 @@ def push_session(session_pk: int) -> dict[str, Any]:
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def push_sessions(session_pks: list[int]) -> list[dict[str, Any]]:
+def push_sessions(session_pks: list[int]) -> dict[str, Any]:
     """One push pass over several sessions (how the sweep sends its work)."""
-    return [_follow_up(result) for result in sync.push_sessions(session_pks)]
+    _require_url("push sessions", session_pks)
+    results = [_follow_up(result) for result in sync.push_sessions(session_pks)]
+    return {
+        "sessions": len(results),
+        "sessions_pushed": sum(1 for result in results if result["pushed"]),
+        "pushed": sum(result["pushed"] for result in results),
+        "pending": sum(result["pending"] for result in results),
+        "errors": sum(1 for result in results if result["error"]),
+        "results": results,
+    }
+
+
+class SyncNotConfigured(MotorheadConfigurationError):
+    """A push task reached a process that has no ``MOTORHEAD["URL"]``."""
+
+
+def _require_url(what: str, session_pks: list[int]) -> None:
+    """Fail a push task loudly when this process has no URL (a worker configured apart from web)."""
+    if motorhead_settings.URL:
+        return
+    message = (
+        f"Cannot {what} {', '.join(map(str, session_pks))}: this process has no "
+        'MOTORHEAD["URL"], so the messages stay pending. Give the worker the same '
+        "MOTORHEAD settings (and environment) as the web process."
+    )
+    logger.error(message)
+    raise SyncNotConfigured(message)
 
 
 def _follow_up(result: sync.PushResult) -> dict[str, Any]:
@@ -67,16 +87,20 @@ def _follow_up(result: sync.PushResult) -> dict[str, Any]:
     if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
         # The server's side back: its summary, what other clients wrote.
         pulled = not pull.pull_session(result.session_pk).busy
+    pending = _pending_count(result.session_pk)
     if result.retry_at is not None:
         schedule_push(result.session_pk, eta=result.retry_at)
-    elif result.more or (pulled and _has_pending(result.session_pk)):
+    elif result.more or (pulled and pending):
         # A push that found our pull holding the lock gave up: do its work.
         schedule_push(result.session_pk)
     return {
         "session": result.session_pk,
         "pushed": result.pushed,
+        "pending": pending,
         "state": result.state,
         "busy": result.busy,
+        "error": result.error,
+        "retry_at": result.retry_at.isoformat() if result.retry_at is not None else None,
     }
 
 
@@ -91,13 +115,13 @@ def schedule_summary(session_pk: int, first: int, last: int) -> None:
 
 
 @shared_task(name="motorhead_django.sweep", ignore_result=True)
-def sweep(limit: int | None = None) -> int:
-    """Enqueue every due push and remote delete; returns how many."""
+def sweep(limit: int | None = None) -> dict[str, int]:
+    """Enqueue every due push and remote delete; says how many sessions of each."""
     limit = limit or motorhead_settings.SWEEP_LIMIT
     keys = sync.due_sessions(limit)
     deletions = rehydrate.due_deletions(limit)
     if not keys and not deletions:
-        return 0
+        return {"pushes": 0, "deletes": 0}
     # Not due again until well after this sweep, so a slow queue is not
     # flooded with copies of the same push.
     later = timezone.now() + timedelta(seconds=motorhead_settings.SWEEP_INTERVAL * 2)
@@ -109,7 +133,7 @@ def sweep(limit: int | None = None) -> int:
         _enqueue(push_sessions, keys[start : start + sync.PASS_SIZE])
     for pk in deletions:
         schedule_delete(pk)
-    return len(keys) + len(deletions)
+    return {"pushes": len(keys), "deletes": len(deletions)}
 
 
 @shared_task(
@@ -122,24 +146,36 @@ def pull_session(session_pk: int) -> dict[str, Any]:
     result = pull.pull_session(session_pk)
     if not result.busy and _has_pending(session_pk):
         schedule_push(session_pk)
-    return {"session": session_pk, "added": result.added, "drift": result.drift}
+    return {
+        "session": session_pk,
+        "added": result.added,
+        "drift": result.drift,
+        "busy": result.busy,
+        "skipped": result.skipped,
+        "error": result.error,
+    }
 
 
 @shared_task(name="motorhead_django.pull_active", ignore_result=True)
-def pull_active(limit: int | None = None) -> int:
-    """Enqueue a pull for every active session (see ACTIVE_PERIOD); returns how many."""
+def pull_active(limit: int | None = None) -> dict[str, int]:
+    """Enqueue a pull for every active session (see ACTIVE_PERIOD); says how many."""
     keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
-    for pk in keys:
-        _enqueue(pull_session, pk)
-    return len(keys)
+    enqueued = sum(1 for pk in keys if _enqueue(pull_session, pk))
+    return {"sessions": len(keys), "enqueued": enqueued}
 
 
 @shared_task(name="motorhead_django.resync_session", acks_late=True, ignore_result=True)
-def resync_session(session_pk: int) -> int:
+def resync_session(session_pk: int) -> dict[str, Any]:
+    _require_url("resync session", [session_pk])
     result = sync.resync_session(session_pk)
     if result.retry_at is not None:
         schedule_push(session_pk, eta=result.retry_at)
-    return result.pushed
+    return {
+        "session": session_pk,
+        "pushed": result.pushed,
+        "pending": _pending_count(session_pk),
+        "error": result.error,
+    }
 
 
 @shared_task(name="motorhead_django.delete_on_server", acks_late=True, ignore_result=True)
@@ -180,12 +216,11 @@ def verify_session(session_pk: int) -> str:
 
 
 @shared_task(name="motorhead_django.verify_active", ignore_result=True)
-def verify_active(limit: int | None = None) -> int:
-    """Enqueue a drift verify for every active session; returns how many."""
+def verify_active(limit: int | None = None) -> dict[str, int]:
+    """Enqueue a drift verify for every active session; says how many."""
     keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
-    for pk in keys:
-        _enqueue(verify_session, pk)
-    return len(keys)
+    enqueued = sum(1 for pk in keys if _enqueue(verify_session, pk))
+    return {"sessions": len(keys), "enqueued": enqueued}
 
 
 @shared_task(
@@ -208,6 +243,10 @@ def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
 
 def _has_pending(session_pk: int) -> bool:
     return ChatMessage.objects.filter(session_id=session_pk, sync_state="pending").exists()
+
+
+def _pending_count(session_pk: int) -> int:
+    return ChatMessage.objects.filter(session_id=session_pk, sync_state="pending").count()
 
 
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 def make_sessions(count: int, messages: int = 3, prefix: str = "s") -> list[ChatSession]:
     sessions = ChatSession.objects.bulk_create(
-        ChatSession(session_id=f"{prefix}{n}", last_sequence=messages) for n in range(count)
+        ChatSession(session_id=f"{prefix}{n}", remote_id=f"{prefix}{n}", last_sequence=messages)
+        for n in range(count)
     )
     ChatMessage.objects.bulk_create(
         ChatMessage(session=s, sequence=i, role="Human", content=f"hello {i}")

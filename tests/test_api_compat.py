@@ -310,10 +310,12 @@ def test_a_key_never_reaches_another_owners_sessions(client, alice):
     alice.add("alices", ("Human", "secret"))
     assert bob.get("/sessions").json() == []
     assert bob.memory("alices") == {"messages": [], "context": None, "tokens": 0}
-    assert bob.add("alices", ("Human", "intrusion")).status_code == 404
     assert bob.post("/sessions/alices/retrieval", {"text": "secret"}).json() == []
     assert bob.delete("/sessions/alices/memory").status_code == 200
+    # Ids are per owner: bob's write makes his own "alices", alice's stays as it was.
+    assert bob.add("alices", ("Human", "his own")).status_code == 200
     assert [m["content"] for m in alice.memory("alices")["messages"]] == ["secret"]
+    assert [m["content"] for m in bob.memory("alices")["messages"]] == ["his own"]
 
 
 def test_a_namespaced_key_only_reaches_its_namespace(client, alice):
@@ -371,12 +373,14 @@ def test_a_post_is_pushed_upstream_when_a_server_is_configured(
     settings.MOTORHEAD = {"URL": motorhead_server.url}
     with django_capture_on_commit_callbacks(execute=True):
         alice.add("up", ("Human", "q"), ("AI", "a"), context="summary")
-    assert motorhead_server.stored_messages("up") == [
+    session = ChatSession.objects.get(session_id="up")
+    assert session.remote_id == f"u{session.owner_id}:up"  # the id on the server
+    assert motorhead_server.stored_messages(session.remote_id) == [
         {"role": "Human", "content": "q"},
         {"role": "AI", "content": "a"},
     ]
-    assert ChatSession.objects.get(session_id="up").sync_state == "synced"
-    assert motorhead_server.context("up") == "summary"
+    assert session.sync_state == "synced"
+    assert motorhead_server.context(session.remote_id) == "summary"
 
 
 def count_queries(call) -> int:
@@ -416,9 +420,10 @@ def test_delete_with_an_upstream_deletes_there_too(alice, settings, motorhead_se
     """With a server configured (and eager Celery), the tombstone is confirmed at once."""
     settings.MOTORHEAD = {"URL": motorhead_server.url}
     alice.add("mirrored", ("Human", "hi"))
-    assert len(motorhead_server.stored_messages("mirrored")) == 1
+    remote_id = ChatSession.objects.get(session_id="mirrored").remote_id
+    assert len(motorhead_server.stored_messages(remote_id)) == 1
     assert alice.delete("/sessions/mirrored/memory").json() == {"status": "Ok"}
-    assert motorhead_server.stored_messages("mirrored") == []
+    assert motorhead_server.stored_messages(remote_id) == []
     assert not ChatSession.objects.filter(session_id="mirrored").exists()
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -164,13 +165,17 @@ def test_sync_status_and_trigger(api, ann, settings, motorhead_server):
     assert api.post(url).json() == {"status": "scheduled"}  # eager Celery: pushed now
     status = api.get(url).json()
     assert status["sync_state"] == "synced" and status["pending_messages"] == 0
-    assert motorhead_server.stored_messages("s")[-1] == {"role": "AI", "content": "pending"}
+    assert session.remote_id == f"u{ann.pk}:s"  # the id on the server is scoped by owner
+    last = motorhead_server.stored_messages(session.remote_id)[-1]
+    assert last == {"role": "AI", "content": "pending"}
 
 
 def test_trigger_a_pull(api, ann, settings, motorhead_server):
     settings.MOTORHEAD = {"URL": motorhead_server.url}
     session = make_session(ann, session_id="pulled-in")
-    motorhead_server.preload("pulled-in", [("Human", "written elsewhere")], context="a summary")
+    motorhead_server.preload(
+        session.remote_id, [("Human", "written elsewhere")], context="a summary"
+    )
     url = f"{API}/sessions/{session.pk}/sync/"
     response = api.post(url, {"action": "pull"}, format="json")
     assert response.status_code == 202  # eager Celery: pulled now
@@ -227,12 +232,15 @@ def test_odd_primary_keys_are_404(api, pk):
     assert api.get(f"{API}/sessions/{pk}/messages/").status_code == 404
 
 
-def test_staff_see_everyone_and_can_filter_by_owner(ann):
+def test_a_view_permission_sees_everyone_and_can_filter_by_owner(ann):
     staff = make_user("root", is_staff=True)
     bob = make_user("bob")
     make_session(ann, "a")
     make_session(bob, "b")
     api = client_for(staff)
+    assert api.get(f"{API}/sessions/").json()["count"] == 0  # being staff grants nothing
+    staff.user_permissions.add(Permission.objects.get(codename="view_chatsession"))
+    api = client_for(get_user_model().objects.get(pk=staff.pk))  # a fresh permission cache
     assert api.get(f"{API}/sessions/").json()["count"] == 2
     listed = api.get(f"{API}/sessions/", {"owner": bob.pk}).json()["results"]
     assert [s["session_id"] for s in listed] == ["b"]
@@ -294,6 +302,7 @@ def list_queries(api, path: str, **params) -> int:
 
 def test_list_query_counts_are_constant(api, ann):
     first = make_session(ann, "first", messages=3)
+    list_queries(api, f"{API}/sessions/")  # the user's permissions, read once and cached
     small = (
         list_queries(api, f"{API}/sessions/"),
         list_queries(api, f"{API}/sessions/{first.pk}/messages/"),

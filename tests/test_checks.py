@@ -186,3 +186,43 @@ def test_a_dummy_cache_is_a_deploy_warning_since_throttles_count_nothing(setting
     assert ids() == ["motorhead_django.W004"]
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert ids() == []
+
+
+@pytest.fixture
+def bare_celery(settings, monkeypatch):
+    """No Celery settings at all, and a current Celery app configured with nothing."""
+    from celery import Celery
+
+    from . import celery_app
+
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    del settings.CELERY_BROKER_URL
+    del settings.CELERY_TASK_ALWAYS_EAGER
+    app = Celery("bare", set_as_current=False)
+    app.set_current()
+    yield app
+    celery_app.app.set_current()
+
+
+def test_a_url_without_a_broker_or_eager_mode_is_an_error(bare_celery):
+    (error,) = messages_for("motorhead_django.E014", URL="http://127.0.0.1:8080")
+    assert "neither a broker nor eager mode" in error.msg
+    assert "CELERY_BROKER_URL" in error.hint and "CELERY_TASK_ALWAYS_EAGER" in error.hint
+    # Local-only mode, or a paused sync, needs no broker.
+    assert messages_for("motorhead_django.E014") == []
+    assert messages_for("motorhead_django.E014", URL="http://x:1", SYNC_ENABLED=False) == []
+
+
+@pytest.mark.parametrize(
+    "configure",
+    [
+        lambda settings, app: setattr(settings, "CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        lambda settings, app: setattr(settings, "CELERY_TASK_ALWAYS_EAGER", True),
+        lambda settings, app: app.conf.update(broker_url="redis://127.0.0.1:6379/0"),
+        lambda settings, app: app.conf.update(task_always_eager=True),
+    ],
+    ids=["broker-setting", "eager-setting", "broker-on-app", "eager-on-app"],
+)
+def test_a_broker_or_eager_mode_in_settings_or_on_the_app_passes(bare_celery, settings, configure):
+    configure(settings, bare_celery)
+    assert messages_for("motorhead_django.E014", URL="http://127.0.0.1:8080") == []

@@ -93,3 +93,74 @@ def test_debug_and_allowed_hosts_are_read():
         "shell", "-v", "0", "-c", code, SECRET_KEY="x", DEBUG="false", ALLOWED_HOSTS="a.example,b"
     )
     assert result.stdout.strip() == "False ['a.example', 'b']"
+
+
+def test_the_settings_carry_the_beat_schedule_with_intervals_from_the_environment():
+    code = (
+        "from django.conf import settings as s;"
+        "print(sorted((e['task'], e['schedule']) for e in s.CELERY_BEAT_SCHEDULE.values()));"
+        "print(s.MOTORHEAD['SWEEP_INTERVAL'])"
+    )
+    result = manage("shell", "-v", "0", "-c", code, MOTORHEAD_SWEEP_INTERVAL="2")
+    assert result.returncode == 0, result.stderr
+    schedule, sweep = result.stdout.splitlines()
+    assert schedule == str(
+        [
+            ("motorhead_django.pull_active", 300.0),
+            ("motorhead_django.sweep", 2.0),
+            ("motorhead_django.verify_active", 3600.0),
+        ]
+    )
+    assert sweep == "2.0"
+
+
+def test_the_celery_app_loads_with_neither_debug_nor_secret_key_set():
+    """`celery -A example_project ...` defaults DEBUG the way manage.py does."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    clean.pop("DJANGO_SETTINGS_MODULE", None)
+    # What `celery -A example_project` does first: import the app and read its configuration.
+    code = (
+        "import example_project.celery as c;"
+        "print(c.app.conf.beat_schedule['motorhead-django-sweep']['task'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "motorhead_django.sweep"
+
+
+def test_dev_py_prints_the_worker_and_beat_commands_of_the_readme():
+    """The commands `dev.py example` prints are the README's, with the values of this run."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import dev
+    finally:
+        sys.path.remove(str(ROOT))
+    env = {
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "MOTORHEAD_URL": "http://127.0.0.1:8080",
+    }
+    readme = (ROOT / "README.md").read_text()
+    for command in dev.celery_commands(env):
+        assert f"\n{command}\n" in readme
+    printed = dev.celery_commands(env | {"MOTORHEAD_URL": "http://127.0.0.1:41234"})
+    assert printed[0] == (
+        "CELERY_BROKER_URL=redis://127.0.0.1:6379/0 MOTORHEAD_URL=http://127.0.0.1:41234 "
+        ".venv/bin/celery -A example_project worker -l info"
+    )
+
+
+def test_the_worker_runs_one_process_on_sqlite_and_the_default_on_postgresql():
+    code = (
+        "from django.conf import settings as s; print(getattr(s, 'CELERY_WORKER_CONCURRENCY', 0))"
+    )
+    assert manage("shell", "-v", "0", "-c", code).stdout.strip() == "1"
+    postgres = "postgres://postgres@127.0.0.1:5432/unused"
+    result = manage("shell", "-v", "0", "-c", code, DATABASE_URL=postgres)
+    assert result.stdout.strip() == "0", result.stderr

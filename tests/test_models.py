@@ -117,8 +117,11 @@ def test_owned_by():
     make_session(session_id="a", owner=alice)
     make_session(session_id="b", owner=bob)
     assert list(ChatSession.objects.owned_by(alice).values_list("session_id", flat=True)) == ["a"]
-    assert ChatSession.objects.owned_by(staff).count() == 2
+    # Being staff grants nothing by itself (issue 13): only a permission widens the view.
+    assert ChatSession.objects.owned_by(staff).count() == 0
+    assert ChatSession.objects.visible_to(staff).count() == 0
     assert ChatSession.objects.owned_by(AnonymousUser()).count() == 0
+    assert ChatSession.objects.visible_to(AnonymousUser()).count() == 0
 
 
 def test_owner_deletion_keeps_the_conversation():
@@ -133,7 +136,8 @@ def test_owner_deletion_keeps_the_conversation():
 def test_pending_work_query_uses_the_partial_index(postgres):
     """With many synced sessions, the sweep's query is answered from the partial index."""
     ChatSession.objects.bulk_create(
-        ChatSession(session_id=f"s{n}", sync_state=SyncState.SYNCED) for n in range(3000)
+        ChatSession(session_id=f"s{n}", remote_id=f"s{n}", sync_state=SyncState.SYNCED)
+        for n in range(3000)
     )
     make_session(session_id="todo", sync_state=SyncState.PENDING)
     with connection.cursor() as cursor:

@@ -384,10 +384,70 @@ def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
 
     monkeypatch.setattr(sync, "PASS_SIZE", 2)
     monkeypatch.setattr(sync, "push_sessions", spy)
-    assert tasks.sweep() == 3
+    assert tasks.sweep() == {"pushes": 3, "deletes": 0}
     assert passes == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
     for session in sessions:
         assert motorhead_server.stored_messages(session.session_id) == [
             {"role": "Human", "content": f"hello from {session.session_id}"}
         ]
     assert ChatSession.objects.filter(sync_state=SyncState.SYNCED).count() == 3
+
+
+@pytest.mark.django_db
+def test_push_task_results_say_what_was_sent_and_what_is_still_pending(
+    motorhead_server, settings, monkeypatch
+):
+    settings.MOTORHEAD = {
+        "URL": motorhead_server.url,
+        "PULL_AFTER_PUSH": False,
+        "RETRY_BACKOFF": 0.01,
+        "CONNECT_TIMEOUT": 0.5,
+        "READ_TIMEOUT": 0.5,
+    }
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    session = memory.get_or_create_session("results")
+    memory.append_messages(session, [("Human", "one"), ("AI", "two")])
+    result = tasks.push_session(session.pk)
+    assert result["session"] == session.pk
+    assert (result["pushed"], result["pending"], result["error"]) == (2, 0, "")
+    assert result["state"] == "synced"
+
+    motorhead_server.faults.fail_rate = 1.0  # every request fails now
+    memory.append_messages(session, [("Human", "three")])
+    passed = tasks.push_sessions([session.pk])
+    assert (passed["sessions"], passed["sessions_pushed"], passed["pushed"]) == (1, 0, 0)
+    assert passed["pending"] == 1 and passed["errors"] == 1
+    (only,) = passed["results"]
+    assert only["error"] and only["retry_at"] is not None
+
+
+@pytest.mark.django_db
+def test_a_push_task_in_a_process_without_a_url_fails_loudly(settings, caplog):
+    settings.MOTORHEAD = {}
+    with caplog.at_level(logging.ERROR, logger="motorhead_django.tasks"):
+        with pytest.raises(tasks.SyncNotConfigured, match=r'no MOTORHEAD\["URL"\]'):
+            tasks.push_session(41)
+        with pytest.raises(tasks.SyncNotConfigured, match="Cannot push sessions 1, 2"):
+            tasks.push_sessions([1, 2])
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.ERROR]
+    assert "the messages stay pending" in caplog.records[0].getMessage()
+
+
+@worker_test
+def test_a_worker_without_a_url_fails_the_push_it_receives(rig_factory, redis_broker):
+    """The web process syncs, the worker was started without MOTORHEAD["URL"]: a visible failure."""
+    rig = rig_factory(redis_broker)
+    rig.motorhead = {"TASK_QUEUE": rig.queue}  # the worker's settings: no URL
+    worker = rig.start_worker("nourl", concurrency=1)
+    session = memory.get_or_create_session("no-url-worker")
+    memory.append_messages(session, [("Human", "stays pending")])
+
+    def failed() -> bool:
+        return "raised unexpected: SyncNotConfigured" in worker.log_path.read_text(errors="replace")
+
+    rig.wait_until(failed)
+    log = worker.log_path.read_text(errors="replace")
+    assert f"Cannot push session {session.pk}: this process has no MOTORHEAD" in log
+    assert "succeeded" not in log
+    assert ChatMessage.objects.get(session=session).sync_state == "pending"
+    assert rig.server.requests_for("POST") == []

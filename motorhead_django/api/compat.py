@@ -3,8 +3,9 @@
 Mount ``motorhead_django.urls.compat_urlpatterns`` (the example project uses
 ``/motorhead/``) and point any Motorhead client at it. Paths, query parameters,
 JSON shapes, ordering (newest first, ``WINDOW_SIZE + 1`` messages) and statuses
-follow the server (../docs/api.md lists the deliberate differences). Every view
-reads or writes through :mod:`motorhead_django.memory`.
+follow the server (../docs/api.md lists the deliberate differences). A caller
+reaches only its key owner's sessions (:func:`motorhead_django.policy.compat_sessions`);
+every view reads or writes through :mod:`motorhead_django.memory`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import memory
+from .. import memory, policy
 from ..conf import motorhead_settings
 from ..models import ApiKey, ChatSession
 from .authentication import ApiKeyAuthentication
@@ -88,9 +89,7 @@ class CompatView(ScopedThrottling, CoreErrors, APIView):
         else:
             namespace = motorhead_settings.NAMESPACE if requested is None else requested
         owner = key.owner if key is not None else None
-        sessions = ChatSession.objects.filter(namespace=namespace)
-        sessions = sessions.filter(owner=owner) if owner else sessions.filter(owner__isnull=True)
-        return sessions, namespace, owner
+        return policy.compat_sessions(key, namespace), namespace, owner
 
     def session_or_none(self, request: Request, session_id: str) -> ChatSession | None:
         memory.validate_session_id(session_id)
@@ -152,21 +151,18 @@ class MemoryView(CompatView):
         tags=_TAGS,
         parameters=[_SESSION_ID, _NAMESPACE],
         request=MemoryWriteSerializer,
-        responses={200: StatusSerializer, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: StatusSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, session_id: str, **kwargs: Any) -> Response:
         memory.validate_session_id(session_id)
         body = MemoryWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        sessions, namespace, owner = self.scope(request)
+        _, namespace, owner = self.scope(request)
         context = body.validated_data.get("context")
         # One transaction: a batch the core refuses leaves no new session behind.
         with transaction.atomic():
-            session = sessions.filter(session_id=session_id).first()
-            if session is None:
-                session = memory.get_or_create_session(session_id, namespace=namespace, owner=owner)
-                if session.owner_id != getattr(owner, "pk", None):
-                    raise exceptions.NotFound("This session id is not available to this caller.")
+            # Created on first write, in the caller's own scope (ids are per owner).
+            session = memory.get_or_create_session(session_id, namespace=namespace, owner=owner)
             extra = {} if context is None else {"context": context}
             memory.append_messages(session, body.validated_data["messages"], **extra)
         return Response({"status": "Ok"})

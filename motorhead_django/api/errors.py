@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..conf import motorhead_settings
-from ..exceptions import MotorheadValidationError
+from ..exceptions import MotorheadSessionExistsError, MotorheadValidationError
 
 
 class RequestTooLarge(APIException):
@@ -42,6 +42,14 @@ def check_body_size(request: Request) -> None:
         raise RequestTooLarge(limit)
 
 
+class SessionConflict(APIException):
+    """The core refused to create a session whose id is taken in the caller's scope."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "A session with this id already exists."
+    default_code = "session_exists"
+
+
 class CoreErrors:
     """For both surfaces' views: the body limit, and the core's refusals as field-level 400s."""
 
@@ -50,7 +58,9 @@ class CoreErrors:
         check_body_size(request)
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, MotorheadValidationError):
+        if isinstance(exc, MotorheadSessionExistsError):
+            exc = SessionConflict({k: [v] for k, v in exc.errors.items()})
+        elif isinstance(exc, MotorheadValidationError):
             exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
         response: Response = super().handle_exception(exc)  # type: ignore[misc]
         # A message may quote the input (DRF's choice errors do), and the answer is

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from .. import policy
 from ..conf import motorhead_settings
 from ..models import ApiKey
 
@@ -20,9 +21,13 @@ class HasApiKeyOrAnonymousAllowed(BasePermission):
         return isinstance(request.auth, ApiKey) or motorhead_settings.COMPAT_ALLOW_ANONYMOUS
 
 
-class IsOwnerOrStaff(BasePermission):
-    """Object-level: the session's owner, or staff. Lists are filtered the same way."""
+class SessionPolicy(BasePermission):
+    """The REST resources' rule (:mod:`motorhead_django.policy`): a signed-in user, and on
+    each session the action its view names for the method. Lists are filtered the same way."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active)
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or obj.owner_id == user.pk))
+        return policy.allows(request.user, view.policy_action(request), obj)

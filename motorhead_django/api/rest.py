@@ -1,10 +1,12 @@
 """REST resources over the local records: sessions, their messages, memory and sync status.
 
 Mount ``motorhead_django.urls.rest_urlpatterns`` (the example project uses
-``/api/``). Users see and change only the sessions they own; staff see all;
-another user's session is a 404, so ids do not leak. Every view names its
-authentication, permissions and pagination, so a host project's DRF defaults
-never open it up. Writes go through :mod:`motorhead_django.memory`.
+``/api/``). Who may reach which session is :mod:`motorhead_django.policy`: users
+reach their own sessions, others' only with the model permission for the action
+(``is_staff`` grants nothing); a session out of reach is a 404, like a missing
+one, so ids do not leak. Every view names its authentication, permissions and
+pagination, so a host project's DRF defaults never open it up. Writes go
+through :mod:`motorhead_django.memory`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ from datetime import UTC
 from typing import Any
 
 from django.apps import apps
-from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -30,13 +30,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import memory, tasks
+from .. import memory, policy, tasks
 from ..conf import motorhead_settings
+from ..exceptions import MotorheadSessionExistsError
 from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
 from .authentication import NulSafeTokenAuthentication
-from .errors import CoreErrors
+from .errors import CoreErrors, SessionConflict
 from .parsers import MotorheadJSONParser
-from .permissions import IsOwnerOrStaff
+from .permissions import SessionPolicy
 from .schema import MotorheadAutoSchema
 from .serializers import (
     NO_CONTROL_CHARACTERS,
@@ -134,7 +135,9 @@ class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
     """Explicit policies for every REST view."""
 
     throttle_scope = "motorhead-rest"
-    permission_classes = (IsAuthenticated, IsOwnerOrStaff)
+    permission_classes = (IsAuthenticated, SessionPolicy)
+    #: The policy action of each method where it differs from policy.METHOD_ACTIONS.
+    actions: dict[str, str] = {}
     pagination_class: type[BasePagination] | None = None
     # DRF's default parsers, with JSON's size and depth bounded.
     parser_classes = (MotorheadJSONParser, FormParser, MultiPartParser)
@@ -147,13 +150,28 @@ class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
             classes.insert(0, NulSafeTokenAuthentication)
         return [cls() for cls in classes]
 
-    def sessions(self) -> QuerySet[ChatSession]:
-        return ChatSession.objects.owned_by(self.request.user)
+    def policy_action(self, request: Request) -> str:
+        """What this request does to a session: ``view``, ``change`` or ``delete``."""
+        method = request.method or "GET"
+        return self.actions.get(method) or policy.METHOD_ACTIONS[method]
+
+    def sessions(self, action: str | None = None) -> QuerySet[ChatSession]:
+        """The sessions the caller may perform ``action`` (default: this request's) on."""
+        action = action or self.policy_action(self.request)
+        return policy.visible_to(self.request.user, action)
 
     def get_session(self, query: QuerySet[ChatSession] | None = None) -> ChatSession:
-        """The caller's session of this URL, from ``query`` (annotated, say) when given."""
-        query = self.sessions() if query is None else query
-        session = get_object_or_404(query, pk=_pk(self.kwargs["pk"]))
+        """The session of this URL if the caller may do this request's action on it, from
+        ``query`` (annotated, say) when given. Out of reach is a 404, as missing is; a
+        session the caller may read but not change or delete is a 403."""
+        pk = _pk(self.kwargs["pk"])
+        action = self.policy_action(self.request)
+        query = ChatSession.objects.all() if query is None else query
+        session = policy.visible_to(self.request.user, action, query).filter(pk=pk).first()
+        if session is None:
+            if action != policy.VIEW and self.sessions(policy.VIEW).filter(pk=pk).exists():
+                raise exceptions.PermissionDenied(f"You may not {action} this session.")
+            raise exceptions.NotFound()
         self.check_object_permissions(self.request, session)
         return session
 
@@ -163,6 +181,7 @@ class SessionListView(RestView):
 
     serializer_class = ChatSessionSerializer
     pagination_class = SessionPagination
+    actions = {"POST": policy.VIEW}  # a user creates their own sessions: no permission needed
 
     def get_queryset(self) -> QuerySet[ChatSession]:
         params = self.request.query_params
@@ -206,23 +225,28 @@ class SessionListView(RestView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(tags=_TAGS, responses={201: ChatSessionSerializer})
+    @extend_schema(
+        tags=_TAGS,
+        responses={201: ChatSessionSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        namespace = data.get("namespace", motorhead_settings.NAMESPACE)
-        memory.validate_session_id(data["session_id"])
-        with transaction.atomic():
-            taken = ChatSession.objects.filter(session_id=data["session_id"], namespace=namespace)
-            if taken.exists():
-                raise exceptions.ValidationError(
-                    {"session_id": ["A session with this id already exists in this namespace."]}
-                )
-            session = memory.get_or_create_session(
-                data["session_id"], namespace=namespace, owner=request.user
+        extra = {"context": data["context"]} if "context" in data else {}
+        try:
+            session = memory.create_session(
+                data["session_id"],
+                namespace=data.get("namespace", motorhead_settings.NAMESPACE),
+                owner=request.user,
+                metadata=data.get("metadata"),
+                **extra,
             )
-            _update(session, data)
+        except MotorheadSessionExistsError:
+            # Ids are per owner: only the caller's own session can be in the way.
+            raise SessionConflict(
+                {"session_id": ["You already have a session with this id in this namespace."]}
+            ) from None
         session = _annotated(ChatSession.objects.filter(pk=session.pk)).get()
         return Response(self.get_serializer(session).data, status=status.HTTP_201_CREATED)
 
@@ -235,7 +259,8 @@ class SessionDetailView(RestView):
     @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         # Only the answer needs the counts: PATCH and DELETE fetch the plain row.
-        return Response(self.get_serializer(self.get_session(_annotated(self.sessions()))).data)
+        session = self.get_session(_annotated(ChatSession.objects.all()))
+        return Response(self.get_serializer(session).data)
 
     @extend_schema(tags=_TAGS, request=SessionUpdateSerializer)
     def patch(self, request: Request, pk: str) -> Response:
@@ -312,6 +337,7 @@ class RetrievalView(RestView):
     """``POST {"text"}``: the session's nearest messages, shaped as Motorhead's retrieval."""
 
     serializer_class = RetrievalResultSerializer
+    actions = {"POST": policy.VIEW}  # a search reads
 
     @extend_schema(
         tags=_TAGS,
@@ -333,7 +359,7 @@ class SyncView(RestView):
     @extend_schema(tags=_TAGS)
     def get(self, request: Request, pk: str) -> Response:
         pending = Count("messages", filter=Q(messages__sync_state=MessageSyncState.PENDING))
-        session = self.get_session(self.sessions().annotate(pending_messages=pending))
+        session = self.get_session(ChatSession.objects.annotate(pending_messages=pending))
         return Response(self.get_serializer(session).data)
 
     @extend_schema(

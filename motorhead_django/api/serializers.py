@@ -9,7 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import memory
+from .. import memory, policy
 from ..exceptions import MotorheadValidationError
 
 # For the schema: what validate_text_param and memory.validate_session_id accept.
@@ -214,7 +214,7 @@ class ErrorDetailField(serializers.CharField):
         if not value:
             return ""
         user = getattr(self.context.get("request"), "user", None)
-        if user is not None and user.has_perm("motorhead_django.change_chatsession"):
+        if policy.holds(user, policy.CHANGE):  # change on every session (motorhead_django.policy)
             return str(value)
         return self.hidden
 
@@ -225,6 +225,9 @@ class ChatSessionSerializer(RejectUnknownFields):
 
     id = serializers.IntegerField(read_only=True)
     session_id = SessionIdField(max_length=255)
+    remote_id = serializers.CharField(
+        read_only=True, help_text="The id the Motorhead server knows the session by."
+    )
     namespace = NamespaceField(max_length=255, required=False, allow_blank=True)
     owner = serializers.IntegerField(source="owner_id", read_only=True, allow_null=True)
     metadata = MetadataField(required=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import memory
@@ -34,6 +35,12 @@ class Command(BaseCommand):
             help="Sessions per listing page (the server serves at most 100 pages).",
         )
         parser.add_argument(
+            "--owner",
+            metavar="USERNAME",
+            help="The user the imported sessions belong to, so that user's API keys reach "
+            "them (ids of the form u<user id>:… name their owner themselves). Default: none.",
+        )
+        parser.add_argument(
             "--refresh",
             action="store_true",
             help="Pull sessions imported before too (their new messages and summary).",
@@ -44,6 +51,15 @@ class Command(BaseCommand):
             raise CommandError("Sync is not enabled: set MOTORHEAD['URL'] to the server to import.")
         if options["page_size"] < 1:
             raise CommandError("--page-size must be at least 1.")
+        owner = None
+        if options["owner"] is not None:
+            if "\x00" in options["owner"]:
+                raise CommandError("--owner: no NUL characters.")
+            users = get_user_model()
+            lookup = {users.USERNAME_FIELD: options["owner"]}
+            owner = users._default_manager.filter(**lookup).first()
+            if owner is None:
+                raise CommandError(f"--owner {options['owner']!r}: no such user.")
         namespaces = options["namespace"] or [motorhead_settings.NAMESPACE]
         for namespace in namespaces:
             try:
@@ -67,6 +83,7 @@ class Command(BaseCommand):
                 namespaces,
                 page_size=options["page_size"],
                 refresh=options["refresh"],
+                owner=owner,
                 progress=progress,
             )
         except MotorheadError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 
 from ...conf import motorhead_settings
 from ...exceptions import MotorheadError
@@ -27,7 +28,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--session",
             metavar="ID",
-            help="Push only this session (its Motorhead session id).",
+            help="Push only this session: its session id (every owner's session with that id) "
+            "or its id on the server (u<owner id>:<id>).",
         )
         parser.add_argument(
             "--namespace",
@@ -77,7 +79,7 @@ class Command(BaseCommand):
             namespace = options["namespace"]
             if namespace is None:
                 namespace = motorhead_settings.NAMESPACE
-            sessions = sessions.filter(session_id=options["session"], namespace=namespace)
+            sessions = sessions.filter(_named(options["session"]), namespace=namespace)
             if not sessions.exists():
                 raise CommandError(f"No session {options['session']!r} in namespace {namespace!r}.")
         else:
@@ -102,9 +104,9 @@ class Command(BaseCommand):
         if namespace is None:
             namespace = motorhead_settings.NAMESPACE
         keys = list(
-            ChatSession.objects.filter(
-                session_id=options["session"], namespace=namespace
-            ).values_list("pk", flat=True)
+            ChatSession.objects.filter(_named(options["session"]), namespace=namespace)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         if not keys:
             raise CommandError(f"No session {options['session']!r} in namespace {namespace!r}.")
@@ -159,3 +161,8 @@ class Command(BaseCommand):
         else:
             outcome = f"{result.pushed} message(s) in {result.batches} batch(es)"
         self.stdout.write(f"[{index}/{total}] {name}: {outcome}")
+
+
+def _named(session: str) -> Q:
+    # Ids are per owner, so one id may name several users' sessions; the server id names one.
+    return Q(session_id=session) | Q(remote_id=session)
