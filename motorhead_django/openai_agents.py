@@ -74,6 +74,8 @@ class DjangoSession(SessionABC):
         archive_on_clear: bool = False,
     ) -> None:
         memory.validate_session_id(session_id)  # refused here, not on first use
+        if owner is None:
+            memory.validate_ownerless_id(session_id)
         self.session_id = session_id
         self.owner = owner
         self.session_settings = (

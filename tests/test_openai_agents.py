@@ -512,6 +512,8 @@ def test_owner_and_default_namespace(django_user_model, settings):
 def test_an_invalid_session_id_is_refused_at_construction():
     with pytest.raises(MotorheadValidationError):
         DjangoSession("bad\nid")
+    with pytest.raises(MotorheadValidationError):  # reserved for the server ids of owned sessions
+        DjangoSession("u12:theirs")
 
 
 def test_clear_leaves_no_rows_and_the_id_is_reusable_at_once():

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("motorhead_django", "0003_pull_timeline_drift_tombstone"),
+        ("motorhead_django", "0004_session_tenancy"),
     ]
 
     operations = [
