@@ -670,7 +670,9 @@ class ChatSessionAdmin(NulSafeChangelist):
         )
         oldest = ChatMessage.objects.pending().aggregate(oldest=Min("created_at"))["oldest"]
         failures = (
-            ChatSession.objects.filter(sync_state__in=(SyncState.FAILED, SyncState.RETRYING))
+            ChatSession.objects.filter(
+                sync_state__in=(SyncState.FAILED, SyncState.RETRYING, SyncState.IN_DOUBT)
+            )
             .order_by("-updated_at")
             .only("pk", "session_id", "namespace", "sync_state", "last_error", "sync_attempts")[:20]
         )

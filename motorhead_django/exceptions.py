@@ -116,6 +116,45 @@ class MotorheadServerError(MotorheadAPIError, MotorheadAmbiguousError):
     """A 5xx. Motorhead can fail a POST after writing part of it, so it may have applied."""
 
 
+class CompactionTimeout(MotorheadTransientError):
+    """The server did not summarise its full window in time; pushing more would lose messages.
+
+    Retryable: a slow summariser catches up, and the next run reads the window
+    again before it sends anything.
+    """
+
+
+class WindowTooLarge(MotorheadError):
+    """The server returned more than ``WINDOW_SIZE + 1`` messages: its window is larger than ours.
+
+    No compaction would come at our ``WINDOW_SIZE``, so waiting for one is
+    pointless; a retry cannot fix it either (closed: not retryable). The text
+    names both sizes and the setting to change.
+    """
+
+    def __init__(self, *, seen: int, window: int, probe: bool = False, **kwargs: Any) -> None:
+        self.seen = seen
+        self.window = window
+        where = " of a probe session" if probe else ""
+        super().__init__(
+            f"the server returned {seen} messages{where}, more than WINDOW_SIZE + 1 = "
+            f"{window + 1}: "
+            f"its window (MOTORHEAD_MAX_WINDOW_SIZE) is larger than MOTORHEAD['WINDOW_SIZE'] "
+            f"= {window}. HINT: set MOTORHEAD['WINDOW_SIZE'] to the server's "
+            "MOTORHEAD_MAX_WINDOW_SIZE (12 unless it was changed), then push again",
+            **kwargs,
+        )
+
+
+class SessionDrifted(MotorheadError):
+    """A verify found sessions whose server window disagrees with ours; ``drifted`` names them."""
+
+    def __init__(self, drifted: dict[str, str]) -> None:
+        self.drifted = dict(drifted)
+        names = "; ".join(f"{name}: {drift}" for name, drift in self.drifted.items())
+        super().__init__(f"{len(self.drifted)} session(s) drifted: {names}")
+
+
 def may_have_applied(exc: BaseException) -> bool:
     """Whether a write that failed with ``exc`` may still have reached the server's store."""
     return isinstance(exc, MotorheadAmbiguousError)

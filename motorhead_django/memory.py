@@ -21,7 +21,7 @@ from functools import reduce
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -76,6 +76,7 @@ def create_session(
     only the importer passes one.
     """
     validate_session_id(session_id)
+    validate_owner(owner)
     if owner is None:
         validate_ownerless_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
@@ -101,6 +102,17 @@ def create_session(
     return session
 
 
+def validate_owner(owner: Any) -> None:
+    """An owner is a saved, signed-in user (or None): ``request.user`` of an
+    anonymous request is refused clearly, not a ``TypeError`` deep in the ORM."""
+    if owner is None:
+        return
+    if not getattr(owner, "is_authenticated", False) or getattr(owner, "pk", None) is None:
+        raise MotorheadValidationError(
+            {"owner": f"A saved, signed-in user or None, not {type(owner).__name__}."}
+        )
+
+
 def find_session(
     session_id: str, *, namespace: str | None = None, owner: Any = None
 ) -> ChatSession | None:
@@ -110,7 +122,10 @@ def find_session(
     created without an owner is its id: so a session whose owner's account was
     deleted is not reachable there under its owner's id.
     """
+    validate_session_id(session_id)
     namespace = motorhead_settings.NAMESPACE if namespace is None else namespace
+    validate_namespace(namespace)  # before the query: PostgreSQL refuses a NUL in it
+    validate_owner(owner)
     sessions = ChatSession.objects.filter(namespace=namespace)
     if owner is None:
         sessions = sessions.filter(owner__isnull=True, remote_id=session_id)
@@ -192,7 +207,7 @@ def append_messages(
         if context is not _UNSET:
             updates.update(context=context, context_pending=pushing)
         if pushing:
-            updates.update(sync_state=SyncState.PENDING, next_attempt_at=None)
+            updates.update(sync_state=_pending_state(), next_attempt_at=None)
         ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
         session.refresh_from_db()
         if session.delete_requested_at is not None:  # rolls the update back
@@ -224,16 +239,25 @@ def append_messages(
 
 
 def set_context(session: ChatSession, context: str | None) -> None:
-    """Replace the session's summary; it is pushed with the next message batch.
+    """Replace the session's summary; the session is pending until the server has it.
 
-    Motorhead only accepts a context together with at least one message, so a
-    context-only change waits for the next write (or a rehydration).
+    Motorhead only accepts a context together with at least one message: it
+    goes with the next batch if there is one, otherwise the push rebuilds the
+    server's copy with it (see docs/sync.md). A session without messages keeps
+    it pending until its first message.
     """
     validate_context(context)
     pushing = motorhead_settings.SYNC_ENABLED
-    ChatSession.objects.filter(pk=session.pk).update(
-        context=context, context_pending=pushing, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        updates: dict[str, Any] = {"context": context, "context_pending": pushing}
+        query = ChatSession.objects.filter(pk=session.pk)
+        if pushing:
+            # Never "synced" before it was pushed; a tombstone keeps its state.
+            query.filter(delete_requested_at__isnull=True).update(
+                sync_state=_pending_state(), next_attempt_at=None
+            )
+            transaction.on_commit(lambda: _schedule_push(session.pk))
+        query.update(updated_at=timezone.now(), **updates)
     session.refresh_from_db()
 
 
@@ -390,6 +414,14 @@ def _words(text: str) -> list[str]:
 def initial_sync_state() -> str:
     """The state of a session with nothing to push yet."""
     return SyncState.SYNCED if motorhead_settings.SYNC_ENABLED else SyncState.LOCAL
+
+
+def _pending_state() -> Case:
+    """Pending, except that a session in doubt stays so: its push rebuilds the server first."""
+    return Case(
+        When(sync_state=SyncState.IN_DOUBT, then=Value(SyncState.IN_DOUBT)),
+        default=Value(SyncState.PENDING),
+    )
 
 
 def _schedule_push(session_pk: int) -> None:

@@ -30,6 +30,9 @@ class SyncState(models.TextChoices):
     RETRYING = "retrying", _("Retrying")  # a transient failure; a retry is scheduled
     FAILED = "failed", _("Failed")  # gave up: needs an operator
     DRIFTED = "drifted", _("Drifted")  # the server's window disagrees with ours
+    # An ambiguous write the server's answer could not settle: the server's copy
+    # is rebuilt from ours before anything more is sent (see docs/sync.md).
+    IN_DOUBT = "in_doubt", _("In doubt")
     DELETING = "deleting", _("Deleting")  # tombstone until the server confirms
     LOCAL = "local", _("Local only")  # never synced (no server configured)
 
@@ -160,7 +163,7 @@ class ChatSession(models.Model):
             # idle sweep never scans the (many) synced sessions.
             models.Index(
                 fields=("next_attempt_at",),
-                condition=Q(sync_state__in=("pending", "retrying", "deleting")),
+                condition=Q(sync_state__in=("pending", "retrying", "in_doubt", "deleting")),
                 name="motorhead_session_due",
             ),
             models.Index(fields=("sync_state",), name="motorhead_session_state"),

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .models import ApiKey, ChatMessage, ChatSession  # noqa: F401  (named in strings below)
 
 # States in which a session still has work for the sync engine.
-ACTIVE_SYNC_STATES = ("pending", "retrying", "deleting")
+ACTIVE_SYNC_STATES = ("pending", "retrying", "in_doubt", "deleting")
 
 
 class ChatSessionQuerySet(models.QuerySet["ChatSession"]):

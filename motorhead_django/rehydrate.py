@@ -27,7 +27,7 @@ from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
 from .locks import locked_session
 from .models import ChatSession, MessageSyncState, SyncState
-from .sync import backoff_delay
+from .sync import backoff_delay, send_window
 
 logger = logging.getLogger(__name__)
 
@@ -53,30 +53,22 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
         window = session.messages.filter(sync_state=MessageSyncState.SYNCED).newest(
             motorhead_settings.WINDOW_SIZE
         )
-        namespace = session.namespace or None
+        pairs = [(m.role, m.content) for m in window]
         try:
-            client.delete_memory(session.remote_id, namespace=namespace)
-            size = motorhead_settings.BATCH_SIZE
-            for start in range(0, len(window), size):
-                batch = window[start : start + size]
-                context = session.context if start == 0 else None
-                client.add_memory(
-                    session.remote_id,
-                    [(m.role, m.content) for m in batch],
-                    context=context,
-                    namespace=namespace,
-                )
-                result.sent += len(batch)
-                result.context_sent = result.context_sent or context is not None
+            send_window(client, session, pairs, session.context)
         except MotorheadError as exc:
             result.error = redaction.error_text(exc)
             ChatSession.objects.filter(pk=session_pk).update(last_error=result.error)
             logger.warning("Rehydration of %s failed: %s", session, result.error)
             return result
+        result.sent = len(pairs)
+        result.context_sent = bool(pairs) and session.context is not None
         result.pending = session.messages.pending().exists()
         updates: dict[str, object] = {
             "sync_state": SyncState.PENDING if result.pending else SyncState.SYNCED,
             "drift": "",
+            # The server now holds none of a batch in flight: it is sent again.
+            "inflight_through": None,
             "last_error": "",
             "sync_attempts": 0,
             "next_attempt_at": None,

@@ -8,16 +8,18 @@ settings); ``BEAT_SCHEDULE`` is re-exported here for compatibility.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
+from django.db import connections
 from django.utils import timezone
 
 from . import memory, pull, rehydrate, sync
 from .conf import motorhead_settings
-from .exceptions import MotorheadConfigurationError, MotorheadError
+from .exceptions import MotorheadConfigurationError, MotorheadError, SessionDrifted
 from .models import ChatMessage, ChatSession
 from .schedule import BEAT_SCHEDULE  # noqa: F401  (re-exported: import it from .schedule)
 
@@ -41,7 +43,10 @@ _broker_down_until = 0.0
 def push_session(session_pk: int) -> dict[str, Any]:
     """Push one session; the result says what was sent and what is still pending."""
     _require_url("push session", [session_pk])
-    return _follow_up(sync.push_session(session_pk))
+    # Run inline (eager mode), this is a web request's push: it never waits on
+    # the server's compaction; what would have to wait is handed off.
+    inline = runs_inline()
+    return _follow_up(sync.push_session(session_pk, wait=not inline), inline=inline)
 
 
 @shared_task(
@@ -53,7 +58,11 @@ def push_session(session_pk: int) -> dict[str, Any]:
 def push_sessions(session_pks: list[int]) -> dict[str, Any]:
     """One push pass over several sessions (how the sweep sends its work)."""
     _require_url("push sessions", session_pks)
-    results = [_follow_up(result) for result in sync.push_sessions(session_pks)]
+    inline = runs_inline()
+    results = [
+        _follow_up(result, inline=inline)
+        for result in sync.push_sessions(session_pks, wait=not inline)
+    ]
     return {
         "sessions": len(results),
         "sessions_pushed": sum(1 for result in results if result["pushed"]),
@@ -81,27 +90,61 @@ def _require_url(what: str, session_pks: list[int]) -> None:
     raise SyncNotConfigured(message)
 
 
-def _follow_up(result: sync.PushResult) -> dict[str, Any]:
+def _follow_up(result: sync.PushResult, *, inline: bool = False) -> dict[str, Any]:
     """After a session's push: pull it, and enqueue its retry or the work that arrived meanwhile."""
+    if result.deferred:
+        # It stopped where it would have waited: a thread finishes it (or the sweep).
+        if inline:
+            hand_off([result.session_pk])
+        return _summary(result)
     pulled = False
     if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
         # The server's side back: its summary, what other clients wrote.
         pulled = not pull.pull_session(result.session_pk).busy
-    pending = _pending_count(result.session_pk)
     if result.retry_at is not None:
         schedule_push(result.session_pk, eta=result.retry_at)
-    elif result.more or (pulled and pending):
+    elif result.more or (pulled and _pending_count(result.session_pk)):
         # A push that found our pull holding the lock gave up: do its work.
         schedule_push(result.session_pk)
+    return _summary(result)
+
+
+def _summary(result: sync.PushResult) -> dict[str, Any]:
     return {
         "session": result.session_pk,
         "pushed": result.pushed,
-        "pending": pending,
+        "pending": _pending_count(result.session_pk),
         "state": result.state,
         "busy": result.busy,
         "error": result.error,
         "retry_at": result.retry_at.isoformat() if result.retry_at is not None else None,
+        "deferred": result.deferred,
     }
+
+
+def hand_off(session_pks: list[int]) -> threading.Thread:
+    """Finish pushes in a background thread, which may wait for the server's compaction.
+
+    In eager mode (no broker) a push runs inside the web request that wrote the
+    messages; it stops rather than sleep (``wait=False``) and its rest comes
+    here, so the response goes out at once. Should the process end first, the
+    messages are still pending: the sweep or ``motorhead_sync`` sends them.
+    """
+
+    def finish() -> None:
+        try:
+            keys = session_pks
+            while keys:
+                results = sync.push_sessions(keys)
+                keys = [r.session_pk for r in results if r.more and not r.error]
+        except Exception:
+            logger.exception("Background push of session(s) %s failed", session_pks)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=finish, name="motorhead-push", daemon=True)
+    thread.start()
+    return thread
 
 
 @shared_task(name="motorhead_django.summarize_session", ignore_result=True)
@@ -208,19 +251,39 @@ def runs_inline() -> bool:
 
 @shared_task(name="motorhead_django.verify_session", acks_late=True, ignore_result=True)
 def verify_session(session_pk: int) -> str:
+    """Verify one session; raises :class:`SessionDrifted` naming it when it drifted."""
     try:
-        return pull.verify_session(session_pk)
+        drift = pull.verify_session(session_pk)
     except MotorheadError as exc:  # the next scheduled verify tries again
         logger.warning("Could not verify session %s: %s", session_pk, exc)
         return ""
+    if drift:
+        session = ChatSession.objects.filter(pk=session_pk).first()
+        raise SessionDrifted({str(session or f"#{session_pk}"): drift})
+    return drift
 
 
 @shared_task(name="motorhead_django.verify_active", ignore_result=True)
 def verify_active(limit: int | None = None) -> dict[str, int]:
-    """Enqueue a drift verify for every active session; says how many."""
+    """Verify every active session; says how many were checked or enqueued.
+
+    On a worker each session is its own task (one that found drift fails,
+    naming its session). Run inline (eager mode), the sessions are verified
+    here and one :class:`SessionDrifted` names every drifted session.
+    """
     keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
-    enqueued = sum(1 for pk in keys if _enqueue(verify_session, pk))
-    return {"sessions": len(keys), "enqueued": enqueued}
+    if not runs_inline():
+        enqueued = sum(1 for pk in keys if _enqueue(verify_session, pk))
+        return {"sessions": len(keys), "enqueued": enqueued}
+    drifted: dict[str, str] = {}
+    for pk in keys:
+        try:
+            verify_session(pk)
+        except SessionDrifted as exc:
+            drifted.update(exc.drifted)
+    if drifted:
+        raise SessionDrifted(drifted)
+    return {"sessions": len(keys), "enqueued": 0}
 
 
 @shared_task(

@@ -403,3 +403,12 @@ def test_import_from_the_overview_page(admin_client, upstream):
     ) == ["i1", "i2", "i3"]
     again = admin_client.post(url, {"namespaces": "team"}, follow=True).content.decode()
     assert "Imported 0 session(s) from the server; 3 were here already." in again
+
+
+def test_the_state_filter_offers_in_doubt(admin_client):
+    ChatSession.objects.create(session_id="doubt", sync_state="in_doubt")
+    ChatSession.objects.create(session_id="fine", sync_state="synced")
+    url = reverse("admin:motorhead_django_chatsession_changelist")
+    response = admin_client.get(url, {"sync_state__exact": "in_doubt"})
+    assert [s.session_id for s in response.context["cl"].result_list] == ["doubt"]
+    assert "?sync_state__exact=in_doubt" in response.content.decode()

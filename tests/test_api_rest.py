@@ -361,3 +361,15 @@ def test_date_filters_take_any_offset_or_answer_400(api, ann, value, status):
     assert response.status_code == status, response.content
     if status == 400:
         assert "created_after" in response.json()
+
+
+@pytest.mark.parametrize(
+    "state,drift", [("drifted", "the server has no messages"), ("in_doubt", ""), ("synced", "")]
+)
+def test_sync_status_shows_drift_and_in_doubt_as_their_own_states(api, ann, state, drift):
+    session = make_session(ann, messages=1)
+    ChatSession.objects.filter(pk=session.pk).update(sync_state=state, drift=drift)
+    status = api.get(f"{API}/sessions/{session.pk}/sync/").json()
+    assert status["sync_state"] == state and status["drift"] == drift
+    listed = api.get(f"{API}/sessions/", {"sync_state": state}).json()["results"]
+    assert [s["id"] for s in listed] == [session.pk]

@@ -185,6 +185,16 @@ def local_states(database_url: str) -> dict[str, int]:
     return dict(rows)
 
 
+def remote_id_of(database_url: str, session_id: str) -> str:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        (row,) = conn.execute(
+            "SELECT remote_id FROM motorhead_django_chatsession WHERE session_id = %s", [session_id]
+        ).fetchall()
+    return str(row[0])
+
+
 # -- writing through the documented API -------------------------------------------------
 
 
@@ -212,9 +222,10 @@ REQUEST = (
 
 
 def append(first: int, last: int) -> str:
+    # Alice's session, as the README's block made it (ids are per owner).
     return (
-        "from motorhead_django import memory\n"
-        f"session = memory.get_or_create_session({SESSION!r})\n"
+        REQUEST + "from motorhead_django import memory\n"
+        f"session = memory.get_or_create_session({SESSION!r}, owner=user)\n"
         f"for n in range({first}, {last}):\n"
         "    memory.append_messages(session, [('Human', f'q{n}'), ('AI', f'a{n}')])\n"
     )
@@ -255,8 +266,11 @@ def exercise(
     shell(first_write + append(0, 10), cwd=project, env=env)
     want = README_MESSAGES + expected(0, 10)
 
+    # An owned session's id on the server is "u<owner pk>:<id>" (docs/security.md).
+    remote_id = remote_id_of(database_url, SESSION)
+
     def mirrored() -> bool:
-        return server.stored_messages(SESSION) == want
+        return server.stored_messages(remote_id) == want
 
     timings["first"] = wait_until(mirrored, "the server holds every message", processes)
     assert local_states(database_url) == {"synced": len(want)}
@@ -507,9 +521,12 @@ def test_dev_py_example_worker_starts_a_worker_and_beat_that_push_to_the_embedde
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
+    # The key owner's session: on the server it is "u<owner pk>:dev-1" (docs/security.md).
+    remote_id = remote_id_of(database_url, "dev-1")
+    assert remote_id.startswith("u") and remote_id.endswith(":dev-1")
 
     def pushed() -> bool:
-        window = requests.get(f"{upstream}/sessions/dev-1/memory", timeout=5).json()
+        window = requests.get(f"{upstream}/sessions/{remote_id}/memory", timeout=5).json()
         return list(reversed(window.get("messages", []))) == messages
 
     wait_until(pushed, "the worker pushed to the embedded upstream", processes)

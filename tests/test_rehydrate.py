@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from motorhead_django import memory, pull, rehydrate, sync, tasks
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
@@ -44,7 +44,10 @@ def test_a_wiped_server_is_found_drifted_and_rehydrated(upstream, capsys):
     assert summary and session.summaries.count() >= 1
 
     upstream.wipe()
-    call_command("motorhead_sync", "--verify")
+    # A drift found is an exit status of 1 naming the session.
+    with pytest.raises(CommandError, match=r"1 session\(s\) drifted: team/talk\."):
+        call_command("motorhead_sync", "--verify")
+    assert "team/talk: drifted: the server has no messages" in capsys.readouterr().out
     session.refresh_from_db()
     assert session.sync_state == SyncState.DRIFTED and "wiped" in session.drift
 

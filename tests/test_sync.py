@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from motorhead_django import memory, signals, sync
+from motorhead_django.exceptions import CompactionTimeout, is_retryable
 from motorhead_django.models import ChatSession, SyncState
 from motorhead_django.sync import landed_prefix
 
@@ -588,3 +589,392 @@ def test_a_pass_stopped_early_keeps_the_marks_it_has_not_settled(upstream):
     result = sync.push_session(crashed_before.pk)
     assert result.resolved == ["seq 1-2: landed"] and result.state == SyncState.SYNCED
     assert upstream.stored_messages("was-in-flight") == local(crashed_before)
+
+
+# -- ambiguous writes the content cannot settle (issue 14 item 5) ----------------------------
+
+
+def say_ok(session_id: str, count: int) -> ChatSession:
+    """A conversation that repeats itself: every message is the same."""
+    session = memory.get_or_create_session(session_id)
+    memory.append_messages(session, [("AI" if n % 2 else "Human", "ok") for n in range(count)])
+    return session
+
+
+def server_holds_exactly_ours(server, session: ChatSession) -> bool:
+    server.wait_for_compactions()
+    return server.stored_messages(session.session_id) == local(session)
+
+
+def test_a_repetitive_conversation_a_500_that_did_not_apply_is_sent_again(upstream):
+    """The window's content fits both outcomes; its length says the batch did not land."""
+    session = say_ok("oks", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode="error", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
+    session.refresh_from_db()
+    assert session.inflight_through is None  # the request was over: nothing left to settle
+    assert list(session.messages.pending().values_list("sequence", flat=True)) == [5, 6]
+    assert upstream.stored_messages("oks") == local(session)[:4]  # not marked synced
+    assert sync.drain([session.pk])[0].state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+@pytest.mark.parametrize("mode", ["apply_then_error", "apply_then_drop"])
+def test_a_repetitive_conversation_a_write_that_applied_is_not_sent_twice(upstream, mode):
+    session = say_ok("oks-landed", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode=mode, methods={"POST"})
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 5-6: landed"] and result.state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_repetitive_conversation_a_write_that_started_a_compaction(upstream_factory, settings):
+    """The batch that fills the window landed: the compaction it started (more tokens) says so."""
+    upstream = upstream_factory(window_size=6)
+    session = say_ok("oks-compact", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok"), ("Human", "ok")])
+    upstream.faults.fail_next(1, mode="apply_then_error", methods={"POST"})
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 5-7: landed"]
+    upstream.wait_for_compactions()
+    assert upstream.tokens("oks-compact") > 0
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    # Nothing sent twice.
+    posted = [len(json.loads(r.body)["messages"]) for r in upstream.requests_for("POST")]
+    assert sum(posted) == 7
+
+
+def test_a_repetitive_conversation_a_dropped_write_is_in_doubt_then_rebuilt(upstream):
+    """A dropped connection: the server may still apply it, so the next run looks again;
+    with no length to compare, the content cannot tell, and the server's copy is rebuilt."""
+    session = say_ok("oks-drop", 4)
+    sync.push_session(session.pk)
+    memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+    upstream.faults.fail_next(1, mode="drop", methods={"POST"})
+    first = sync.push_session(session.pk)
+    assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
+    session.refresh_from_db()
+    assert session.inflight_through == 6
+    second = sync.push_session(session.pk)
+    assert second.resolved == ["seq 5-6: rebuilt on the server (2 outcomes fit the window)"]
+    assert second.state == SyncState.SYNCED
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_killed_run_in_a_repetitive_conversation_is_rebuilt_not_guessed(upstream):
+    """A worker died after sending: the server holds some prefix, the content fits them all."""
+    session = say_ok("oks-crash", 6)
+    upstream.preload("oks-crash", local(session)[:4], context="the server's summary")
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=6)
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["seq 1-6: rebuilt on the server (2 outcomes fit the window)"]
+    assert result.state == SyncState.SYNCED
+    assert [r.method for r in upstream.requests] == ["GET", "DELETE", "POST"]
+    assert server_holds_exactly_ours(upstream, session)
+    # The rebuild keeps the server's summary (newer than ours, which we never had).
+    assert upstream.context("oks-crash") == "the server's summary"
+
+
+def test_an_in_doubt_session_whose_rebuild_failed_rebuilds_before_sending_more(upstream):
+    session = say_ok("oks-doubt", 4)
+    upstream.preload("oks-doubt", local(session)[:2])
+    ChatSession.objects.filter(pk=session.pk).update(inflight_through=4)
+    upstream.faults.fail_next(1, mode="error", methods={"DELETE"})
+    first = sync.push_session(session.pk)
+    assert first.state == SyncState.IN_DOUBT and first.retry_at is not None
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.IN_DOUBT and session.inflight_through == 4
+    assert ChatSession.objects.due(first.retry_at).filter(pk=session.pk).exists()  # swept
+    memory.append_messages(session, [("Human", "ok")])
+    before = len(upstream.requests)
+    second = sync.push_session(session.pk)
+    # No read to settle by content: rebuilt first, then the new message.
+    assert [r.method for r in upstream.requests[before:]] == ["DELETE", "POST", "POST"]
+    assert second.state == SyncState.SYNCED and second.pushed == 5
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_faulty_server_and_a_repetitive_conversation_apply_every_message_once(upstream):
+    """Every fault mode, many times over: after draining the server holds ours, once each."""
+    upstream.faults.fail_rate = upstream.faults.apply_then_fail_rate = 0.25
+    upstream.faults.methods = {"POST"}
+    sessions = [say_ok(f"oks-{n}", 2) for n in range(3)]
+    for _ in range(4):
+        for session in sessions:
+            memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
+            sync.push_session(session.pk)
+    upstream.faults.clear()
+    for result in sync.drain([s.pk for s in sessions]):
+        assert result.state == SyncState.SYNCED, result
+    for session in sessions:
+        assert server_holds_exactly_ours(upstream, session)
+
+
+def pairs(texts: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("Human", text) for text in texts)
+
+
+@pytest.mark.parametrize(
+    "before,after,tokens_after,landed",
+    [
+        # One POST, the server's length and tokens known just before it.
+        ((2, 0), "abcd", 0, 2),  # grew by the batch: landed
+        ((2, 0), "ab", 0, 0),  # unchanged: not applied
+        (None, "abcd", 0, 2),  # an earlier run: content alone, one outcome fits
+        (None, "", 0, 0),  # empty: nothing landed
+        ((2, 0), "", 0, None),  # the server lost the session: cannot tell
+        ((2, 0), "abx", 0, 0),  # another writer, none of ours there
+        (None, "cdx", 0, 2),  # another writer after our batch
+        ((2, 0), "bcdx", 0, 2),  # the same, our earlier message still in view
+        ((3, 0), "cd", 0, 2),  # trimmed, tokens not yet counted: the content still tells
+    ],
+)
+def test_landed_count_distinct_messages(before, after, tokens_after, landed):
+    earlier, batch = list(pairs("ab")), list(pairs("cd"))
+    observed = sync.landed_count(
+        None if before is None else sync.WindowState(*before),
+        sync.WindowState(len(after), tokens_after, pairs(after)),
+        earlier,
+        batch,
+        window=6,
+    )
+    assert observed.landed == landed, observed
+
+
+def test_landed_count_after_a_compaction_our_batch_started():
+    """Five on the server, our two took it past the window of 6: compacted to half + 1."""
+    observed = sync.landed_count(
+        sync.WindowState(5, 0),
+        sync.WindowState(4, 7, pairs("defg")),
+        list(pairs("abcde")),
+        list(pairs("fg")),
+        window=6,
+    )
+    assert observed == sync.Observed(2, "content and a compaction since")
+
+
+@pytest.mark.parametrize(
+    "before,length,tokens_after,landed",
+    [
+        ((2, 0), 4, 0, 2),  # the length decides
+        ((2, 0), 2, 0, 0),
+        ((4, 0), 6, 0, 2),  # a window + 1 list: the compaction has not ended yet
+        ((4, 0), 4, 9, 2),  # compacted since: our batch took the list past the window
+        ((2, 0), 3, 0, None),  # neither: another writer, or a compaction caught half-way
+        ((2, 0), 0, 0, None),  # the server lost the session
+        (None, 4, 0, None),  # an earlier run, content alone: every prefix fits
+    ],
+)
+def test_landed_count_repetitive_messages(before, length, tokens_after, landed):
+    """A conversation that repeats itself: the content never tells, the rest may."""
+    observed = sync.landed_count(
+        None if before is None else sync.WindowState(*before),
+        sync.WindowState(length, tokens_after, pairs("o" * length)),
+        list(pairs("oooo")),
+        list(pairs("oo")),
+        window=5,
+    )
+    assert observed.landed == landed, observed
+
+
+# -- a context changed on its own (issue 14 item 6) --------------------------------------------
+
+
+def test_a_context_change_alone_is_pending_until_pushed(upstream):
+    session = write("ctx-only", 3)
+    sync.push_session(session.pk)
+    memory.set_context(session, "a summary written here")
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.PENDING and session.context_pending
+    result = sync.push_session(session.pk)
+    assert result.resolved == ["rebuilt on the server (context changed)"]
+    assert result.state == SyncState.SYNCED and result.pushed == 0
+    assert upstream.context("ctx-only") == "a summary written here"
+    assert upstream.stored_messages("ctx-only") == local(session)  # the messages, once each
+    session.refresh_from_db()
+    assert not session.context_pending and session.sync_state == SyncState.SYNCED
+
+
+def test_a_context_change_is_scheduled_for_a_push(
+    upstream, monkeypatch, django_capture_on_commit_callbacks
+):
+    session = write("ctx-scheduled", 1)
+    sync.push_session(session.pk)
+    scheduled = []
+    monkeypatch.setattr(
+        "motorhead_django.tasks.schedule_push", lambda pk, eta=None: scheduled.append(pk)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        memory.set_context(session, "new")
+    assert scheduled == [session.pk]
+
+
+def test_a_context_on_a_session_without_messages_waits_for_its_first(upstream):
+    session = memory.get_or_create_session("ctx-empty")
+    memory.set_context(session, "nothing to carry it yet")
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.PENDING and upstream.requests == []
+    memory.append_messages(session, [("Human", "hi")])
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert upstream.context("ctx-empty") == "nothing to carry it yet"
+
+
+def test_a_context_changed_again_during_the_push_stays_pending(upstream, monkeypatch):
+    session = write("ctx-race", 2)
+    sync.push_session(session.pk)
+    memory.set_context(session, "first")
+    real = sync.send_window
+
+    def change_meanwhile(*args, **kwargs):
+        real(*args, **kwargs)
+        ChatSession.objects.filter(pk=session.pk).update(context="second", context_pending=True)
+
+    monkeypatch.setattr(sync, "send_window", change_meanwhile)
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.PENDING
+    session.refresh_from_db()
+    assert session.context_pending and session.sync_state == SyncState.PENDING
+
+
+# -- a server window larger than ours; compaction that does not come (issue 15 item 7) --------
+
+
+def test_a_server_window_larger_than_window_size_is_reported_at_once(
+    upstream_factory, caplog, fresh_probe
+):
+    upstream = upstream_factory(window_size=20, motorhead={"WINDOW_SIZE": 12})
+    upstream.preload("big", [("Human", f"old {n}") for n in range(16)])
+    session = write("big", 4)
+    started = time.monotonic()
+    result = sync.push_session(session.pk)
+    assert time.monotonic() - started < 1.0  # no wait for a compaction that never comes
+    assert result.state == SyncState.FAILED and result.pushed == 0
+    assert "the server returned 16 messages, more than WINDOW_SIZE + 1 = 13" in result.error
+    assert (
+        "HINT: set MOTORHEAD['WINDOW_SIZE'] to the server's MOTORHEAD_MAX_WINDOW_SIZE"
+        in result.error
+    )
+    session.refresh_from_db()
+    assert session.last_error == result.error
+    assert any("larger than MOTORHEAD['WINDOW_SIZE']" in r.getMessage() for r in caplog.records)
+    assert [r.method for r in upstream.requests_for()] == ["GET"]
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget the server windows probed so far (a later server may reuse a port)."""
+    monkeypatch.setattr(sync, "_probed_windows", {})
+
+
+def test_a_larger_server_window_on_a_fresh_session_is_found_by_a_probe(
+    upstream_factory, fresh_probe
+):
+    """The issue's case: 40 messages, a server window of 20, WINDOW_SIZE 12 (30.7 s before)."""
+    upstream = upstream_factory(window_size=20, motorhead={"WINDOW_SIZE": 12})
+    session = write("fresh", 40)
+    started = time.monotonic()
+    result = sync.push_session(session.pk)
+    assert time.monotonic() - started < 1.0
+    assert result.state == SyncState.FAILED and result.pushed == 13
+    assert "14 messages of a probe session, more than WINDOW_SIZE + 1 = 13" in result.error
+    assert upstream.sessions() == ["fresh"]  # the probe session is gone
+    # Once per process and server: the next session is told at once.
+    other = write("fresh-2", 20)
+    before = len(upstream.requests)
+    assert sync.push_session(other.pk).state == SyncState.FAILED
+    assert not any("probe" in r.path for r in upstream.requests[before:])
+
+
+def test_a_matching_server_window_passes_the_probe_once(upstream_factory, fresh_probe):
+    upstream = upstream_factory(window_size=12, compaction_delay=0.2)  # so the push waits
+    for name in ("p1", "p2"):
+        assert sync.push_session(write(name, 20).pk).state == SyncState.SYNCED
+    probes = {r.path for r in upstream.requests_for("DELETE") if "window-probe" in r.path}
+    assert len(probes) == 1 and sorted(upstream.sessions()) == ["p1", "p2"]
+
+
+def test_a_compaction_that_never_comes_times_out_and_is_retried(upstream_factory, fresh_probe):
+    upstream = upstream_factory(window_size=4, motorhead={"COMPACTION_TIMEOUT": 0.3})
+    upstream.faults.summarizer_fails = True
+    session = write("stuck", 8)
+    result = sync.push_session(session.pk)
+    assert result.pushed == 5 and result.state == SyncState.RETRYING
+    assert "without compacting them" in result.error and "MOTORHEAD_MAX_WINDOW_SIZE" in result.error
+    assert is_retryable(CompactionTimeout("slow"))
+    assert upstream.stored_messages("stuck") == local(session)[:5]
+
+
+# -- eager mode: a web request never sleeps on the server (issue 15 item 7) -------------------
+
+
+def test_a_push_that_may_not_wait_stops_where_it_would_and_leaves_the_rest_pending(
+    upstream_factory,
+):
+    upstream = upstream_factory(compaction_delay=0.5)
+    session = write("eager", 40)
+    started = time.monotonic()
+    result = sync.push_session(session.pk, wait=False)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.4 and result.deferred and result.pushed == 13
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.PENDING and session.inflight_through is None
+    assert session.messages.pending().count() == 27 and session.next_attempt_at is None
+    # The next run that may wait finishes it, every message through the summariser.
+    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    upstream.wait_for_compactions()
+    assert upstream.dropped_lines("eager") == []
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--drifted-only"], "--drifted-only only goes with --rehydrate"),
+        (["--verify", "--drifted-only"], "--drifted-only only goes with --rehydrate"),
+        (["--rehydrate", "--drifted-only", "--session", "x"], "cannot be combined"),
+        (["--pull", "--include-failed"], "--include-failed only goes with a push, not --pull"),
+        (["--session", "x", "--include-failed"], "cannot be combined"),
+        (["--namespace", "ns"], "--namespace only goes with --session"),
+        (["--verify", "--pull"], "not allowed with argument"),
+    ],
+)
+def test_motorhead_sync_refuses_options_that_mean_nothing_together(upstream, options, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("motorhead_sync", *options)
+    assert upstream.requests == []
+
+
+def test_motorhead_sync_verify_in_step_exits_zero(upstream, capsys):
+    session = write("verified", 2)
+    sync.push_session(session.pk)
+    call_command("motorhead_sync", "--verify")
+    assert "verified: in step" in capsys.readouterr().out
+
+
+def test_motorhead_sync_pushes_sessions_in_doubt(upstream, capsys):
+    session = say_ok("cmd-doubt", 2)
+    ChatSession.objects.filter(pk=session.pk).update(
+        sync_state=SyncState.IN_DOUBT, inflight_through=2
+    )
+    call_command("motorhead_sync")
+    assert "Pushing 1 session(s)" in capsys.readouterr().out
+    assert server_holds_exactly_ours(upstream, session)
+
+
+def test_a_context_cleared_here_is_cleared_on_the_server(upstream):
+    session = memory.get_or_create_session("ctx-cleared")
+    memory.append_messages(session, [("Human", "hi")], context="an old summary")
+    sync.push_session(session.pk)
+    memory.set_context(session, None)
+    result = sync.push_session(session.pk)
+    assert result.state == SyncState.SYNCED
+    assert upstream.context("ctx-cleared") is None and upstream.stored_messages("ctx-cleared") == [
+        {"role": "Human", "content": "hi"}
+    ]
+    session.refresh_from_db()
+    assert not session.context_pending

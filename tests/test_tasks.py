@@ -22,6 +22,7 @@ from celery import Celery
 from django.db import connection
 
 from motorhead_django import memory, sync, tasks
+from motorhead_django.exceptions import SessionDrifted
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
 from .celery_app import app as default_app
@@ -451,3 +452,74 @@ def test_a_worker_without_a_url_fails_the_push_it_receives(rig_factory, redis_br
     assert "succeeded" not in log
     assert ChatMessage.objects.get(session=session).sync_state == "pending"
     assert rig.server.requests_for("POST") == []
+
+
+def eager_write(server, session_id: str, count: int) -> tuple[ChatSession, float]:
+    """Write like a web request in eager mode: the push runs inline, on commit."""
+    session = memory.get_or_create_session(session_id)
+    started = time.monotonic()
+    for n in range(0, count, 2):
+        memory.append_messages(session, [("Human", f"q{n}"), ("AI", f"a{n}")])
+    return session, time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_eager_mode_a_write_never_waits_for_the_servers_compaction(
+    motorhead_server_factory, settings, monkeypatch
+):
+    """Issue 15 item 7: the push a write triggers stops rather than sleep; a thread finishes it."""
+    server = motorhead_server_factory(window_size=12, compaction_delay=0.3)
+    settings.MOTORHEAD = {"URL": server.url, "WINDOW_SIZE": 12, "PULL_AFTER_PUSH": False}
+    assert tasks.runs_inline()
+    threads = []
+    hand_off = tasks.hand_off
+    monkeypatch.setattr(tasks, "hand_off", lambda keys: threads.append(hand_off(keys)))
+    session, elapsed = eager_write(server, "web", 40)
+    # 20 writes; a waiting push would sleep at least 0.3 s per compaction.
+    assert elapsed < 1.0, elapsed
+    assert threads, "a deferred push was handed off"
+    for thread in threads:
+        thread.join(30)
+    deadline = time.monotonic() + 30
+    while session.messages.pending().exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # a hand-off that found another holding the lock leaves it to that one
+    server.wait_for_compactions()
+    session.refresh_from_db()
+    assert session.sync_state == SyncState.SYNCED and not session.messages.pending().exists()
+    # Paced as ever: every message went through the summariser, none was dropped.
+    assert server.dropped_lines("web") == []
+
+
+@pytest.mark.django_db
+def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypatch):
+    settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
+    monkeypatch.setattr(tasks, "runs_inline", lambda: False)
+    seen = []
+    push = sync.push_sessions
+    monkeypatch.setattr(
+        sync, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
+    )
+    session = memory.get_or_create_session("worker")
+    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+    memory.append_messages(session, [("Human", "hi")])
+    assert tasks.push_session(session.pk)["state"] == SyncState.SYNCED
+    assert seen == [{"client": None, "wait": True}]
+
+
+@pytest.mark.django_db
+def test_the_periodic_verify_names_each_drifted_session(upstream):
+    sessions = {}
+    for name in ("left", "right", "kept"):
+        sessions[name] = memory.get_or_create_session(name)
+        memory.append_messages(sessions[name], [("Human", f"{name} here")])
+        sync.push_session(sessions[name].pk)
+    upstream.store.delete("left", None)
+    upstream.store.delete("right", None)
+    with pytest.raises(SessionDrifted) as caught:
+        tasks.verify_active()
+    assert sorted(caught.value.drifted) == ["left", "right"]
+    text = str(caught.value)
+    assert text.startswith("2 session(s) drifted: ") and "right: the server has no messages" in text
+    with pytest.raises(SessionDrifted, match="1 session\\(s\\) drifted: left"):
+        tasks.verify_session(sessions["left"].pk)
+    assert tasks.verify_session(sessions["kept"].pk) == ""

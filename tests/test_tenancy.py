@@ -425,3 +425,14 @@ def test_every_server_call_for_an_owned_session_uses_its_server_id(upstream, set
     assert paths == expected, paths
     assert {r.method for r in upstream.requests if r.path in expected} >= {"GET", "POST", "DELETE"}
     assert not ChatSession.objects.filter(pk=session.pk).exists()
+
+
+def test_an_anonymous_request_user_as_owner_is_a_clear_validation_error():
+    """The README's view snippet without a login: refused by name, not a TypeError (a 500)."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from motorhead_django.exceptions import MotorheadValidationError
+
+    with pytest.raises(MotorheadValidationError, match="signed-in user or None, not AnonymousUser"):
+        memory.get_or_create_session("user-42", owner=AnonymousUser())
+    assert not ChatSession.objects.exists()

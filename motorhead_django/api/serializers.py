@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from .. import memory, policy
 from ..exceptions import MotorheadValidationError
+from ..models import SyncState
 
 # For the schema: what validate_text_param and memory.validate_session_id accept.
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f]*$"
@@ -255,7 +256,15 @@ class SessionUpdateSerializer(RejectUnknownFields):
 
 
 class SyncStatusSerializer(serializers.Serializer):
-    sync_state = serializers.CharField()
+    """Where a session stands; ``drifted`` and ``in_doubt`` are states of their own.
+
+    ``drift`` says what the last pull or verify found different on the server
+    (empty unless drifted). ``in_doubt``: an ambiguous write could not be
+    settled from the server's answer; its copy is rebuilt before more is sent.
+    """
+
+    sync_state = serializers.ChoiceField(choices=SyncState.choices)
+    drift = serializers.CharField()
     last_error = ErrorDetailField()
     sync_attempts = serializers.IntegerField()
     context_pending = serializers.BooleanField()

@@ -21,7 +21,8 @@ class Command(BaseCommand):
         "in order, ignoring retry back-off times. Use it to drain the outbox after an outage, "
         "before a deploy, or from cron where Celery beat is not running. With --session, push "
         "one session. Exits with status 1 when a session is still failed or pending afterwards. "
-        "--pull, --verify and --rehydrate do that instead of a push (see docs/pull.md)."
+        "--pull, --verify and --rehydrate do that instead of a push (see docs/pull.md); "
+        "--verify exits with status 1 naming each session that drifted."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -67,6 +68,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._check_options(options)
         if not motorhead_settings.SYNC_ENABLED:
             raise CommandError(
                 "Sync is not enabled: set MOTORHEAD['URL'] (and leave SYNC_ENABLED unset or True)."
@@ -83,7 +85,7 @@ class Command(BaseCommand):
             if not sessions.exists():
                 raise CommandError(f"No session {options['session']!r} in namespace {namespace!r}.")
         else:
-            states = [SyncState.PENDING, SyncState.RETRYING]
+            states = [SyncState.PENDING, SyncState.RETRYING, SyncState.IN_DOUBT]
             if options["include_failed"]:
                 states.append(SyncState.FAILED)
             sessions = sessions.filter(sync_state__in=states)
@@ -98,6 +100,22 @@ class Command(BaseCommand):
         )
         if left:
             raise CommandError(f"{len(left)} session(s) still not synced; see the errors above.")
+
+    @staticmethod
+    def _check_options(options: dict[str, Any]) -> None:
+        """Refuse options that mean nothing together, rather than ignore one of them."""
+        if options["drifted_only"] and not options["rehydrate"]:
+            raise CommandError("--drifted-only only goes with --rehydrate.")
+        if options["drifted_only"] and options["session"] is not None:
+            raise CommandError("--drifted-only and --session cannot be combined.")
+        if options["include_failed"]:
+            other = next((name for name in ("pull", "verify", "rehydrate") if options[name]), None)
+            if other:
+                raise CommandError(f"--include-failed only goes with a push, not --{other}.")
+            if options["session"] is not None:
+                raise CommandError("--include-failed and --session cannot be combined.")
+        if options["namespace"] is not None and options["session"] is None:
+            raise CommandError("--namespace only goes with --session.")
 
     def _one(self, options: dict[str, Any]) -> list[int]:
         namespace = options["namespace"]
@@ -125,6 +143,7 @@ class Command(BaseCommand):
         else:
             keys = active_sessions()
         failed = 0
+        drifted: list[str] = []
         for index, pk in enumerate(keys, start=1):
             name = str(ChatSession.objects.get(pk=pk))
             if options["pull"]:
@@ -135,9 +154,13 @@ class Command(BaseCommand):
                 )
             elif options["verify"]:
                 try:
-                    error, outcome = "", verify_session(pk) or "in step"
+                    drift = verify_session(pk)
+                    error, outcome = "", f"drifted: {drift}" if drift else "in step"
                 except MotorheadError as exc:
                     error = outcome = str(exc)
+                    drift = ""
+                if drift:
+                    drifted.append(name)
             else:
                 rebuilt = rehydrate_session(pk)
                 error = rebuilt.error or ("busy" if rebuilt.busy else "")
@@ -148,8 +171,13 @@ class Command(BaseCommand):
             failed += bool(error)
             self.stdout.write(f"[{index}/{len(keys)}] {name}: {outcome}")
         self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
+        problems = []
         if failed:
-            raise CommandError(f"{failed} session(s) failed; see the errors above.")
+            problems.append(f"{failed} session(s) failed; see the errors above")
+        if drifted:
+            problems.append(f"{len(drifted)} session(s) drifted: {', '.join(drifted)}")
+        if problems:
+            raise CommandError("; ".join(problems) + ".")
 
     def _progress(self, index: int, total: int, result: PushResult) -> None:
         session = ChatSession.objects.filter(pk=result.session_pk).first()
