@@ -685,6 +685,20 @@ def test_pop_of_an_item_never_sent_leaves_the_server_alone(
     assert [task.name for task in scheduled] == ["motorhead_django.resync_session"]
 
 
+def test_a_resync_that_meets_a_push_in_progress_is_tried_again(settings, monkeypatch):
+    from motorhead_django import sync, tasks
+
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    monkeypatch.setattr(sync, "resync_session", lambda pk: sync.PushResult(pk, busy=True))
+    again: list[tuple[Any, tuple[Any, ...], Any]] = []
+    monkeypatch.setattr(
+        tasks, "_enqueue", lambda task, *args, eta=None: again.append((task, args, eta)) or True
+    )
+    tasks.resync_session(7)
+    assert [(task, args) for task, args, _ in again] == [(tasks.resync_session, (7,))]
+    assert again[0][2] is not None  # later, not in a loop
+
+
 @pytest.mark.django_db(transaction=True)
 def test_pop_of_a_pushed_item_rebuilds_the_servers_copy(settings, motorhead_server):
     settings.MOTORHEAD = {"URL": motorhead_server.url}
