@@ -398,3 +398,136 @@ class SummaryVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} summary through #{self.through_sequence}"
+
+
+# LangGraph checkpoints (motorhead_django.langgraph.DjangoSaver). Ids are LangGraph's
+# own: a thread, a namespace ("" is the root graph, subgraphs nest under it) and a
+# checkpoint id (a uuid6, so sorting by it sorts by time). Values are stored as the
+# saver's serializer wrote them (type + bytes), so they come back exactly.
+
+
+class LangGraphCheckpoint(models.Model):
+    """One LangGraph checkpoint: a graph's state at one step (its channel values are blobs)."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
+    parent_checkpoint_id = models.CharField(
+        _("parent checkpoint id"), max_length=255, blank=True, default=""
+    )
+    run_id = models.CharField(
+        _("run id"), max_length=255, blank=True, default="", help_text=_("From the metadata.")
+    )
+    type = models.CharField(_("type"), max_length=64, help_text=_("The serializer's type tag."))
+    checkpoint = models.BinaryField(
+        _("checkpoint"), help_text=_("The checkpoint without its channel values, serialized.")
+    )
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("LangGraph checkpoint")
+        verbose_name_plural = _("LangGraph checkpoints")
+        ordering = ("thread_id", "checkpoint_ns", "-checkpoint_id")
+        constraints = [
+            # Also the index behind "a thread's newest checkpoint" and its listing.
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "checkpoint_id"),
+                name="motorhead_checkpoint_id",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=("run_id",), condition=~Q(run_id=""), name="motorhead_checkpoint_run"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.thread_id}/{self.checkpoint_ns}" if self.checkpoint_ns else self.thread_id
+        return f"{where} @ {self.checkpoint_id}"
+
+
+class LangGraphBlob(models.Model):
+    """One version of one channel's value; checkpoints refer to it by (channel, version)."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    channel = models.CharField(_("channel"), max_length=255)
+    version = models.CharField(_("version"), max_length=255)
+    type = models.CharField(
+        _("type"), max_length=64, help_text=_('The serializer\'s type tag; "empty" for no value.')
+    )
+    blob = models.BinaryField(_("value"), blank=True)
+
+    class Meta:
+        verbose_name = _("LangGraph channel value")
+        verbose_name_plural = _("LangGraph channel values")
+        ordering = ("thread_id", "checkpoint_ns", "channel", "version")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "channel", "version"),
+                name="motorhead_checkpoint_blob",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id} {self.channel} v{self.version}"
+
+
+class LangGraphWrite(models.Model):
+    """A pending write of a task, stored against the checkpoint it follows."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
+    task_id = models.CharField(_("task id"), max_length=255)
+    task_path = models.TextField(_("task path"), blank=True, default="")
+    idx = models.IntegerField(
+        _("index"), help_text=_("Position in the task's writes; negative for special channels.")
+    )
+    channel = models.CharField(_("channel"), max_length=255)
+    type = models.CharField(_("type"), max_length=64)
+    blob = models.BinaryField(_("value"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("LangGraph pending write")
+        verbose_name_plural = _("LangGraph pending writes")
+        ordering = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_path", "task_id", "idx")
+        constraints = [
+            # Also the index behind "the writes of these checkpoints".
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+                name="motorhead_checkpoint_write",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id} @ {self.checkpoint_id} {self.task_id}[{self.idx}] {self.channel}"
+
+
+class LangGraphMessage(models.Model):
+    """Which LangGraph message a mirrored ChatMessage is, so each is mirrored once."""
+
+    session = models.ForeignKey(
+        ChatSession, verbose_name=_("session"), on_delete=models.CASCADE, related_name="+"
+    )
+    chat_message = models.ForeignKey(
+        ChatMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="+"
+    )
+    message_id = models.CharField(
+        _("LangGraph message id"), max_length=255, help_text=_("The LangChain message's id.")
+    )
+
+    class Meta:
+        verbose_name = _("LangGraph mirrored message")
+        verbose_name_plural = _("LangGraph mirrored messages")
+        ordering = ("session", "chat_message")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("session", "message_id"), name="motorhead_langgraph_message"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} {self.message_id}"
