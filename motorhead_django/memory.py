@@ -10,6 +10,7 @@ periodic sweep pushes them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import operator
@@ -182,14 +183,19 @@ def append_messages(
     *,
     context: str | None = _UNSET,
     origin: str = MessageOrigin.LOCAL,
+    items: Sequence[dict[str, Any] | None] | None = None,
 ) -> list[ChatMessage]:
     """Add messages (oldest first) to the end of the session, and schedule their push.
 
     ``context``, when given, replaces the session's summary and is pushed with
-    the messages. Raises :class:`MotorheadValidationError` for an empty batch,
-    a disallowed role or an oversized message; nothing is written then.
+    the messages. ``items``, when given, has one entry per message: the exact
+    object an agent framework handed over (a JSON object, or None), stored in
+    ``ChatMessage.item`` beside the readable ``content`` (see :func:`validate_items`).
+    Raises :class:`MotorheadValidationError` for an empty batch, a disallowed role,
+    an oversized message or item; nothing is written then.
     """
     pairs = validate_messages(messages)
+    kept = validate_items(items, len(pairs))
     if context is not _UNSET:
         validate_context(context)
     now = timezone.now()
@@ -217,6 +223,7 @@ def append_messages(
                 origin=origin,
                 sync_state=state,
                 synced_at=None if pushing else now,
+                item=kept[offset],
             )
             for offset, (role, content) in enumerate(pairs)
         )
@@ -498,6 +505,32 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
             )
         validate_text(content, field=f"messages[{index}].content", max_length=limit)
     return pairs
+
+
+def validate_items(
+    items: Sequence[dict[str, Any] | None] | None, count: int
+) -> list[dict[str, Any] | None]:
+    """One item per message, each None or a JSON object :func:`validate_metadata`
+    accepts whose JSON text is at most ``MAX_REQUEST_BYTES`` (what a request could carry)."""
+    if items is None:
+        return [None] * count
+    items = list(items)
+    if len(items) != count:
+        raise MotorheadValidationError({"items": f"One item per message: {count} expected."})
+    limit = motorhead_settings.MAX_REQUEST_BYTES
+    for index, item in enumerate(items):
+        if item is None:
+            continue
+        field = f"messages[{index}].item"
+        validate_metadata(item, field=field)
+        if limit is not None and len(json.dumps(item, ensure_ascii=False).encode()) > limit:
+            raise MotorheadValidationError(
+                {
+                    field: f"At most {limit} bytes of JSON. "
+                    "The limit is MOTORHEAD['MAX_REQUEST_BYTES']."
+                }
+            )
+    return items
 
 
 # What every stored string must be: Unicode scalar values (a lone surrogate cannot be

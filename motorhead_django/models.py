@@ -232,6 +232,16 @@ class ChatMessage(models.Model):
         _("role"), max_length=255, help_text=_("Free text, as Motorhead stores it: Human, AI, …")
     )
     content = models.TextField(_("content"))
+    item = models.JSONField(
+        _("item"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The message exactly as an agent framework gave it (an Agents SDK item, a "
+            "serialized LangChain message), read back unchanged; content is its readable "
+            "text, the one shown and pushed to Motorhead. Empty for plain messages."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     origin = models.CharField(
         _("origin"), max_length=8, choices=MessageOrigin.choices, default=MessageOrigin.LOCAL

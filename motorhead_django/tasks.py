@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # seconds: a broker outage then costs one slow write per interval (kombu waits
 # for its connection retries), not every write. The sweep pushes the rest.
 BROKER_RETRY_AFTER = 5.0
+# A resync that finds a push holding the session tries again after this many seconds.
+RESYNC_RETRY = 2.0
 _broker_down_until = 0.0
 
 
@@ -282,6 +284,8 @@ def resync_session(session_pk: int) -> dict[str, Any]:
     result = sync.resync_session(session_pk)
     if result.retry_at is not None:
         schedule_push(session_pk, eta=result.retry_at)
+    elif result.busy:  # a push holds the session: resync once it is done, not never
+        _enqueue(resync_session, session_pk, eta=timezone.now() + timedelta(seconds=RESYNC_RETRY))
     return {
         "session": session_pk,
         "pushed": result.pushed,
