@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("motorhead_django", "0007_langgraph_checkpoints"),
+        ("motorhead_django", "0008_summariser"),
     ]
 
     operations = [
