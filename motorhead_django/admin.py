@@ -313,7 +313,11 @@ class ChatSessionAdmin(NulSafeChangelist):
             # Lost a race the form's uniqueness check could not see: the other one stands.
             self.message_user(
                 request,
-                _("A session with this id was created meanwhile for this owner; nothing saved."),
+                _(
+                    "A session with this id exists for this owner (created meanwhile), or holds "
+                    "its server id in another namespace (Motorhead's ids are not namespaced); "
+                    "nothing saved."
+                ),
                 messages.ERROR,
             )
             return HttpResponseRedirect(request.get_full_path())

@@ -142,7 +142,7 @@ def get_or_create_session(
     Two concurrent first writes both end on the one session :func:`create_session`
     let win. Raises :class:`MotorheadSessionExistsError` only when the id is held
     in a way this owner cannot reach (a session created before ids were scoped per
-    owner, whose server id this is).
+    owner, whose server id this is, or one holding the server id in another namespace).
     """
     validate_session_id(session_id)
     session = find_session(session_id, namespace=namespace, owner=owner)

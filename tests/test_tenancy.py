@@ -506,3 +506,14 @@ def test_an_ownerless_id_in_the_moved_form_is_refused():
     assert "reserved" in refused.value.errors["session_id"]
     ann = make_user("ann")
     assert memory.create_session("n12:chat", owner=ann).remote_id == f"u{ann.pk}:n12:chat"
+
+
+def test_the_admin_refuses_a_server_id_held_in_another_namespace(admin_client, admin_user):
+    memory.create_session("chat", namespace="a", owner=admin_user)
+    response = admin_client.post(
+        "/admin/motorhead_django/chatsession/add/",
+        {"session_id": "chat", "namespace": "b", "owner": admin_user.pk, "metadata": "{}"},
+        follow=True,
+    )
+    assert response.status_code == 200 and b"in another namespace" in response.content
+    assert list(ChatSession.objects.values_list("namespace", flat=True)) == ["a"]
