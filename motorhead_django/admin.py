@@ -322,12 +322,36 @@ class ChatSessionAdmin(NulSafeChangelist):
             # Lost a race the form's uniqueness check could not see: the other one stands.
             self.message_user(
                 request,
-                _("A session with this id was created meanwhile for this owner; nothing saved."),
+                _(
+                    "A session with this id exists for this owner (created meanwhile), or holds "
+                    "its server id in another namespace (Motorhead's ids are not namespaced); "
+                    "nothing saved."
+                ),
                 messages.ERROR,
             )
             return HttpResponseRedirect(request.get_full_path())
 
+    def _may_choose_owner(self, request: HttpRequest) -> bool:
+        """Whether this user may add sessions for anyone: a superuser or a holder of
+        *change* on sessions (who could give any session any owner anyway). Others, with
+        *add* alone, add only their own: else they could take another user's id, with a
+        context of their choosing planted in it."""
+        return bool(request.user.is_superuser) or self.has_change_permission(request)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "owner" and not self._may_choose_owner(request):
+            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk or 0)
+            kwargs["initial"] = request.user.pk
+            kwargs["required"] = True  # not the ownerless scope either: anonymous callers' ids
+            kwargs["help_text"] = _(
+                "Sessions you add are yours (choosing another owner needs the change permission)."
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: ChatSession, form: Any, change: bool) -> None:
+        if not change and obj.owner_id != request.user.pk and not self._may_choose_owner(request):
+            # The form's choices already say so: a crafted POST still ends here.
+            raise PermissionDenied
         if not change:
             # Through the core, which lets the database's constraints decide.
             extra = {} if obj.context is None else {"context": obj.context}

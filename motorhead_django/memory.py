@@ -28,6 +28,7 @@ from django.utils.module_loading import import_string
 from .conf import motorhead_settings
 from .exceptions import MotorheadSessionExistsError, MotorheadValidationError
 from .models import (
+    MOVED_ID,
     OWNED_ID,
     ChatMessage,
     ChatSession,
@@ -69,7 +70,8 @@ def create_session(
     """Create a session, or raise :class:`MotorheadSessionExistsError`.
 
     No check-then-act: the insert runs and the database's unique constraints
-    decide (ids are unique per owner and namespace, server ids per namespace),
+    decide (ids are unique per owner and namespace, server ids across namespaces:
+    Motorhead's message storage is flat, so one server id is one conversation),
     so of two concurrent creations exactly one wins and the other's caller gets
     the error, with the winner's session untouched. ``remote_id`` (the id on the
     server) defaults to ``u<owner pk>:<session id>``, or the id without an owner;
@@ -141,7 +143,7 @@ def get_or_create_session(
     Two concurrent first writes both end on the one session :func:`create_session`
     let win. Raises :class:`MotorheadSessionExistsError` only when the id is held
     in a way this owner cannot reach (a session created before ids were scoped per
-    owner, whose server id this is).
+    owner, whose server id this is, or one holding the server id in another namespace).
     """
     validate_session_id(session_id)
     session = find_session(session_id, namespace=namespace, owner=owner)
@@ -611,6 +613,8 @@ def validate_session_id(session_id: Any) -> None:
     problem = text_problem(session_id, control=False)
     if problem is None and not 1 <= len(session_id) <= MAX_ID_LENGTH:
         problem = "A session id is 1 to 255 characters."
+    if problem is None and not session_id.strip():
+        problem = "A session id cannot be only whitespace."
     if problem is not None:
         if "control" in problem:
             problem = "A session id cannot contain control characters."
@@ -619,12 +623,20 @@ def validate_session_id(session_id: Any) -> None:
 
 def validate_ownerless_id(session_id: str) -> None:
     """Refuse, for a session without an owner, an id in the ``u<digits>:`` form that the
-    server ids of owned sessions take (so the two can never collide)."""
+    server ids of owned sessions take, or the ``n<digits>:`` form of sessions migration
+    0006 moved to a server id of their own (so none of them can ever collide)."""
     if OWNED_ID.fullmatch(session_id):
         raise MotorheadValidationError(
             {
                 "session_id": "Ids of the form u<digits>:… are reserved for sessions with "
                 "an owner (they name them on the server)."
+            }
+        )
+    if MOVED_ID.fullmatch(session_id):
+        raise MotorheadValidationError(
+            {
+                "session_id": "Ids of the form n<digits>:… are reserved (they name sessions "
+                "moved to a server id of their own on the server)."
             }
         )
 

@@ -161,11 +161,10 @@ class ChatSession(models.Model):
                 condition=Q(owner__isnull=False),
                 name="motorhead_session_id_per_owner",
             ),
-            # Sessions without an owner are addressed by their server id, which is
-            # then their session id (memory.find_session): unique like the server's.
-            models.UniqueConstraint(
-                fields=("namespace", "remote_id"), name="motorhead_session_remote_id"
-            ),
+            # One local session per server id, across namespaces: Motorhead's message
+            # storage is not namespaced (one flat id space), so two sessions with one
+            # server id would share one conversation there.
+            models.UniqueConstraint(fields=("remote_id",), name="motorhead_session_remote_id"),
         ]
         indexes = [
             # The sweep's query: only sessions with work left, by due time, so an
@@ -196,6 +195,9 @@ class ChatSession(models.Model):
 
 #: The server id form of a session created by a user: ``u<user pk>:<session id>``.
 OWNED_ID = re.compile(r"u([0-9]+):(.*)", re.DOTALL)
+#: The server id form migration 0006 gave a session that shared its server id with a
+#: session of another namespace: ``n<session pk>:<session id>``.
+MOVED_ID = re.compile(r"n([0-9]+):(.*)", re.DOTALL)
 
 
 def server_id(owner_pk: int | None, session_id: str) -> str:

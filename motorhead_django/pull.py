@@ -379,7 +379,8 @@ def import_sessions(
     """Bring every session the server lists in ``namespaces`` into Django, resumably.
 
     A server id ``u<pk>:<id>`` (what this app names a user's session by) comes back
-    as that user's session ``<id>``; any other id becomes a session of ``owner``
+    as that user's session ``<id>`` (with ``owner`` given, only when it is that user:
+    any other is refused, listed in ``refused``); any other id becomes a session of ``owner``
     (default: none) that keeps the server's id. A session imported before (it has
     been pulled) is skipped unless ``refresh``. The run stops at the first session
     it cannot pull, so a rerun resumes there. ``progress(namespace, index, total,
@@ -422,10 +423,29 @@ def import_sessions(
 
 def _imported_session(remote_id: str, namespace: str, owner: Any) -> ChatSession:
     """The local session of a server id, created (through the core) when missing."""
-    found = ChatSession.objects.filter(namespace=namespace, remote_id=remote_id).first()
+    found = ChatSession.objects.filter(remote_id=remote_id).first()
+    if found is not None and found.namespace != namespace:
+        # Motorhead lists one conversation under every namespace it was posted with.
+        raise MotorheadValidationError(
+            {
+                "session_id": "Already held here under namespace "
+                f"{found.namespace!r}: the server keeps one conversation per id, "
+                "whatever the namespace."
+            }
+        )
     if found is not None:
         return found
     owner_pk, session_id = parse_server_id(remote_id)
+    if owner_pk is not None and owner is not None and owner_pk != owner.pk:
+        # The id names another user's session; whose it really is (this app's session
+        # of user owner_pk, or an older app's thread) only the operator can tell.
+        raise MotorheadValidationError(
+            {
+                "session_id": f"The id names user {owner_pk}'s session (u<user id>:…), "
+                "not the --owner's: not given to either. Import it without --owner to "
+                f"give it to user {owner_pk}."
+            }
+        )
     if owner_pk is not None:
         owner = get_user_model().objects.filter(pk=owner_pk).first()
         if owner is None:
@@ -439,6 +459,7 @@ def _imported_session(remote_id: str, namespace: str, owner: Any) -> ChatSession
     except MotorheadSessionExistsError:
         # Created meanwhile under this server id (a concurrent import): that one.
         found = ChatSession.objects.filter(namespace=namespace, remote_id=remote_id).first()
-        if found is None:  # the owner already has another session with this id
+        if found is None:  # the owner already has another session with this id, or the
+            # server id is held under another namespace (created meanwhile)
             raise
         return found

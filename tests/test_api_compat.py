@@ -155,12 +155,25 @@ def test_bad_paging_is_a_json_400(alice, params):
 def test_namespaces_are_separate(alice):
     alice.add("s", ("Human", "default"))
     alice.post(
+        "/sessions/t/memory?namespace=ns", {"messages": [{"role": "AI", "content": "in ns"}]}
+    )
+    assert alice.get("/sessions", namespace="ns").json() == ["t"]
+    assert alice.get("/sessions").json() == ["s"]
+    assert [m["content"] for m in alice.memory("s")["messages"]] == ["default"]
+    in_ns = alice.get("/sessions/t/memory", namespace="ns").json()
+    assert [m["content"] for m in in_ns["messages"]] == ["in ns"]
+
+
+def test_one_id_in_a_second_namespace_is_a_conflict(alice):
+    """Motorhead's messages are not namespaced: one id is one conversation on the server,
+    so it is held by one session here, in the namespace that first wrote it."""
+    alice.add("s", ("Human", "default"))
+    response = alice.post(
         "/sessions/s/memory?namespace=ns", {"messages": [{"role": "AI", "content": "in ns"}]}
     )
-    assert alice.get("/sessions", namespace="ns").json() == ["s"]
+    assert response.status_code == 409 and "session_id" in response.json()
+    assert alice.get("/sessions", namespace="ns").json() == []
     assert [m["content"] for m in alice.memory("s")["messages"]] == ["default"]
-    in_ns = alice.get("/sessions/s/memory", namespace="ns").json()
-    assert [m["content"] for m in in_ns["messages"]] == ["in ns"]
 
 
 # -- bad input: a clear 4xx with valid JSON, and nothing written ----------------------

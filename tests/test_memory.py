@@ -9,7 +9,7 @@ from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
 from motorhead_django import memory
-from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.exceptions import MotorheadSessionExistsError, MotorheadValidationError
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
 pytestmark = pytest.mark.django_db
@@ -34,10 +34,14 @@ def test_local_only_writes_are_kept_and_ordered():
 def test_get_or_create_is_idempotent_and_namespaced(settings):
     first = memory.get_or_create_session("a")
     assert memory.get_or_create_session("a").pk == first.pk
-    other = memory.get_or_create_session("a", namespace="ns")
+    other = memory.get_or_create_session("b", namespace="ns")
     assert other.pk != first.pk and other.namespace == "ns"
+    assert memory.find_session("b") is None and memory.find_session("a", namespace="ns") is None
+    # One id is one conversation on the server, whatever the namespace: held once.
+    with pytest.raises(MotorheadSessionExistsError):
+        memory.get_or_create_session("a", namespace="ns")
     settings.MOTORHEAD = {"NAMESPACE": "default-ns"}
-    assert memory.get_or_create_session("b").namespace == "default-ns"
+    assert memory.get_or_create_session("c").namespace == "default-ns"
 
 
 def test_get_memory_is_the_newest_window_newest_first(settings):

@@ -118,9 +118,11 @@ def test_another_owners_id_answers_exactly_as_a_missing_one(client):
 def test_a_namespaced_key_reaches_only_its_owner_in_its_namespace(client):
     ann = make_user("ann")
     key = ApiKey.issue(ann, "team", namespace="team")[1]
-    memory.create_session("x", owner=ann, namespace="other")
+    elsewhere = memory.create_session("y", owner=ann, namespace="other")
+    memory.append_messages(elsewhere, [("Human", "other namespace")])
     memory.create_session("x", namespace="team")  # ownerless, same id and namespace
     assert compat(client, key, "/sessions").json() == []
+    assert compat(client, key, "/sessions/y/memory").json()["messages"] == []
     assert compat(client, key, "/sessions/x/memory", write([("Human", "mine")])).status_code == 200
     session = ChatSession.objects.get(owner=ann, namespace="team")
     assert session.remote_id == f"u{ann.pk}:x" and session.messages.count() == 1
@@ -255,14 +257,24 @@ def test_import_decodes_owner_ids_and_gives_the_rest_to_owner(upstream, capsys):
     upstream.preload("plain", [("Human", "old history")])
     upstream.preload(f"u{bob.pk}:his", [("Human", "bob's")])
     upstream.preload("u99999:ghost", [("Human", "nobody's")])
+    upstream.preload(f"u{ann.pk}:hers", [("Human", "ann's")])
     call_command("motorhead_import", "--owner", "ann")
     plain = ChatSession.objects.get(session_id="plain")
     assert (plain.owner_id, plain.remote_id) == (ann.pk, "plain")
+    hers = ChatSession.objects.get(session_id="hers")
+    assert (hers.owner_id, hers.remote_id) == (ann.pk, f"u{ann.pk}:hers")
+    # With --owner, an id naming another user is given to neither: listed with the reason.
+    assert not ChatSession.objects.filter(remote_id__contains="his").exists()
+    assert not ChatSession.objects.filter(remote_id__contains="ghost").exists()
+    captured = capsys.readouterr()
+    assert f"u{bob.pk}:his" in captured.err and f"user {bob.pk}'s session" in captured.err
+    assert "u99999:ghost" in captured.err and "not the --owner's" in captured.err
+    # Without --owner, the id's own user gets it (and an unknown user is refused).
+    call_command("motorhead_import")
     his = ChatSession.objects.get(session_id="his")
     assert (his.owner_id, his.remote_id) == (bob.pk, f"u{bob.pk}:his")
     assert not ChatSession.objects.filter(remote_id__contains="ghost").exists()
-    captured = capsys.readouterr()
-    assert "u99999:ghost" in captured.err and "does not exist" in captured.err
+    assert "does not exist" in capsys.readouterr().err
     # Ann's key reaches her imported history, and a write there goes to the same server id.
     client, key = Client(), ApiKey.issue(ann, "k")[1]
     got = compat(client, key, "/sessions/plain/memory").json()
@@ -272,7 +284,7 @@ def test_import_decodes_owner_ids_and_gives_the_rest_to_owner(upstream, capsys):
     assert [m["content"] for m in upstream.stored_messages("plain")] == ["old history", "new"]
     # A rerun finds them by their server id: nothing twice.
     call_command("motorhead_import", "--owner", "ann")
-    assert "0 session(s) imported, 2 already there" in capsys.readouterr().out
+    assert "0 session(s) imported, 3 already there" in capsys.readouterr().out
 
 
 def test_import_refuses_an_unknown_owner(upstream):
@@ -436,3 +448,72 @@ def test_an_anonymous_request_user_as_owner_is_a_clear_validation_error():
     with pytest.raises(MotorheadValidationError, match="signed-in user or None, not AnonymousUser"):
         memory.get_or_create_session("user-42", owner=AnonymousUser())
     assert not ChatSession.objects.exists()
+
+
+def test_a_server_id_is_held_once_across_namespaces(upstream):
+    """Motorhead's message storage is not namespaced: one server id is one conversation, so
+    one local session holds it, whatever the namespace (the same owner's second one is a 409)."""
+    ann = make_user("ann")
+    first = memory.create_session("chat", namespace="app-a", owner=ann)
+    memory.append_messages(first, [("Human", "secret of app A")])
+    assert push_session(first.pk).error == ""
+    with pytest.raises(MotorheadSessionExistsError):
+        memory.create_session("chat", namespace="app-b", owner=ann)
+    with pytest.raises(MotorheadSessionExistsError):
+        memory.get_or_create_session("chat", namespace="app-b", owner=ann)
+    # An ownerless id too, and an imported one passing the server id itself.
+    memory.create_session("plain", namespace="app-a")
+    with pytest.raises(MotorheadSessionExistsError):
+        memory.create_session("plain", namespace="app-b")
+    with pytest.raises(MotorheadSessionExistsError):
+        memory.create_session("other", namespace="app-b", owner=ann, remote_id="plain")
+    assert list(ChatSession.objects.values_list("namespace", flat=True)) == ["app-a", "app-a"]
+    # Deleting on the server can only ever touch the one session's conversation.
+    assert [m["content"] for m in upstream.stored_messages(first.remote_id)] == ["secret of app A"]
+
+
+def test_an_anonymous_write_in_another_namespace_cannot_reach_a_claimed_session(
+    client, settings, upstream
+):
+    ann = make_user("ann")
+    legacy = memory.create_session("chat")
+    memory.append_messages(legacy, [("Human", "ann private")])
+    assert push_session(legacy.pk).error == ""
+    memory.claim_sessions([legacy], ann)
+    settings.MOTORHEAD = {**settings.MOTORHEAD, "COMPAT_ALLOW_ANONYMOUS": True}
+    response = client.post(
+        "/motorhead/sessions/chat/memory?namespace=evil",
+        json.dumps(write([("Human", "injected")])),
+        content_type="application/json",
+    )
+    assert response.status_code == 409 and "session_id" in response.json()
+    assert not ChatSession.objects.filter(namespace="evil").exists()
+    assert [m["content"] for m in upstream.stored_messages("chat")] == ["ann private"]
+
+
+def test_import_refuses_a_server_id_already_held_under_another_namespace(upstream, capsys):
+    upstream.preload("shared", [("Human", "one conversation")], namespace="a")
+    upstream.store.touch_session("shared", "b")  # posted under "b" too: listed in both
+    call_command("motorhead_import", "--namespace", "a", "--namespace", "b")
+    assert list(ChatSession.objects.values_list("namespace", "remote_id")) == [("a", "shared")]
+    err = capsys.readouterr().err
+    assert "'shared'" in err and "Already held here under namespace 'a'" in err
+
+
+def test_an_ownerless_id_in_the_moved_form_is_refused():
+    with pytest.raises(MotorheadValidationError) as refused:
+        memory.create_session("n12:chat")
+    assert "reserved" in refused.value.errors["session_id"]
+    ann = make_user("ann")
+    assert memory.create_session("n12:chat", owner=ann).remote_id == f"u{ann.pk}:n12:chat"
+
+
+def test_the_admin_refuses_a_server_id_held_in_another_namespace(admin_client, admin_user):
+    memory.create_session("chat", namespace="a", owner=admin_user)
+    response = admin_client.post(
+        "/admin/motorhead_django/chatsession/add/",
+        {"session_id": "chat", "namespace": "b", "owner": admin_user.pk, "metadata": "{}"},
+        follow=True,
+    )
+    assert response.status_code == 200 and b"in another namespace" in response.content
+    assert list(ChatSession.objects.values_list("namespace", flat=True)) == ["a"]

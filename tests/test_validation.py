@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import math
+import re
 from io import StringIO
 from typing import Any
 
@@ -109,7 +110,15 @@ def test_session_ids_and_namespaces_read_back_or_refuse(session_id, namespace):
     def clean(text: str) -> bool:
         return storable(text) and not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
-    valid = clean(session_id) and clean(namespace) and 1 <= len(session_id)
+    valid = (
+        clean(session_id)
+        and clean(namespace)
+        and session_id.strip() != ""
+        # The server id forms of owned and moved sessions are reserved without an owner.
+        and not re.fullmatch(r"[un][0-9]+:.*", session_id, re.DOTALL)
+    )
+    # Examples share the test's transaction: a server id is held once across namespaces.
+    ChatSession.objects.all().delete()
     try:
         session = memory.get_or_create_session(session_id, namespace=namespace)
     except MotorheadValidationError:
@@ -593,3 +602,15 @@ def test_the_api_key_admin_form_refuses_a_namespace_with_control_characters(ann)
     assert not form.is_valid() and "namespace" in form.errors
     assert ApiKeyForm(data={"name": "k", "owner": ann.pk, "namespace": "team"}).is_valid()
     assert ApiKeyForm(data={"name": "k", "owner": ann.pk, "namespace": ""}).is_valid()
+
+
+@pytest.mark.parametrize("session_id", ["   ", " ", "\u00a0\u2003", "\u3000"])
+def test_a_session_id_of_only_whitespace_is_refused(api, compat, session_id):
+    with pytest.raises(MotorheadValidationError) as refused:
+        memory.create_session(session_id)
+    assert refused.value.errors["session_id"] == "A session id cannot be only whitespace."
+    response = post_json(api, "/api/sessions/", {"session_id": session_id})
+    assert response.status_code == 400 and "session_id" in response.json()
+    assert not ChatSession.objects.exists()
+    # Whitespace around other characters is part of the id.
+    assert memory.create_session(" a ").session_id == " a "

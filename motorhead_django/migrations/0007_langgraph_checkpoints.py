@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('motorhead_django', '0005_sync_state_in_doubt'),
+        ('motorhead_django', '0006_remote_id_unique'),
     ]
 
     operations = [
