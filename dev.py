@@ -98,7 +98,12 @@ def celery_commands(env: dict[str, str]) -> list[str]:
     """The worker and beat command lines to run beside the example, as a shell would read them."""
     prefix = " ".join(
         f"{name}={env[name]}"
-        for name in ("CELERY_BROKER_URL", "MOTORHEAD_URL", "DATABASE_URL")
+        for name in (
+            "CELERY_BROKER_URL",
+            "MOTORHEAD_URL",
+            "MOTORHEAD_LLM_URL",
+            "DATABASE_URL",
+        )
         if env.get(name)
     )
     return [f"{prefix} .venv/bin/celery -A example_project {role} -l info" for role in ROLES]
@@ -144,6 +149,9 @@ def example(argv: list[str]) -> int:
         server, env["MOTORHEAD_URL"] = start_test_server()
         children.append(server)
         say(f"embedded Motorhead test server (upstream for sync): {env['MOTORHEAD_URL']}")
+        # Its OpenAI-compatible /v1 routes stand in for the LLM of the built-in summariser.
+        env.setdefault("MOTORHEAD_LLM_URL", env["MOTORHEAD_URL"] + "/v1")
+        say(f"built-in summariser and embeddings: {env['MOTORHEAD_LLM_URL']} (test LLM)")
     commands = celery_commands(env)
     if with_worker:
         say("starting the Celery worker and beat:")

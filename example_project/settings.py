@@ -139,6 +139,13 @@ MOTORHEAD = {
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
     "SWEEP_INTERVAL": _sweep_interval,
 }
+# The built-in summariser and embeddings, over any OpenAI-compatible API (docs/memory.md);
+# `dev.py example` points them at its test server's /v1 routes; they then own the context.
+if os.environ.get("MOTORHEAD_LLM_URL"):
+    _llm = {"BASE_URL": os.environ["MOTORHEAD_LLM_URL"], "API_KEY": None}
+    MOTORHEAD["SUMMARIZER"] = {**_llm, "MODEL": "gpt-4o-mini"}
+    MOTORHEAD["EMBEDDINGS"] = {**_llm, "MODEL": "text-embedding-3-small"}
+    MOTORHEAD["CONTEXT_OWNER"] = "local"
 
 LOGGING = {
     "version": 1,

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, LLM_DEFAULTS, LLM_REQUIRED
 
 _NAMESPACE = "motorhead_django"
 
@@ -316,6 +316,8 @@ def check_summarizer(**kwargs: Any) -> list[CheckMessage]:
     path = user.get("SUMMARIZER")
     if path is None:
         return []
+    if isinstance(path, dict):
+        return _check_endpoint("SUMMARIZER", path, "E020")
     try:
         function = import_string(path) if isinstance(path, str) else None
     except ImportError as exc:
@@ -331,6 +333,109 @@ def check_summarizer(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_embeddings(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    value = user.get("EMBEDDINGS")
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [
+            Error(
+                "MOTORHEAD['EMBEDDINGS'] must be a dict or None.",
+                hint='For example {"BASE_URL": "https://api.openai.com/v1", "API_KEY": "...", '
+                '"MODEL": "text-embedding-3-small"}.',
+                id=_id("E021"),
+            )
+        ]
+    return _check_endpoint("EMBEDDINGS", value, "E021")
+
+
+@register(Tags.compatibility)
+def check_context_owner(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    owner = user.get("CONTEXT_OWNER", DEFAULTS["CONTEXT_OWNER"])
+    if owner not in ("server", "local"):
+        return [
+            Error(
+                f'MOTORHEAD[\'CONTEXT_OWNER\'] must be "server" or "local", not {owner!r}.',
+                hint='"server": Motorhead\'s summary (the default); '
+                '"local": the built-in summariser.',
+                id=_id("E022"),
+            )
+        ]
+    return []
+
+
+def _check_endpoint(name: str, value: dict[str, Any], code: str) -> list[CheckMessage]:
+    """A SUMMARIZER or EMBEDDINGS dict: known keys, the required ones, their types."""
+    errors: list[CheckMessage] = []
+    for key in value:
+        if key not in LLM_DEFAULTS:
+            close = difflib.get_close_matches(str(key), LLM_DEFAULTS, n=1)
+            hint = (
+                f"Did you mean {close[0]!r}?"
+                if close
+                else f"Known keys: {', '.join(LLM_DEFAULTS)}."
+            )
+            errors.append(
+                Error(f"MOTORHEAD['{name}'] has an unknown key {key!r}.", hint=hint, id=_id(code))
+            )
+    for key in LLM_REQUIRED:
+        if not isinstance(value.get(key), str) or not value.get(key):
+            errors.append(
+                Error(f"MOTORHEAD['{name}']['{key}'] must be a non-empty string.", id=_id(code))
+            )
+    url = value.get("BASE_URL")
+    if isinstance(url, str) and url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors.append(
+                Error(
+                    f"MOTORHEAD['{name}']['BASE_URL'] is not an http(s) URL: {url!r}.",
+                    hint='For example "https://api.openai.com/v1" or "http://127.0.0.1:11434/v1".',
+                    id=_id(code),
+                )
+            )
+        elif (
+            parts.scheme == "http"
+            and value.get("API_KEY")
+            and parts.hostname not in ("127.0.0.1", "localhost", "::1")
+        ):
+            errors.append(
+                Warning(
+                    f"MOTORHEAD['{name}'] sends its API_KEY over plain http to {parts.hostname}.",
+                    hint="Use an https BASE_URL.",
+                    id=_id("W020"),
+                )
+            )
+    api_key = value.get("API_KEY")
+    if api_key is not None and not isinstance(api_key, str):
+        errors.append(
+            Error(f"MOTORHEAD['{name}']['API_KEY'] must be a string or None.", id=_id(code))
+        )
+    for number, positive in (
+        ("MAX_TOKENS", 1),
+        ("BATCH_TOKENS", 1),
+        ("BATCH_SIZE", 1),
+        ("RETRIES", 0),
+    ):
+        item = value.get(number, LLM_DEFAULTS[number])
+        if not isinstance(item, int) or isinstance(item, bool) or item < positive:
+            errors.append(
+                Error(
+                    f"MOTORHEAD['{name}']['{number}'] must be an integer >= {positive}.",
+                    id=_id(code),
+                )
+            )
+    timeout = value.get("TIMEOUT", LLM_DEFAULTS["TIMEOUT"])
+    if not isinstance(timeout, Real) or isinstance(timeout, bool) or timeout <= 0:
+        errors.append(
+            Error(f"MOTORHEAD['{name}']['TIMEOUT'] must be a positive number.", id=_id(code))
+        )
+    return errors
 
 
 _RATE_PERIODS = frozenset(

@@ -9,6 +9,7 @@ only coerce.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -87,9 +88,58 @@ DEFAULTS: dict[str, Any] = {
     # (as a self-hosted Motorhead does). Off: a key is required.
     "COMPAT_ALLOW_ANONYMOUS": False,
     # Local-only mode: dotted path to summarize(previous, messages) -> str | None,
-    # called with the messages that leave the window. None: no local summary.
+    # called with the messages that leave the window; or a dict (LLM_DEFAULTS keys)
+    # for the built-in summariser over an OpenAI-compatible API. None: no local summary.
     "SUMMARIZER": None,
+    # A dict (LLM_DEFAULTS keys) enables embeddings and semantic retrieval.
+    "EMBEDDINGS": None,
+    # With both URL and a SUMMARIZER dict: who writes context and tokens, "server"
+    # (Motorhead's summary, taken by the pull) or "local" (the built-in summariser).
+    "CONTEXT_OWNER": "server",
 }
+
+# Keys of the SUMMARIZER and EMBEDDINGS dicts. MAX_TOKENS and BATCH_TOKENS are
+# Motorhead's (4096 - 512 - 230 = 3354 tokens of new lines per call).
+LLM_DEFAULTS: dict[str, Any] = {
+    "BASE_URL": None,
+    "API_KEY": None,
+    "MODEL": None,
+    "MAX_TOKENS": 512,
+    "BATCH_TOKENS": 3354,
+    # Texts per embeddings call.
+    "BATCH_SIZE": 64,
+    "TIMEOUT": 60.0,
+    "RETRIES": 8,
+}
+LLM_REQUIRED = ("BASE_URL", "MODEL")
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """One OpenAI-compatible endpoint: ``MOTORHEAD["SUMMARIZER"]`` or ``["EMBEDDINGS"]``."""
+
+    BASE_URL: str
+    API_KEY: str | None
+    MODEL: str
+    MAX_TOKENS: int
+    BATCH_TOKENS: int
+    BATCH_SIZE: int
+    TIMEOUT: float
+    RETRIES: int
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> LLMSettings:
+        merged = {**LLM_DEFAULTS, **value}
+        return cls(
+            BASE_URL=str(merged["BASE_URL"]).rstrip("/"),
+            API_KEY=merged["API_KEY"] or None,
+            MODEL=str(merged["MODEL"]),
+            MAX_TOKENS=int(merged["MAX_TOKENS"]),
+            BATCH_TOKENS=int(merged["BATCH_TOKENS"]),
+            BATCH_SIZE=int(merged["BATCH_SIZE"]),
+            TIMEOUT=float(merged["TIMEOUT"]),
+            RETRIES=int(merged["RETRIES"]),
+        )
 
 
 class MotorheadSettings:
@@ -239,7 +289,31 @@ class MotorheadSettings:
 
     @property
     def SUMMARIZER(self) -> str | None:
-        return self._get("SUMMARIZER") or None
+        """The dotted path of your own summariser (None for the built-in one)."""
+        value = self._get("SUMMARIZER")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def BUILTIN_SUMMARIZER(self) -> LLMSettings | None:
+        """The built-in summariser's endpoint, when ``SUMMARIZER`` is a dict."""
+        value = self._get("SUMMARIZER")
+        return LLMSettings.from_dict(value) if isinstance(value, dict) else None
+
+    @property
+    def EMBEDDINGS(self) -> LLMSettings | None:
+        value = self._get("EMBEDDINGS")
+        return LLMSettings.from_dict(value) if isinstance(value, dict) else None
+
+    @property
+    def CONTEXT_OWNER(self) -> str:
+        return str(self._get("CONTEXT_OWNER"))
+
+    @property
+    def SUMMARIZES_LOCALLY(self) -> bool:
+        """Whether the built-in summariser writes context and tokens (see CONTEXT_OWNER)."""
+        if self.BUILTIN_SUMMARIZER is None:
+            return False
+        return not self.SYNC_ENABLED or self.CONTEXT_OWNER == "local"
 
 
 motorhead_settings = MotorheadSettings()

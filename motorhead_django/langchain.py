@@ -16,6 +16,7 @@ Only this module imports ``langchain_core``; the rest of the app never does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,15 +27,18 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
 )
 from langchain_core.messages import ChatMessage as RoleMessage
 
 from . import memory
-from .exceptions import MotorheadValidationError
+from .conf import motorhead_settings
 from .models import ChatMessage, ChatSession
 
 # LangChain's message types, stored under the roles Motorhead's own clients write.
-ROLES = {"human": "Human", "ai": "AI", "system": "System"}
+ROLES = {"human": "Human", "ai": "AI", "system": "System", "tool": "Tool", "function": "Function"}
 _TYPES: dict[str, type[BaseMessage]] = {
     "human": HumanMessage,
     "user": HumanMessage,
@@ -42,6 +46,8 @@ _TYPES: dict[str, type[BaseMessage]] = {
     "assistant": AIMessage,
     "system": SystemMessage,
 }
+for _chunk in ("Human", "AI", "System", "Tool", "Function"):
+    ROLES[f"{_chunk}MessageChunk"] = ROLES[_chunk.lower()]
 
 
 class DjangoChatMessageHistory(BaseChatMessageHistory):
@@ -89,7 +95,13 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return [to_langchain(row) for row in rows]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        memory.append_messages(self.session, [from_langchain(message) for message in messages])
+        """Append in one transaction; each message is kept whole (``ChatMessage.item``)
+        beside its readable text (:func:`readable_text`)."""
+        memory.append_messages(
+            self.session,
+            [from_langchain(message) for message in messages],
+            items=[serialize(message) for message in messages],
+        )
 
     def clear(self) -> None:
         """Delete the conversation here, and on the server when ``DELETE_REMOTE`` says so."""
@@ -107,7 +119,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 
 
 def to_langchain(message: ChatMessage) -> BaseMessage:
-    """A stored message as LangChain's type for its role (any other role keeps its name)."""
+    """A stored message as it was written: the serialized message in ``item`` when it came
+    from LangChain, else LangChain's type for its role (any other role keeps its name)."""
+    item = message.item
+    if isinstance(item, dict) and _is_serialized(item):
+        try:
+            return messages_from_dict([item])[0]
+        except (ValueError, KeyError, TypeError):  # edited by hand: the text is still there
+            pass
     kind = _TYPES.get(message.role.lower())
     if kind is None:
         return RoleMessage(content=message.content, role=message.role)
@@ -115,12 +134,66 @@ def to_langchain(message: ChatMessage) -> BaseMessage:
 
 
 def from_langchain(message: BaseMessage) -> tuple[str, str]:
-    """``(role, content)`` for a LangChain message; only text content can be stored."""
-    if not isinstance(message.content, str):
-        raise MotorheadValidationError(
-            {"content": "Only text content can be stored (Motorhead keeps strings)."}
-        )
+    """``(role, content)`` a LangChain message is stored, shown and pushed under (see
+    :func:`readable_text`); the message itself goes in ``item`` (:func:`serialize`)."""
     role = (
         message.role if isinstance(message, RoleMessage) else ROLES.get(message.type, message.type)
     )
-    return role, message.content
+    return role, readable_text(message)
+
+
+def serialize(message: BaseMessage) -> dict[str, Any]:
+    """The message as ``messages_to_dict`` writes it: every field, read back equal."""
+    return message_to_dict(message)
+
+
+def readable_text(message: BaseMessage) -> str:
+    """The text the admin, REST and Motorhead show for a message.
+
+    A string content is itself; list content joins its text parts with newlines (an
+    image is ``[image]``, any other part ``[<type>]``); each tool call adds a line
+    ``[tool call <name>] <arguments as JSON>``; a ToolMessage starts with
+    ``[tool result <tool_call_id>]``. Cut at ``MAX_CONTENT_LENGTH``.
+    """
+    content = message.content
+    if isinstance(content, str):
+        lines = [content] if content else []
+    else:
+        lines = [_part_text(part) for part in content]
+    for call in getattr(message, "tool_calls", None) or []:
+        arguments = json.dumps(call.get("args", {}), ensure_ascii=False, default=str)
+        lines.append(f"[tool call {call.get('name', '')}] {arguments}")
+    text = "\n".join(line for line in lines if line)
+    if isinstance(message, ToolMessage):
+        text = f"[tool result {message.tool_call_id}] {text}".rstrip()
+    limit = motorhead_settings.MAX_CONTENT_LENGTH
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, dict):
+        return ""
+    kind = str(part.get("type", ""))
+    if isinstance(part.get("text"), str):
+        return str(part["text"])
+    if "image" in kind:
+        return "[image]"
+    return f"[{kind}]" if kind else ""
+
+
+_SERIALIZED_TYPES = frozenset(
+    {"human", "ai", "system", "chat", "tool", "function", "remove"}
+    | {f"{name}MessageChunk" for name in ("Human", "AI", "System", "Chat", "Tool", "Function")}
+)
+
+
+def _is_serialized(item: Any) -> bool:
+    """Whether ``item`` is a serialized LangChain message (not another framework's item)."""
+    return (
+        isinstance(item, dict)
+        and set(item) == {"type", "data"}
+        and item["type"] in _SERIALIZED_TYPES
+        and isinstance(item["data"], dict)
+    )

@@ -10,6 +10,7 @@ periodic sweep pushes them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import operator
@@ -208,14 +209,19 @@ def append_messages(
     *,
     context: str | None = _UNSET,
     origin: str = MessageOrigin.LOCAL,
+    items: Sequence[dict[str, Any] | None] | None = None,
 ) -> list[ChatMessage]:
     """Add messages (oldest first) to the end of the session, and schedule their push.
 
     ``context``, when given, replaces the session's summary and is pushed with
-    the messages. Raises :class:`MotorheadValidationError` for an empty batch,
-    a disallowed role or an oversized message; nothing is written then.
+    the messages. ``items``, when given, has one entry per message: the exact
+    object an agent framework handed over (a JSON object, or None), stored in
+    ``ChatMessage.item`` beside the readable ``content`` (see :func:`validate_items`).
+    Raises :class:`MotorheadValidationError` for an empty batch, a disallowed role,
+    an oversized message or item; nothing is written then.
     """
     pairs = validate_messages(messages)
+    kept = validate_items(items, len(pairs))
     if context is not _UNSET:
         validate_context(context)
     now = timezone.now()
@@ -243,9 +249,15 @@ def append_messages(
                 origin=origin,
                 sync_state=state,
                 synced_at=None if pushing else now,
+                item=kept[offset],
             )
             for offset, (role, content) in enumerate(pairs)
         )
+        if motorhead_settings.EMBEDDINGS is not None:
+            transaction.on_commit(lambda: _schedule_embed_pending(session.pk))
+        if motorhead_settings.SUMMARIZES_LOCALLY:
+            # The built-in summariser: it finds what left the window from its high-water mark.
+            transaction.on_commit(lambda: _schedule_summarize_pending(session.pk))
         if pushing:
             transaction.on_commit(lambda: _schedule_push(session.pk))
         elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
@@ -365,6 +377,14 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
             logger.warning("Upstream retrieval for %s failed, searching locally: %s", session, exc)
         else:
             return [{"role": r.role, "content": r.content, "dist": r.dist} for r in found[:limit]]
+    if motorhead_settings.EMBEDDINGS is not None:
+        from . import embeddings
+        from .llm import LLMError
+
+        try:
+            return embeddings.retrieve(session, text, limit=limit)
+        except LLMError as exc:
+            logger.warning("Embedding the query for %s failed, searching words: %s", session, exc)
     return [
         {"role": m.role, "content": m.content, "dist": dist}
         for m, dist in search(session, text, limit=limit)
@@ -455,6 +475,18 @@ def _schedule_summary(session_pk: int, first: int, last: int) -> None:
     tasks.schedule_summary(session_pk, first, last)
 
 
+def _schedule_summarize_pending(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_summarize_pending(session_pk)
+
+
+def _schedule_embed_pending(session_pk: int) -> None:
+    from . import tasks
+
+    tasks.schedule_embed_pending(session_pk)
+
+
 def _schedule_delete(session_pk: int) -> None:
     from . import tasks
 
@@ -499,6 +531,32 @@ def validate_messages(messages: Iterable[MessageInput]) -> list[tuple[str, str]]
             )
         validate_text(content, field=f"messages[{index}].content", max_length=limit)
     return pairs
+
+
+def validate_items(
+    items: Sequence[dict[str, Any] | None] | None, count: int
+) -> list[dict[str, Any] | None]:
+    """One item per message, each None or a JSON object :func:`validate_metadata`
+    accepts whose JSON text is at most ``MAX_REQUEST_BYTES`` (what a request could carry)."""
+    if items is None:
+        return [None] * count
+    items = list(items)
+    if len(items) != count:
+        raise MotorheadValidationError({"items": f"One item per message: {count} expected."})
+    limit = motorhead_settings.MAX_REQUEST_BYTES
+    for index, item in enumerate(items):
+        if item is None:
+            continue
+        field = f"messages[{index}].item"
+        validate_metadata(item, field=field)
+        if limit is not None and len(json.dumps(item, ensure_ascii=False).encode()) > limit:
+            raise MotorheadValidationError(
+                {
+                    field: f"At most {limit} bytes of JSON. "
+                    "The limit is MOTORHEAD['MAX_REQUEST_BYTES']."
+                }
+            )
+    return items
 
 
 # What every stored string must be: Unicode scalar values (a lone surrogate cannot be

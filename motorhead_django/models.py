@@ -93,6 +93,15 @@ class ChatSession(models.Model):
         default=0,
         help_text=_("Tokens the server has spent summarising this session."),
     )
+    summarized_through = models.PositiveBigIntegerField(
+        _("summarised through"),
+        default=0,
+        editable=False,
+        help_text=_(
+            "Last sequence the built-in summariser folded into the context: every message "
+            "up to it is in the summary exactly once, none after it."
+        ),
+    )
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     last_sequence = models.PositiveBigIntegerField(
         _("last sequence"),
@@ -223,6 +232,16 @@ class ChatMessage(models.Model):
         _("role"), max_length=255, help_text=_("Free text, as Motorhead stores it: Human, AI, …")
     )
     content = models.TextField(_("content"))
+    item = models.JSONField(
+        _("item"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The message exactly as an agent framework gave it (an Agents SDK item, a "
+            "serialized LangChain message), read back unchanged; content is its readable "
+            "text, the one shown and pushed to Motorhead. Empty for plain messages."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     origin = models.CharField(
         _("origin"), max_length=8, choices=MessageOrigin.choices, default=MessageOrigin.LOCAL
@@ -388,3 +407,167 @@ class SummaryVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} summary through #{self.through_sequence}"
+
+
+# LangGraph checkpoints (motorhead_django.langgraph.DjangoSaver). Ids are LangGraph's
+# own: a thread, a namespace ("" is the root graph, subgraphs nest under it) and a
+# checkpoint id (a uuid6, so sorting by it sorts by time). Values are stored as the
+# saver's serializer wrote them (type + bytes), so they come back exactly.
+
+
+class LangGraphCheckpoint(models.Model):
+    """One LangGraph checkpoint: a graph's state at one step (its channel values are blobs)."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
+    parent_checkpoint_id = models.CharField(
+        _("parent checkpoint id"), max_length=255, blank=True, default=""
+    )
+    run_id = models.CharField(
+        _("run id"), max_length=255, blank=True, default="", help_text=_("From the metadata.")
+    )
+    type = models.CharField(_("type"), max_length=64, help_text=_("The serializer's type tag."))
+    checkpoint = models.BinaryField(
+        _("checkpoint"), help_text=_("The checkpoint without its channel values, serialized.")
+    )
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("LangGraph checkpoint")
+        verbose_name_plural = _("LangGraph checkpoints")
+        ordering = ("thread_id", "checkpoint_ns", "-checkpoint_id")
+        constraints = [
+            # Also the index behind "a thread's newest checkpoint" and its listing.
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "checkpoint_id"),
+                name="motorhead_checkpoint_id",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=("run_id",), condition=~Q(run_id=""), name="motorhead_checkpoint_run"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.thread_id}/{self.checkpoint_ns}" if self.checkpoint_ns else self.thread_id
+        return f"{where} @ {self.checkpoint_id}"
+
+
+class LangGraphBlob(models.Model):
+    """One version of one channel's value; checkpoints refer to it by (channel, version)."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    channel = models.CharField(_("channel"), max_length=255)
+    version = models.CharField(_("version"), max_length=255)
+    type = models.CharField(
+        _("type"), max_length=64, help_text=_('The serializer\'s type tag; "empty" for no value.')
+    )
+    blob = models.BinaryField(_("value"), blank=True)
+
+    class Meta:
+        verbose_name = _("LangGraph channel value")
+        verbose_name_plural = _("LangGraph channel values")
+        ordering = ("thread_id", "checkpoint_ns", "channel", "version")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "channel", "version"),
+                name="motorhead_checkpoint_blob",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id} {self.channel} v{self.version}"
+
+
+class LangGraphWrite(models.Model):
+    """A pending write of a task, stored against the checkpoint it follows."""
+
+    thread_id = models.CharField(_("thread id"), max_length=255)
+    checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
+    checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
+    task_id = models.CharField(_("task id"), max_length=255)
+    task_path = models.TextField(_("task path"), blank=True, default="")
+    idx = models.IntegerField(
+        _("index"), help_text=_("Position in the task's writes; negative for special channels.")
+    )
+    channel = models.CharField(_("channel"), max_length=255)
+    type = models.CharField(_("type"), max_length=64)
+    blob = models.BinaryField(_("value"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("LangGraph pending write")
+        verbose_name_plural = _("LangGraph pending writes")
+        ordering = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_path", "task_id", "idx")
+        constraints = [
+            # Also the index behind "the writes of these checkpoints".
+            models.UniqueConstraint(
+                fields=("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+                name="motorhead_checkpoint_write",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id} @ {self.checkpoint_id} {self.task_id}[{self.idx}] {self.channel}"
+
+
+class LangGraphMessage(models.Model):
+    """Which LangGraph message a mirrored ChatMessage is, so each is mirrored once."""
+
+    session = models.ForeignKey(
+        ChatSession, verbose_name=_("session"), on_delete=models.CASCADE, related_name="+"
+    )
+    chat_message = models.ForeignKey(
+        ChatMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="+"
+    )
+    message_id = models.CharField(
+        _("LangGraph message id"), max_length=255, help_text=_("The LangChain message's id.")
+    )
+
+    class Meta:
+        verbose_name = _("LangGraph mirrored message")
+        verbose_name_plural = _("LangGraph mirrored messages")
+        ordering = ("session", "chat_message")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("session", "message_id"), name="motorhead_langgraph_message"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} {self.message_id}"
+
+
+class MessageEmbedding(models.Model):
+    """A message's embedding (``MOTORHEAD["EMBEDDINGS"]``): unit-length float32, for retrieval."""
+
+    message = models.OneToOneField(
+        ChatMessage,
+        verbose_name=_("message"),
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="embedding",
+    )
+    # Denormalised from the message: a session's vectors are read with one index scan.
+    session = models.ForeignKey(
+        ChatSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="embeddings",
+    )
+    vector = models.BinaryField(_("vector"), help_text=_("Little-endian float32, unit length."))
+    model = models.CharField(_("model"), max_length=200)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("message embedding")
+        verbose_name_plural = _("message embeddings")
+        ordering = ("message",)
+        indexes = [models.Index(fields=("session",), name="motorhead_embedding_session")]
+
+    def __str__(self) -> str:
+        return f"embedding of message {self.message_id}"

@@ -217,14 +217,18 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
             elif comparison.through:
                 comparison.through = tail[-1].sequence
         updates: dict[str, object] = {"last_pulled_at": now}
-        if remote.context is not None and not locked.context_pending:
+        if motorhead_settings.SUMMARIZES_LOCALLY:
+            pass  # CONTEXT_OWNER "local": the built-in summariser writes context and tokens
+        elif remote.context is not None and not locked.context_pending:
             # A null never replaces a real summary; "NONE" is kept as the server said it.
             updates["context"] = remote.context
-        if remote.tokens:
+        if remote.tokens and not motorhead_settings.SUMMARIZES_LOCALLY:
             # 0 is what a server that lost the key, or a hosted one without the
             # field, reports: it never replaces a count we have.
             updates["tokens"] = remote.tokens
-        if remote.context is not None or remote.tokens:
+        if (
+            remote.context is not None or remote.tokens
+        ) and not motorhead_settings.SUMMARIZES_LOCALLY:
             result.summary = _record_summary(locked, remote, comparison.through, now)
         result.drift = comparison.describe(with_extras=False)
         if result.skipped:

@@ -1,8 +1,9 @@
 """One place that removes secrets from text before it is stored, shown or logged.
 
 The secrets are the upstream Motorhead credentials (``MOTORHEAD['API_KEY']`` and
-``CLIENT_ID``), the LLM keys a Motorhead server is given in its environment
-(``OPENAI_API_KEY``, ``AZURE_API_KEY``), any string in ``MOTORHEAD['SECRETS']``,
+``CLIENT_ID``), the built-in summariser's and the embeddings' ``API_KEY``, the
+LLM keys a Motorhead server is given in its environment (``OPENAI_API_KEY``,
+``AZURE_API_KEY``), any string in ``MOTORHEAD['SECRETS']``,
 the API key of the request being served, and anything shaped like one of our
 keys (``mhd_<prefix>_<secret>``: the prefix stays, it names the key). Each is
 removed in every form a server could echo it back in: raw, JSON-escaped,
@@ -52,6 +53,7 @@ LOGGERS = (
     "motorhead_django.rehydrate",
     "motorhead_django.memory",
     "motorhead_django.tasks",
+    "motorhead_django.langgraph",
 )
 
 # Our keys' shape (models.ApiKey): the secret part goes, the prefix stays.
@@ -91,6 +93,11 @@ def configured_secrets() -> list[str]:
         found.extend(url_credentials(s.raw["URL"]))
     if isinstance(s.raw, dict) and isinstance(s.raw.get("SECRETS"), list | tuple):
         found.extend(s.SECRETS)
+    # The built-in summariser's and the embeddings' keys (a malformed dict is the checks' job).
+    for name in ("SUMMARIZER", "EMBEDDINGS"):
+        endpoint = s.raw.get(name) if isinstance(s.raw, dict) else None
+        if isinstance(endpoint, dict):
+            found.append(endpoint.get("API_KEY"))
     found.extend(os.environ.get(name) for name in _LLM_KEY_VARIABLES)
     return [secret for secret in found if isinstance(secret, str) and len(secret) >= _MIN_SECRET]
 

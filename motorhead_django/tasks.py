@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # seconds: a broker outage then costs one slow write per interval (kombu waits
 # for its connection retries), not every write. The sweep pushes the rest.
 BROKER_RETRY_AFTER = 5.0
+# A resync that finds a push holding the session tries again after this many seconds.
+RESYNC_RETRY = 2.0
 _broker_down_until = 0.0
 
 
@@ -157,6 +159,75 @@ def schedule_summary(session_pk: int, first: int, last: int) -> None:
     _enqueue(summarize_session, session_pk, first, last, fallback="it stays unsummarised")
 
 
+@shared_task(
+    bind=True,
+    name="motorhead_django.summarize_pending",
+    # Idempotent (the high-water mark moves only with the summary): safe to redeliver.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def summarize_pending(self: Any, session_pk: int) -> dict[str, Any]:
+    """The built-in summariser for one session (summaries.py), retried with back-off."""
+    from . import summaries
+    from .llm import LLMError
+
+    try:
+        result = summaries.summarize_pending(session_pk)
+    except LLMError as exc:
+        config = motorhead_settings.BUILTIN_SUMMARIZER
+        retries = self.request.retries or 0
+        if not exc.transient or config is None or retries >= config.RETRIES:
+            # Nothing is skipped: the next write (or motorhead_summarize) resumes here.
+            logger.warning(
+                "Summary of session %s failed, left for the next write: %s", session_pk, exc
+            )
+            return {"session": session_pk, "error": str(exc)}
+        delay = min(
+            motorhead_settings.RETRY_BACKOFF * 2**retries, motorhead_settings.RETRY_BACKOFF_MAX
+        )
+        raise self.retry(exc=exc, countdown=delay, max_retries=config.RETRIES) from None
+    return {"session": session_pk, **vars(result)}
+
+
+def schedule_summarize_pending(session_pk: int) -> None:
+    """Enqueue the built-in summariser; if the broker is down, the next write catches up."""
+    _enqueue(summarize_pending, session_pk, fallback="the next write catches up")
+
+
+@shared_task(
+    bind=True,
+    name="motorhead_django.embed_pending",
+    acks_late=True,  # idempotent: one embedding per message
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def embed_pending(self: Any, session_pk: int) -> dict[str, Any]:
+    """Embed a session's messages that have no embedding yet (embeddings.py), with back-off."""
+    from . import embeddings
+    from .llm import LLMError
+
+    try:
+        stored = embeddings.embed_pending(session_pk)
+    except LLMError as exc:
+        config = motorhead_settings.EMBEDDINGS
+        retries = self.request.retries or 0
+        if not exc.transient or config is None or retries >= config.RETRIES:
+            logger.warning(
+                "Embedding session %s failed, left for the next write: %s", session_pk, exc
+            )
+            return {"session": session_pk, "error": str(exc)}
+        delay = min(
+            motorhead_settings.RETRY_BACKOFF * 2**retries, motorhead_settings.RETRY_BACKOFF_MAX
+        )
+        raise self.retry(exc=exc, countdown=delay, max_retries=config.RETRIES) from None
+    return {"session": session_pk, "stored": stored}
+
+
+def schedule_embed_pending(session_pk: int) -> None:
+    _enqueue(embed_pending, session_pk, fallback="the next write catches up")
+
+
 @shared_task(name="motorhead_django.sweep", ignore_result=True)
 def sweep(limit: int | None = None) -> dict[str, int]:
     """Enqueue every due push and remote delete; says how many sessions of each."""
@@ -213,6 +284,8 @@ def resync_session(session_pk: int) -> dict[str, Any]:
     result = sync.resync_session(session_pk)
     if result.retry_at is not None:
         schedule_push(session_pk, eta=result.retry_at)
+    elif result.busy:  # a push holds the session: resync once it is done, not never
+        _enqueue(resync_session, session_pk, eta=timezone.now() + timedelta(seconds=RESYNC_RETRY))
     return {
         "session": session_pk,
         "pushed": result.pushed,

@@ -26,6 +26,7 @@ rest_urlpatterns = [
     path("sessions/<str:pk>/memory/", rest.MemoryView.as_view(), name="session-memory"),
     path("sessions/<str:pk>/retrieval/", rest.RetrievalView.as_view(), name="session-retrieval"),
     path("sessions/<str:pk>/sync/", rest.SyncView.as_view(), name="session-sync"),
+    path("search/", rest.SearchView.as_view(), name="search"),
 ]
 
 # [\s\S] and \Z: an id with a newline reaches the view's validation (a 400)

@@ -27,7 +27,14 @@ from django.urls import reverse
 from django.views.generic import RedirectView
 
 from motorhead_django import memory
-from motorhead_django.models import ApiKey, ChatMessage, ChatSession
+from motorhead_django.models import (
+    ApiKey,
+    ChatMessage,
+    ChatSession,
+    LangGraphBlob,
+    LangGraphCheckpoint,
+    LangGraphWrite,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +53,9 @@ ACTION_POLICY: dict[tuple[str, str], set[str]] = {
     ("chatsession", "delete_selected"): {"delete"},
     ("apikey", "revoke"): {"change"},
     ("apikey", "delete_selected"): {"delete"},
+    ("langgraphcheckpoint", "delete_selected"): {"delete"},
+    ("langgraphblob", "delete_selected"): {"delete"},
+    ("langgraphwrite", "delete_selected"): {"delete"},
 }
 # These show an intermediate page first and act only on its confirmed POST.
 CONFIRMED_ACTIONS = {"full_resync", "delete_on_server", "delete_everywhere", "revoke"}
@@ -60,6 +70,9 @@ URL_POLICY: dict[str, tuple[set[str], set[str]]] = {
     "change": (VIEW, {"change"}),
     "sync_overview": (VIEW, {"add"}),  # the POST is the import
 }
+# LangGraph's tables are written by its saver only: no add, no change, for anyone.
+READ_ONLY_MODELS = {"langgraphcheckpoint", "langgraphblob", "langgraphwrite"}
+READ_ONLY_URL_POLICY = {**URL_POLICY, "add": (set(), set()), "change": (VIEW, set())}
 PRINCIPALS: dict[str, set[str] | None] = {
     "anonymous": None,
     "staff": set(),
@@ -96,6 +109,10 @@ def registered_urls() -> list[tuple[str, Any]]:
         for pattern in model_admin.get_urls():
             found.append((model._meta.model_name, pattern))
     return found
+
+
+def policy_for(model_name: str) -> dict[str, tuple[set[str], set[str]]]:
+    return READ_ONLY_URL_POLICY if model_name in READ_ONLY_MODELS else URL_POLICY
 
 
 def url_kind(model_name: str, pattern: Any) -> str | None:
@@ -137,6 +154,25 @@ def make_targets(model: type) -> list[Any]:
         return [session]
     if model is ApiKey:
         return [ApiKey.issue(owner, "victim-key")[0]]
+    where = {"thread_id": "victim-thread", "checkpoint_ns": ""}
+    if model is LangGraphCheckpoint:
+        return [
+            LangGraphCheckpoint.objects.create(
+                **where, checkpoint_id="1", type="msgpack", checkpoint=b"", metadata={}
+            )
+        ]
+    if model is LangGraphBlob:
+        return [
+            LangGraphBlob.objects.create(
+                **where, channel="messages", version="1", type="msgpack", blob=b""
+            )
+        ]
+    if model is LangGraphWrite:
+        return [
+            LangGraphWrite.objects.create(
+                **where, checkpoint_id="1", task_id="t", idx=0, channel="c", type="msgpack"
+            )
+        ]
     raise AssertionError(f"{model.__name__} is registered in the admin: add a factory here")
 
 
@@ -205,7 +241,13 @@ def assert_refused(response, principal: str) -> None:
 
 
 def test_the_matrix_sees_the_app_models_actions_and_urls():
-    assert {m for m, _ in registered()} == {ChatSession, ApiKey}
+    assert {m for m, _ in registered()} == {
+        ChatSession,
+        ApiKey,
+        LangGraphCheckpoint,
+        LangGraphBlob,
+        LangGraphWrite,
+    }
     assert len(registered_actions()) >= len(ACTION_POLICY)
     assert any(url_kind("chatsession", p) == "sync_overview" for _, p in registered_urls())
 
@@ -227,7 +269,7 @@ def test_every_admin_url_is_in_the_policy(model_name, pattern):
     if kind is None:  # the admin's own "<id>/" → "<id>/change/" redirect
         assert pattern.callback.view_class is RedirectView
         return
-    assert kind in URL_POLICY, f"add the admin URL {pattern.name!r} to URL_POLICY"
+    assert kind in policy_for(model_name), f"add the admin URL {pattern.name!r} to URL_POLICY"
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -285,7 +327,7 @@ def post_data(target: Any) -> dict[str, Any]:
         "namespaces": "team",
         "session_id": "squatted",
         "name": "stolen-key",
-        "owner": target.owner_id,
+        "owner": getattr(target, "owner_id", None) or "",
         "namespace": "",
         "metadata": "{}",
         "context": "rewritten",
@@ -309,7 +351,7 @@ def test_url_matrix(client, observe, upstream, principal, model_name, pattern):
     upstream.preload("on-the-server", [("Human", "hello")], namespace="team")
     login(client, principal, model)
     perms = PRINCIPALS[principal] or set()
-    readers, writers = URL_POLICY[url_kind(model_name, pattern)]
+    readers, writers = policy_for(model_name)[url_kind(model_name, pattern)]
     url = url_for(model_name, pattern, target)
 
     with observe() as reading:

@@ -164,3 +164,22 @@ def test_the_worker_runs_one_process_on_sqlite_and_the_default_on_postgresql():
     postgres = "postgres://postgres@127.0.0.1:5432/unused"
     result = manage("shell", "-v", "0", "-c", code, DATABASE_URL=postgres)
     assert result.stdout.strip() == "0", result.stderr
+
+
+def test_the_example_summarises_with_the_test_servers_llm(tmp_path, motorhead_server):
+    """What `dev.py example` sets: the built-in summariser on the test server's /v1 routes."""
+    script = (
+        "from motorhead_django import memory;"
+        "s = memory.get_or_create_session('demo');"
+        "memory.append_messages(s, [('Human', f'm{n}') for n in range(15)]);"
+        "s.refresh_from_db();"
+        "print(repr(s.context), s.tokens, s.summarized_through)"
+    )
+    env = {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env["MOTORHEAD_LLM_URL"] = motorhead_server.openai_url
+    assert manage("migrate", "--noinput", **env).returncode == 0
+    result = manage("shell", "-c", script, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "2"  # 15 messages, a window of 13
+    assert "'Human: m0\\nHuman: m1'" in result.stdout
+    assert len(motorhead_server.openai.chat_calls()) == 1

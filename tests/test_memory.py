@@ -233,3 +233,20 @@ def test_full_text_search_stems_on_postgresql(postgres):
     assert {m.content for m, _ in found} == {"I ordered two pizzas", "Your orders are on the way"}
     assert all(0 <= dist < 1 for _, dist in found)
     assert memory.search(session, "unrelated words") == []
+
+
+def test_append_messages_stores_one_item_per_message_validated():
+    session = memory.get_or_create_session("with-items")
+    item = {"type": "function_call", "call_id": "c", "arguments": '{"a": [1, 2.5, null]}'}
+    rows = memory.append_messages(session, [("AI", "call"), ("Human", "plain")], items=[item, None])
+    assert [row.item for row in session.messages.chronological()] == [item, None]
+    assert [row.item for row in rows] == [item, None]
+    memory.append_messages(session, [("Human", "no items")])
+    assert session.messages.get(content="no items").item is None
+    with pytest.raises(MotorheadValidationError) as caught:
+        memory.append_messages(session, [("AI", "a"), ("AI", "b")], items=[item])
+    assert "items" in caught.value.errors
+    with pytest.raises(MotorheadValidationError) as caught:
+        memory.append_messages(session, [("AI", "a")], items=[["not", "an", "object"]])  # type: ignore[list-item]
+    assert caught.value.errors == {"messages[0].item": "A JSON object."}
+    assert session.messages.count() == 3

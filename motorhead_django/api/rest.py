@@ -49,6 +49,7 @@ from .serializers import (
     MotorheadMemorySerializer,
     RestRetrievalSerializer,
     RetrievalResultSerializer,
+    SearchResultSerializer,
     SessionUpdateSerializer,
     StatusSerializer,
     SyncStatusSerializer,
@@ -358,6 +359,55 @@ class RetrievalView(RestView):
         body = RestRetrievalSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(memory.retrieve(session, body.validated_data["text"]))
+
+
+class EmbeddingsUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The embeddings API failed; try again later."
+    default_code = "embeddings_unavailable"
+
+
+class SearchView(RestView):
+    """``POST {"text"}``: the nearest messages across the caller's sessions (needs EMBEDDINGS)."""
+
+    serializer_class = SearchResultSerializer
+    actions = {"POST": policy.VIEW}
+
+    def check_object_permissions(self, request: Request, obj: Any) -> None:
+        pass  # no single session: the query is limited to the caller's sessions
+
+    @extend_schema(
+        tags=_TAGS,
+        request=RestRetrievalSerializer,
+        responses=SearchResultSerializer(many=True),
+    )
+    def post(self, request: Request) -> Response:
+        from .. import embeddings
+        from ..llm import LLMError
+
+        body = RestRetrievalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if motorhead_settings.EMBEDDINGS is None:
+            raise exceptions.ValidationError(
+                {"text": ['Search across sessions needs MOTORHEAD["EMBEDDINGS"].']}
+            )
+        try:
+            found = embeddings.search_sessions(self.sessions(), body.validated_data["text"])
+        except LLMError as exc:
+            raise EmbeddingsUnavailable() from exc
+        return Response(
+            [
+                {
+                    "session": m.session_id,
+                    "session_id": m.session.session_id,
+                    "sequence": m.sequence,
+                    "role": m.role,
+                    "content": m.content,
+                    "dist": dist,
+                }
+                for m, dist in found
+            ]
+        )
 
 
 class SyncView(RestView):

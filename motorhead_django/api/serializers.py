@@ -320,3 +320,11 @@ class RetrievalResultSerializer(serializers.Serializer):
     role = serializers.CharField()
     content = serializers.CharField()
     dist = serializers.FloatField(help_text="0 is the nearest.")
+
+
+class SearchResultSerializer(RetrievalResultSerializer):
+    """A retrieval result across sessions: which session and message it is."""
+
+    session = serializers.IntegerField(help_text="The session's primary key.")
+    session_id = serializers.CharField()
+    sequence = serializers.IntegerField()

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from .faults import Faults
+from .llm import ChatModel, OpenAIRoutes, summarizing_model
 from .payloads import PayloadError, parse_memory_payload, parse_retrieval_payload
 from .store import MotorheadStore, Summarizer, default_summarizer, split_line
 
@@ -75,6 +76,9 @@ class MotorheadTestServer:
         summarizer: Summarizer = default_summarizer,
         seed: int | None = None,
         verbose: bool = False,
+        llm_model: ChatModel = summarizing_model,
+        llm_api_key: str | None = None,
+        embedding_dimensions: int = 64,
     ) -> None:
         if hosted and not (api_key and client_id):
             raise ValueError("a hosted test server needs an api_key and a client_id")
@@ -86,6 +90,14 @@ class MotorheadTestServer:
         self.prefix = prefix.rstrip("/")
         self.verbose = verbose
         self.faults = Faults(seed=seed, compaction_delay=compaction_delay)
+        # The OpenAI-compatible /v1 routes (testing/llm.py) have faults of their own.
+        self.llm_faults = Faults(seed=seed)
+        self.openai = OpenAIRoutes(
+            model=llm_model,
+            api_key=llm_api_key,
+            dimensions=embedding_dimensions,
+            seed=seed or 0,
+        )
         self.store = MotorheadStore(
             window_size=window_size,
             long_term_memory=long_term_memory,
@@ -141,6 +153,11 @@ class MotorheadTestServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{self.prefix}"
+
+    @property
+    def openai_url(self) -> str:
+        """The ``BASE_URL`` of the OpenAI-compatible routes (``SUMMARIZER``, ``EMBEDDINGS``)."""
+        return f"http://{self.host}:{self.port}/v1"
 
     @property
     def window_size(self) -> int:
@@ -291,7 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.motorhead
         raw_path, _, query = self.path.partition("?")
         body = self._read_body()
-        fault = server.faults.decide(method)
+        llm = server.openai.handles(raw_path)
+        faults = server.llm_faults if llm else server.faults
+        fault = faults.decide(method)
         server.requests.append(
             RecordedRequest(
                 method,
@@ -306,11 +325,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in ("error", "reject", "drop", "echo"):
             self._fault(fault)
             return
-        status, content_type, payload = self._route(method, raw_path, query, body)
+        if llm:
+            answer = server.openai.answer(method, raw_path, dict(self.headers.items()), body)
+            status, content_type, payload = _json(*answer)
+        else:
+            status, content_type, payload = self._route(method, raw_path, query, body)
         if fault in ("apply_then_error", "apply_then_drop"):
             self._fault(fault.removeprefix("apply_then_"))
             return
-        delay = server.faults.delay_for(method)
+        delay = faults.delay_for(method)
         if delay:
             time.sleep(delay)
         self._respond(status, content_type, payload)
@@ -333,7 +356,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _echo(self) -> bytes:
-        key = self.headers.get("x-metal-api-key") or ""
+        # On the /v1 routes the key is the Bearer token.
+        bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        key = self.headers.get("x-metal-api-key") or bearer
         client_id = self.headers.get("x-metal-client-id") or ""
         basic = base64.b64encode(f"{client_id}:{key}".encode()).decode()
         lines = [
