@@ -137,7 +137,9 @@ class MotorheadClient:
 
     def __repr__(self) -> str:
         # Never the key: only whether there is one.
-        return f"<MotorheadClient {self.url} hosted={self.hosted}>"
+        return (
+            f"<MotorheadClient {redaction.url_without_credentials(self.url)} hosted={self.hosted}>"
+        )
 
     # -- routes ---------------------------------------------------------------
 
@@ -355,12 +357,13 @@ class MotorheadClient:
         return f"/sessions/{_segment(session_id)}/memory"
 
     def _host(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
+        # Host and port only: never the URL's user:password@.
+        return redaction.url_without_credentials(self.url, path=False)
 
     def _redact(self, text: str) -> str:
         # A server (or a proxy in front of it) may echo request headers back, in any encoding.
-        return redaction.redact(text, [s for s in (self._api_key, self._client_id) if s])
+        secrets = [self._api_key, self._client_id, *redaction.url_credentials(self.url)]
+        return redaction.redact(text, [s for s in secrets if s])
 
     def _excerpt(self, text: str) -> str:
         text = self._redact(text)

@@ -71,6 +71,18 @@ class MotorheadSessionExistsError(MotorheadValidationError):
         super().__init__({"session_id": message}, **kwargs)
 
 
+class MotorheadSessionDeletingError(MotorheadValidationError):
+    """A write to a session id whose delete is still pending on the server (a tombstone).
+
+    ``retry_after``: seconds until the next delete attempt is due (a hint)."""
+
+    message = "This session is being deleted on the server; retry after it is gone."
+
+    def __init__(self, retry_after: int = 5, **kwargs: Any) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__({"session_id": self.message}, **kwargs)
+
+
 class MotorheadConfigurationError(ImproperlyConfigured):
     """The ``MOTORHEAD`` setting does not allow this (for example, no URL)."""
 

@@ -26,7 +26,11 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import motorhead_settings
-from .exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from .exceptions import (
+    MotorheadSessionDeletingError,
+    MotorheadSessionExistsError,
+    MotorheadValidationError,
+)
 from .models import (
     MOVED_ID,
     OWNED_ID,
@@ -100,8 +104,30 @@ def create_session(
         with transaction.atomic():
             session.save(force_insert=True)
     except IntegrityError:
+        tombstone = (
+            ChatSession.objects.filter(
+                session_id=session.session_id,
+                namespace=session.namespace,
+                owner_id=session.owner_id,
+                delete_requested_at__isnull=False,
+            )
+            .only("next_attempt_at")
+            .first()
+        )
+        if tombstone is not None:
+            raise MotorheadSessionDeletingError(
+                retry_after=_retry_after(tombstone), session_id=session_id
+            ) from None
         raise MotorheadSessionExistsError(session_id=session_id) from None
     return session
+
+
+def _retry_after(tombstone: ChatSession) -> int:
+    # When the server's delete is next tried (the sweep's back-off), else a few seconds.
+    due = tombstone.next_attempt_at
+    if due is None:
+        return 5
+    return max(1, min(3600, int((due - timezone.now()).total_seconds()) + 1))
 
 
 def validate_owner(owner: Any) -> None:
@@ -213,7 +239,7 @@ def append_messages(
         ChatSession.objects.filter(pk=session.pk).update(updated_at=now, **updates)
         session.refresh_from_db()
         if session.delete_requested_at is not None:  # rolls the update back
-            raise MotorheadValidationError({"session_id": "This session is being deleted."})
+            raise MotorheadSessionDeletingError(retry_after=_retry_after(session))
         first = session.last_sequence - len(pairs) + 1
         state = MessageSyncState.PENDING if pushing else MessageSyncState.SYNCED
         rows = ChatMessage.objects.bulk_create(

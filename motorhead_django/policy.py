@@ -15,7 +15,9 @@ scoped per owner (docs/security.md, "Tenancy and session ids"). Without a key
 (``COMPAT_ALLOW_ANONYMOUS``): only the sessions created without an owner.
 
 Every view asks :func:`visible_to` (or :func:`compat_sessions`), so a session the
-caller may not reach is the same 404 as one that does not exist.
+caller may not reach is the same 404 as one that does not exist. Neither returns a
+tombstone (a session deleted here whose server delete is pending): once deleted, a
+session is gone for reads and writes alike.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def visible_to(
 ) -> QuerySet[ChatSession]:
     """The sessions (of ``queryset``, default all) ``user`` may perform ``action`` on."""
     sessions = ChatSession.objects.all() if queryset is None else queryset
+    sessions = sessions.filter(delete_requested_at__isnull=True)  # a tombstone is gone
     if not _active(user):
         return sessions.none()
     if holds(user, action):
@@ -85,7 +88,7 @@ def allows(user: Any, action: str, session: ChatSession) -> bool:
 def compat_sessions(key: ApiKey | None, namespace: str) -> QuerySet[ChatSession]:
     """The sessions a compatible-route caller reaches in ``namespace``: the key owner's,
     or without a key the ownerless ones, by the id the server knows them by."""
-    sessions = ChatSession.objects.filter(namespace=namespace)
+    sessions = ChatSession.objects.filter(namespace=namespace, delete_requested_at__isnull=True)
     if key is None:
         # remote_id == session_id: not a session whose owner's account was deleted.
         return sessions.filter(owner__isnull=True, remote_id=F("session_id"))

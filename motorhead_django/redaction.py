@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from .conf import motorhead_settings
 
@@ -89,6 +89,8 @@ def configured_secrets() -> list[str]:
     s = motorhead_settings
     # Read even when the setting is malformed (the checks report that): only strings count.
     found: list[Any] = [s.API_KEY, s.CLIENT_ID]
+    if isinstance(s.raw, dict) and isinstance(s.raw.get("URL"), str):
+        found.extend(url_credentials(s.raw["URL"]))
     if isinstance(s.raw, dict) and isinstance(s.raw.get("SECRETS"), list | tuple):
         found.extend(s.SECRETS)
     # The built-in summariser's and the embeddings' keys (a malformed dict is the checks' job).
@@ -98,6 +100,31 @@ def configured_secrets() -> list[str]:
             found.append(endpoint.get("API_KEY"))
     found.extend(os.environ.get(name) for name in _LLM_KEY_VARIABLES)
     return [secret for secret in found if isinstance(secret, str) and len(secret) >= _MIN_SECRET]
+
+
+def url_credentials(url: str) -> list[str]:
+    """The user name and password of ``url``'s ``user:password@``, as written and decoded."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.username, parts.password]
+    found.extend(unquote(value) for value in (parts.username, parts.password) if value)
+    return [value for value in found if value]
+
+
+def url_without_credentials(url: str, path: bool = True) -> str:
+    """``url`` as ``scheme://host[:port][/path]``: no ``user:password@``, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{parts.scheme}://{netloc}" + (parts.path if path else "")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

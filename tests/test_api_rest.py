@@ -373,3 +373,21 @@ def test_sync_status_shows_drift_and_in_doubt_as_their_own_states(api, ann, stat
     assert status["sync_state"] == state and status["drift"] == drift
     listed = api.get(f"{API}/sessions/", {"sync_state": state}).json()["results"]
     assert [s["id"] for s in listed] == [session.pk]
+
+
+def test_drift_text_is_for_who_may_change_the_session_view_only_sees_that_there_is_drift(ann):
+    session = make_session(ann, messages=1)
+    text = "3 local message(s) missing from the server's window"
+    ChatSession.objects.filter(pk=session.pk).update(sync_state="drifted", drift=text)
+    viewer = make_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_chatsession"))
+    changer = make_user("changer")
+    changer.user_permissions.add(Permission.objects.get(codename="change_chatsession"))
+    url = f"{API}/sessions/{session.pk}/sync/"
+    seen = client_for(viewer).get(url).json()
+    assert seen["sync_state"] == "drifted" and seen["drift"] and text not in seen["drift"]
+    assert "change permission" in seen["drift"]
+    assert client_for(ann).get(url).json()["drift"] == text
+    assert client_for(changer).get(url).json()["drift"] == text
+    ChatSession.objects.filter(pk=session.pk).update(sync_state="synced", drift="")
+    assert client_for(viewer).get(url).json()["drift"] == ""

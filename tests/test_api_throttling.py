@@ -135,3 +135,67 @@ def test_good_throttle_rates_pass_the_checks(settings):
         "THROTTLE_RATES": {"rest": "10/s", "compat": "5/minute", "auth-prefix": None}
     }
     assert not [m for m in run_checks() if m.id and m.id.startswith("motorhead_django")]
+
+
+def test_failed_auth_counts_by_remote_addr_not_a_client_sent_forwarded_for(client):
+    # Rotating X-Forwarded-For does not dodge the per-address limit ...
+    statuses = [
+        client.get(
+            "/motorhead/sessions",
+            HTTP_X_METAL_API_KEY=wrong_key(n),
+            HTTP_X_FORWARDED_FOR=f"10.9.{n // 256}.{n % 256}",
+            REMOTE_ADDR="192.0.2.1",
+        ).status_code
+        for n in range(DEFAULT_FAILURES_PER_ADDRESS + 2)
+    ]
+    assert statuses == [401] * DEFAULT_FAILURES_PER_ADDRESS + [429] * 2
+    # ... and spoofing a victim's address does not lock the victim out.
+    good = issue_key()
+    for n in range(DEFAULT_FAILURES_PER_ADDRESS + 2):
+        client.get(
+            "/motorhead/sessions",
+            HTTP_X_METAL_API_KEY=wrong_key(100 + n),
+            HTTP_X_FORWARDED_FOR="198.51.100.7",
+            REMOTE_ADDR="192.0.2.2",
+        )
+    assert sessions(client, good, address="198.51.100.7").status_code == 200
+
+
+def test_forwarded_for_is_used_only_with_num_proxies(client, settings):
+    settings.REST_FRAMEWORK = settings.REST_FRAMEWORK | {"NUM_PROXIES": 1}
+    # Behind one proxy (REMOTE_ADDR is the proxy): the client is the last XFF hop.
+    statuses = [
+        client.get(
+            "/motorhead/sessions",
+            HTTP_X_METAL_API_KEY=wrong_key(n),
+            HTTP_X_FORWARDED_FOR=f"spoofed, 10.8.0.{n}",
+            REMOTE_ADDR="192.0.2.9",
+        ).status_code
+        for n in range(DEFAULT_FAILURES_PER_ADDRESS + 2)
+    ]
+    assert 429 not in statuses  # every attempt came from a different client
+    blocked = [
+        client.get(
+            "/motorhead/sessions",
+            HTTP_X_METAL_API_KEY=wrong_key(200 + n),
+            HTTP_X_FORWARDED_FOR=f"spoofed-{n}, 10.8.1.1",
+            REMOTE_ADDR="192.0.2.9",
+        ).status_code
+        for n in range(DEFAULT_FAILURES_PER_ADDRESS + 1)
+    ]
+    assert blocked[-1] == 429
+
+
+def test_anonymous_compat_rate_counts_by_remote_addr(client, settings):
+    settings.MOTORHEAD = {"COMPAT_ALLOW_ANONYMOUS": True, "THROTTLE_RATES": {"compat": "3/min"}}
+    statuses = [
+        client.get(
+            "/motorhead/sessions", HTTP_X_FORWARDED_FOR=f"10.7.0.{n}", REMOTE_ADDR="192.0.2.3"
+        ).status_code
+        for n in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    other = client.get(
+        "/motorhead/sessions", HTTP_X_FORWARDED_FOR="192.0.2.3", REMOTE_ADDR="192.0.2.4"
+    )
+    assert other.status_code == 200

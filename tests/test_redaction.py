@@ -346,3 +346,35 @@ def test_a_token_is_redacted_from_the_sql_log(caplog):
     assert sql_records
     attributes = repr([(r.sql, r.params) for r in sql_records])  # structured handlers read these
     assert_clean(everything_logged(sql_records) + attributes, token)
+
+
+URL_PASSWORD = "hunter2/supersecret"
+
+
+def test_credentials_in_the_url_are_in_no_error_log_or_answer(settings, caplog):
+    settings.MOTORHEAD = {
+        "URL": f"http://mh-admin:{quote(URL_PASSWORD, safe='')}@127.0.0.1:9/",
+        "CONNECT_TIMEOUT": 0.2,
+        "READ_TIMEOUT": 0.2,
+        "RETRY_BACKOFF": 0.01,
+        "RETRY_BACKOFF_MAX": 0.01,
+    }
+    user = get_user_model().objects.create_user("alice")
+    session = memory.create_session("s1", owner=user)
+    memory.append_messages(session, [("Human", "hi")])
+    caplog.set_level(logging.DEBUG)
+    try:
+        sync.push_session(session.pk)
+    except Exception as exc:  # the server is down: what it says is checked below
+        caplog.handler.handle(logging.makeLogRecord({"msg": repr(exc)}))
+    session.refresh_from_db()
+    assert session.last_error and "127.0.0.1:9" in session.last_error
+    api = APIClient()
+    api.force_authenticate(user)
+    answer = api.get(f"/api/sessions/{session.pk}/sync/").content.decode()
+    client = MotorheadClient.from_settings()
+    for text in (session.last_error, caplog.text, answer, repr(client)):
+        for secret in (URL_PASSWORD, quote(URL_PASSWORD, safe=""), "mh-admin"):
+            assert secret not in text
+    assert {"mh-admin", URL_PASSWORD} <= set(redaction.configured_secrets())
+    assert redaction.redact(f"echo {URL_PASSWORD}") == f"echo {redaction.REDACTED}"

@@ -10,7 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..conf import motorhead_settings
-from ..exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from ..exceptions import (
+    MotorheadSessionDeletingError,
+    MotorheadSessionExistsError,
+    MotorheadValidationError,
+)
 
 
 class RequestTooLarge(APIException):
@@ -50,6 +54,18 @@ class SessionConflict(APIException):
     default_code = "session_exists"
 
 
+class SessionBeingDeleted(APIException):
+    """A write to an id whose delete is pending on the server: retry once it is gone."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = MotorheadSessionDeletingError.message
+    default_code = "session_being_deleted"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__({"session_id": [self.default_detail]})
+        self.wait = retry_after  # DRF's handler turns it into Retry-After
+
+
 class CoreErrors:
     """For both surfaces' views: the body limit, and the core's refusals as field-level 400s."""
 
@@ -58,7 +74,9 @@ class CoreErrors:
         check_body_size(request)
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, MotorheadSessionExistsError):
+        if isinstance(exc, MotorheadSessionDeletingError):
+            exc = SessionBeingDeleted(exc.retry_after)
+        elif isinstance(exc, MotorheadSessionExistsError):
             exc = SessionConflict({k: [v] for k, v in exc.errors.items()})
         elif isinstance(exc, MotorheadValidationError):
             exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})

@@ -161,6 +161,15 @@ class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
         action = action or self.policy_action(self.request)
         return policy.visible_to(self.request.user, action)
 
+    def get_queryset(self) -> QuerySet[Any]:
+        # DRF asks for it outside the handlers (OPTIONS metadata, the browsable API):
+        # the sessions this request may act on, never more.
+        return self.sessions()
+
+    def get_object(self) -> Any:
+        # OPTIONS checks a PUT through get_object: the same lookup as the handlers.
+        return self.get_session()
+
     def get_session(self, query: QuerySet[ChatSession] | None = None) -> ChatSession:
         """The session of this URL if the caller may do this request's action on it, from
         ``query`` (annotated, say) when given. Out of reach is a 404, as missing is; a

@@ -220,6 +220,24 @@ class ErrorDetailField(serializers.CharField):
         return self.hidden
 
 
+class DriftField(serializers.CharField):
+    """``drift`` for users who may change this session (its owner, or the change
+    permission); a view-only user learns only that there is drift, as with ``last_error``."""
+
+    hidden = "The server's copy differs (details need the change permission)."
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, session: Any) -> str:
+        if not session.drift:
+            return ""
+        user = getattr(self.context.get("request"), "user", None)
+        if policy.allows(user, policy.CHANGE, session):
+            return str(session.drift)
+        return self.hidden
+
+
 class ChatSessionSerializer(RejectUnknownFields):
     """A session with its activity and sync status. Only ``metadata`` and ``context`` change
     after creation; the id and namespace name it on the server."""
@@ -264,7 +282,7 @@ class SyncStatusSerializer(serializers.Serializer):
     """
 
     sync_state = serializers.ChoiceField(choices=SyncState.choices)
-    drift = serializers.CharField()
+    drift = DriftField()
     last_error = ErrorDetailField()
     sync_attempts = serializers.IntegerField()
     context_pending = serializers.BooleanField()

@@ -45,8 +45,27 @@ def rate(scope: str) -> str | None:
     return motorhead_settings.THROTTLE_RATES.get(scope)
 
 
+def client_address(request: Request) -> str | None:
+    """The client address the throttles count by.
+
+    ``REMOTE_ADDR``, unless ``REST_FRAMEWORK['NUM_PROXIES']`` is set: then DRF's rule
+    (the address that many hops from the right of ``X-Forwarded-For``). DRF's own
+    default trusts ``X-Forwarded-For`` whenever ``NUM_PROXIES`` is ``None``, so a
+    client could rotate it to dodge a limit or spoof another's address to lock it out.
+    """
+    if api_settings.NUM_PROXIES is None:
+        address = request.META.get("REMOTE_ADDR")
+        return str(address) if address is not None else None
+    ident = BaseThrottle().get_ident(request)
+    return str(ident) if ident is not None else None
+
+
 class MotorheadScopedThrottle(ScopedRateThrottle):
-    """DRF's scoped throttle, with its rate read at request time from :func:`rate`."""
+    """DRF's scoped throttle, with its rate read at request time from :func:`rate`
+    and anonymous callers counted by :func:`client_address`."""
+
+    def get_ident(self, request: Request) -> str:
+        return client_address(request) or ""
 
     def get_rate(self) -> str | None:
         return rate(_REQUEST_SCOPES.get(self.scope or "", self.scope or ""))
@@ -101,7 +120,7 @@ class FailedAuthentication:
     """
 
     def __init__(self, request: Request, prefix: str | None) -> None:
-        address = BaseThrottle().get_ident(request)
+        address = client_address(request)
         self.counters = [_FailureCounter("auth-address", _ident(address))]
         if prefix:
             self.counters.append(_FailureCounter("auth-prefix", _ident(prefix)))
