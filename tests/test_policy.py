@@ -57,6 +57,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("rest.MessageListView", "post"): {"role": "Human", "content": "intrusion"},
     ("rest.MemoryView", "get"): None,
     ("rest.RetrievalView", "post"): {"text": SECRET},
+    ("rest.SearchView", "post"): {"text": SECRET},
     ("rest.SyncView", "get"): None,
     ("rest.SyncView", "post"): {"action": "push"},
     ("compat.HealthView", "get"): None,
@@ -181,6 +182,13 @@ def test_rest_route(route, kind, world):
                 mine = ChatSession.objects.get(owner=user, session_id=TARGET)
                 assert mine.pk != session.pk and mine.metadata == {"by": "actor"}
         assert snapshot(session) == before  # the owner's session untouched in every case
+        return
+
+    if view.__name__ == "SearchView":
+        # Not configured here (no EMBEDDINGS): refused alike for all, and nothing shown.
+        # Its scope is the policy's visible_to, tested with embeddings in test_embeddings.
+        assert response.status_code in ((401, 403) if user is None else (400,)), text
+        assert SECRET not in text and snapshot(session) == before
         return
 
     action = view.actions.get(method.upper()) or policy.METHOD_ACTIONS[method.upper()]
