@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from motorhead_django.health import health_urlpatterns
 from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include((rest_urlpatterns, "motorhead-rest"))),
     path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
+    path("health/", include(health_urlpatterns)),
 ]
