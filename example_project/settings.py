@@ -138,6 +138,8 @@ MOTORHEAD = {
     "CLIENT_ID": os.environ.get("MOTORHEAD_CLIENT_ID") or None,
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
     "SWEEP_INTERVAL": _sweep_interval,
+    # /metrics (docs/operations.md); prometheus_client comes with the dev extras.
+    "METRICS": True,
 }
 
 LOGGING = {

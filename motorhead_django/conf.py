@@ -89,6 +89,8 @@ DEFAULTS: dict[str, Any] = {
     # Local-only mode: dotted path to summarize(previous, messages) -> str | None,
     # called with the messages that leave the window. None: no local summary.
     "SUMMARIZER": None,
+    # Prometheus metrics (motorhead_django.metrics; needs the `metrics` extra). Off by default.
+    "METRICS": False,
 }
 
 
@@ -240,6 +242,10 @@ class MotorheadSettings:
     @property
     def SUMMARIZER(self) -> str | None:
         return self._get("SUMMARIZER") or None
+
+    @property
+    def METRICS(self) -> bool:
+        return bool(self._get("METRICS"))
 
 
 motorhead_settings = MotorheadSettings()

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from motorhead_django.health import health_urlpatterns
+from motorhead_django.metrics import metrics_urlpatterns
 from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 
 urlpatterns = [
@@ -11,4 +12,5 @@ urlpatterns = [
     path("api/", include((rest_urlpatterns, "motorhead-rest"))),
     path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
     path("health/", include(health_urlpatterns)),
+    path("metrics", include(metrics_urlpatterns)),
 ]
