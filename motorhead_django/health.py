@@ -41,8 +41,13 @@ _DETAIL_LENGTH = 200
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
+def without_credentials(text: str) -> str:
+    """``text`` with every ``user:password@`` of a URL replaced."""
+    return _CREDENTIALS.sub("[redacted]@", text)
+
+
 def _detail(exc: BaseException) -> str:
-    text = _CREDENTIALS.sub("[redacted]@", str(exc))
+    text = without_credentials(str(exc))
     return f"{type(exc).__name__}: {redaction.excerpt(text, _DETAIL_LENGTH)}"
 
 

@@ -30,10 +30,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from .conf import motorhead_settings
@@ -174,29 +172,30 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from .models import ChatMessage, ChatSession, SyncState
+        from .models import SyncState
+        from .status import snapshot
 
-        counts = dict(
-            ChatSession.objects.order_by().values_list("sync_state").annotate(n=Count("pk"))
-        )
+        status = snapshot()
         sessions = GaugeMetricFamily(
             "motorhead_sessions", "Sessions by sync state.", labels=["state"]
         )
         for state in SyncState.values:
-            sessions.add_metric([state], counts.get(state, 0))
+            sessions.add_metric([state], status.counts[state])
         yield sessions
-        pending = ChatMessage.objects.pending()
         yield GaugeMetricFamily(
             "motorhead_messages_pending",
             "Messages written here that the server has not confirmed.",
-            value=pending.count(),
+            value=status.pending_messages,
         )
-        oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
-        lag = (timezone.now() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily(
             "motorhead_sync_lag_seconds",
             "Age of the oldest pending message (0 when nothing is pending).",
-            value=lag,
+            value=status.lag.total_seconds(),
+        )
+        yield GaugeMetricFamily(
+            "motorhead_sessions_due",
+            "Pending sessions whose next attempt time has come.",
+            value=status.due,
         )
 
 
