@@ -10,6 +10,7 @@ from django.db.models import Q
 from ...conf import motorhead_settings
 from ...exceptions import MotorheadError
 from ...models import ChatSession, SyncState
+from ...progress import Progress
 from ...pull import active_sessions, pull_session, verify_session
 from ...rehydrate import rehydrate_session
 from ...sync import PushResult, drain
@@ -89,7 +90,8 @@ class Command(BaseCommand):
             sessions = sessions.filter(sync_state__in=states)
         keys = list(sessions.order_by("pk").values_list("pk", flat=True))
         self.stdout.write(f"Pushing {len(keys)} session(s) to {motorhead_settings.URL}")
-        results = drain(keys, progress=self._progress)
+        with Progress(self.stdout, len(keys), verbosity=options["verbosity"]) as self._bar:
+            results = drain(keys, progress=self._progress)
         pushed = sum(result.pushed for result in results)
         left = [r for r in results if r.error or r.busy or r.state == SyncState.PENDING]
         self.stdout.write(
@@ -125,6 +127,14 @@ class Command(BaseCommand):
         else:
             keys = active_sessions()
         failed = 0
+        with Progress(self.stdout, len(keys), verbosity=options["verbosity"]) as bar:
+            failed = self._each(keys, options, bar)
+        self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
+        if failed:
+            raise CommandError(f"{failed} session(s) failed; see the errors above.")
+
+    def _each(self, keys: list[int], options: dict[str, Any], bar: Progress) -> int:
+        failed = 0
         for index, pk in enumerate(keys, start=1):
             name = str(ChatSession.objects.get(pk=pk))
             if options["pull"]:
@@ -146,10 +156,8 @@ class Command(BaseCommand):
                     + (" and the summary" if rebuilt.context_sent else "")
                 )
             failed += bool(error)
-            self.stdout.write(f"[{index}/{len(keys)}] {name}: {outcome}")
-        self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
-        if failed:
-            raise CommandError(f"{failed} session(s) failed; see the errors above.")
+            bar.step(f"[{index}/{len(keys)}] {name}: {outcome}", failed=bool(error))
+        return failed
 
     def _progress(self, index: int, total: int, result: PushResult) -> None:
         session = ChatSession.objects.filter(pk=result.session_pk).first()
@@ -160,7 +168,8 @@ class Command(BaseCommand):
             outcome = f"{result.state}: {result.error}"
         else:
             outcome = f"{result.pushed} message(s) in {result.batches} batch(es)"
-        self.stdout.write(f"[{index}/{total}] {name}: {outcome}")
+        failed = bool(result.busy or result.error)
+        self._bar.step(f"[{index}/{total}] {name}: {outcome}", failed=failed)
 
 
 def _named(session: str) -> Q:
