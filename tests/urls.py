@@ -1,6 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from motorhead_django.health import health_urlpatterns
 from motorhead_django.metrics import metrics_urlpatterns
@@ -9,6 +13,8 @@ from motorhead_django.urls import compat_urlpatterns, rest_urlpatterns
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include((rest_urlpatterns, "motorhead-rest"))),
     path("motorhead/", include((compat_urlpatterns, "motorhead-compat"))),
     path("health/", include(health_urlpatterns)),
