@@ -32,7 +32,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import memory, pull, redaction, sync, tasks
+from . import charts, memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
@@ -722,6 +722,17 @@ class ChatSessionAdmin(NulSafeChangelist):
             "states": [(state, label, counts.get(state, 0)) for state, label in SyncState.choices],
             "oldest_pending_age": timezone.now() - oldest if oldest else None,
             "oldest_pending_since": oldest,
+            "state_chart": charts.bar_chart(
+                charts.state_bars(counts, reverse("admin:motorhead_django_chatsession_changelist")),
+                str(_("Sessions by sync state")),
+            ),
+            "lag_chart": charts.bar_chart(charts.lag_bars(), str(_("Pending messages by age"))),
+            # Causes are read from error texts: only for those who may see them.
+            "cause_chart": (
+                charts.bar_chart(causes, str(_("Failures by cause")))
+                if detailed and (causes := charts.cause_bars())
+                else None
+            ),
             "failures": failures,
             "health": upstream_health(),
             # Error text and the upstream's address, only for those who may act on them.
