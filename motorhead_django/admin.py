@@ -197,6 +197,8 @@ class SummaryVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = _("summary timeline (pulled from the server)")
+    # Newest first, as a timeline (its template keeps the inline's management form).
+    template = "admin/motorhead_django/summaryversion/timeline.html"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -470,3 +470,32 @@ def test_the_overview_says_the_lag_in_words(admin_client, upstream):
     ChatMessage.objects.update(created_at=timezone.now() - timedelta(hours=2, minutes=1))
     html = admin_client.get(reverse("admin:motorhead_django_sync_overview")).content.decode()
     assert "was written 2\xa0hours, 1\xa0minute ago" in html
+
+
+def test_the_summary_timeline_is_a_timeline_and_the_page_still_saves(admin_client):
+    import re
+
+    from motorhead_django.models import SummaryVersion
+
+    (session,) = make_sessions(1)
+    SummaryVersion.objects.create(
+        session=session,
+        context="older summary",
+        tokens=7,
+        through_sequence=2,
+        pulled_at=timezone.now() - timedelta(hours=3),
+    )
+    SummaryVersion.objects.create(session=session, context="newer summary", tokens=9)
+    page = admin_client.get(change_url(session)).content.decode()
+    timeline = page[page.index('<ol class="mh-timeline">') :]
+    assert timeline.index("newer summary") < timeline.index("older summary")
+    assert "3\xa0hours ago" in timeline and "through message #2" in timeline
+    # What the page itself sends back (the inline's hidden fields) saves.
+    hidden = dict(
+        re.findall(r'<input type="hidden" name="(summaries-[^"]+)" value="([^"]*)"', page)
+    )
+    assert hidden["summaries-INITIAL_FORMS"] == "2"
+    data = {**change_form_data(session, add_content="from the admin"), **hidden}
+    response = admin_client.post(change_url(session), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert memory.history(session)[-1].content == "from the admin"
