@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served locally
     "motorhead_django",
     "example_project",
 ]
@@ -129,6 +130,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "motorhead-django",
     "VERSION": "0.1.0",
     "PREPROCESSING_HOOKS": ["motorhead_django.api.schema.exclude_keyed_routes"],
+    # The documentation pages' assets come from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
@@ -138,6 +143,8 @@ MOTORHEAD = {
     "CLIENT_ID": os.environ.get("MOTORHEAD_CLIENT_ID") or None,
     "WINDOW_SIZE": int(os.environ.get("MOTORHEAD_WINDOW_SIZE", "12")),
     "SWEEP_INTERVAL": _sweep_interval,
+    # /metrics (docs/operations.md); prometheus_client comes with the dev extras.
+    "METRICS": True,
 }
 # The built-in summariser and embeddings, over any OpenAI-compatible API (docs/memory.md);
 # `dev.py example` points them at its test server's /v1 routes; they then own the context.

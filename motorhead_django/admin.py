@@ -8,6 +8,7 @@ through the broker otherwise).
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from django import forms
@@ -19,7 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Count, Min, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -27,10 +28,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import memory, pull, redaction, sync, tasks
+from . import charts, memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
@@ -54,6 +56,13 @@ _HEALTH_CACHE_KEY = "motorhead_django:admin:health"
 # A confirmation page names at most this many of the selected rows (and counts the rest).
 CONFIRM_LIST_LIMIT = 100
 _CONFIRM_TEMPLATE = "admin/motorhead_django/action_confirmation.html"
+# Characters of a session id shown in the changelist (the whole id is its tooltip).
+ID_DISPLAY_LENGTH = 40
+# The session page's request, for the transcript's paging links (a read-only field gets no
+# request; a context variable keeps concurrent requests apart).
+_page_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "motorhead_admin_page_request", default=None
+)
 # Roles styled alike in the transcript; any other role gets a neutral style.
 _ROLE_KINDS = {"human": "human", "user": "human", "ai": "ai", "assistant": "ai", "system": "system"}
 
@@ -197,6 +206,8 @@ class SummaryVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = _("summary timeline (pulled from the server)")
+    # Newest first, as a timeline (its template keeps the inline's management form).
+    template = "admin/motorhead_django/summaryversion/timeline.html"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -217,8 +228,8 @@ class ChatSessionAdmin(NulSafeChangelist):
     form = ChatSessionForm
     change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
-        "session_id",
-        "namespace",
+        "short_session_id",
+        "short_namespace",
         "owner",
         "message_count",
         "last_activity",
@@ -316,8 +327,12 @@ class ChatSessionAdmin(NulSafeChangelist):
         form_url: str = "",
         extra_context: Any = None,
     ) -> HttpResponse:
+        token = _page_request.set(request)
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()  # the transcript reads the request while rendering
+            return response
         except MotorheadSessionExistsError:
             # Lost a race the form's uniqueness check could not see: the other one stands.
             self.message_user(
@@ -330,6 +345,14 @@ class ChatSessionAdmin(NulSafeChangelist):
                 messages.ERROR,
             )
             return HttpResponseRedirect(request.get_full_path())
+        finally:
+            _page_request.reset(token)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # Says what a search looked in, next to the result count.
+        searched = [_("session ids"), _("owners' usernames"), _("message content")]
+        context = {"mh_searched": searched, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def _may_choose_owner(self, request: HttpRequest) -> bool:
         """Whether this user may add sessions for anyone: a superuser or a holder of
@@ -381,9 +404,17 @@ class ChatSessionAdmin(NulSafeChangelist):
         # Sequences run 1..N and are never reused: no COUNT per row.
         return obj.last_sequence
 
+    @admin.display(description=_("session id"), ordering="session_id")
+    def short_session_id(self, obj: ChatSession) -> str:
+        return _shortened(obj.session_id)
+
+    @admin.display(description=_("namespace"), ordering="namespace")
+    def short_namespace(self, obj: ChatSession) -> str:
+        return _shortened(obj.namespace)
+
     @admin.display(description=_("last activity"), ordering="updated_at")
-    def last_activity(self, obj: ChatSession) -> Any:
-        return obj.updated_at
+    def last_activity(self, obj: ChatSession) -> str:
+        return _ago(obj.updated_at)
 
     @admin.display(description=_("sync"), ordering="sync_state")
     def sync_badge(self, obj: ChatSession) -> str:
@@ -412,7 +443,10 @@ class ChatSessionAdmin(NulSafeChangelist):
 
     @admin.display(description=_("transcript"))
     def transcript(self, obj: ChatSession) -> str:
-        newest = list(obj.messages.order_by("-sequence")[:TRANSCRIPT_LIMIT])
+        request = _page_request.get()
+        before = _sequence(request.GET.get("before")) if request is not None else None
+        query = obj.messages.all() if before is None else obj.messages.filter(sequence__lt=before)
+        newest = list(query.order_by("-sequence")[:TRANSCRIPT_LIMIT])
         window = motorhead_settings.WINDOW_SIZE + 1
         cut = obj.last_sequence - window  # after this sequence: on the server's window
         entries = [
@@ -424,11 +458,20 @@ class ChatSessionAdmin(NulSafeChangelist):
             }
             for message in reversed(newest)
         ]
+        first = newest[-1].sequence if newest else 1
+        last = newest[0].sequence if newest else 0
+        newer_before = last + 1 + TRANSCRIPT_LIMIT
         return render_to_string(
             "motorhead_django/admin/transcript.html",
             {
                 "entries": entries,
-                "older": max(0, obj.last_sequence - len(newest)),
+                "older": max(0, first - 1),
+                "newer": max(0, obj.last_sequence - last),
+                "older_url": _page_url(request, first) if first > 1 else "",
+                "newer_url": _page_url(
+                    request, newer_before if newer_before <= obj.last_sequence else None
+                ),
+                "newest_url": _page_url(request, None),
                 "window": window,
             },
         )
@@ -715,6 +758,18 @@ class ChatSessionAdmin(NulSafeChangelist):
             "opts": self.model._meta,
             "states": [(state, label, counts.get(state, 0)) for state, label in SyncState.choices],
             "oldest_pending_age": timezone.now() - oldest if oldest else None,
+            "oldest_pending_since": oldest,
+            "state_chart": charts.bar_chart(
+                charts.state_bars(counts, reverse("admin:motorhead_django_chatsession_changelist")),
+                str(_("Sessions by sync state")),
+            ),
+            "lag_chart": charts.bar_chart(charts.lag_bars(), str(_("Pending messages by age"))),
+            # Causes are read from error texts: only for those who may see them.
+            "cause_chart": (
+                charts.bar_chart(causes, str(_("Failures by cause")))
+                if detailed and (causes := charts.cause_bars())
+                else None
+            ),
             "failures": failures,
             "health": upstream_health(),
             # Error text and the upstream's address, only for those who may act on them.
@@ -765,6 +820,39 @@ class ChatSessionAdmin(NulSafeChangelist):
             ]
         for problem in problems:
             self.message_user(request, _("Import: %s") % problem, messages.WARNING)
+
+
+def _shortened(text: str) -> str:
+    """``text`` cut to ID_DISPLAY_LENGTH characters, the whole of it on hover."""
+    short = Truncator(text).chars(ID_DISPLAY_LENGTH)
+    if short == text:
+        return text
+    return format_html('<span class="mh-id" title="{}">{}</span>', text, short)
+
+
+def _ago(moment: Any) -> str:
+    """ "3 minutes ago", with the exact time on hover."""
+    if moment is None:
+        return ""
+    exact = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+    words = _("%(time)s ago") % {"time": timesince(moment)}
+    return format_html('<time datetime="{}" title="{}">{}</time>', moment.isoformat(), exact, words)
+
+
+def _sequence(value: str | None) -> int | None:
+    """A ``before`` parameter: a positive whole number, or None (the newest page)."""
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value) or None
+
+
+def _page_url(request: HttpRequest | None, before: int | None) -> str:
+    """This page's URL with ``before`` set (None: removed), other parameters kept."""
+    params = request.GET.copy() if request is not None else QueryDict(mutable=True)
+    params.pop("before", None)
+    if before is not None:
+        params["before"] = str(before)
+    return f"?{params.urlencode()}" if params else "?"
 
 
 def upstream_health() -> dict[str, Any] | None:

@@ -16,3 +16,16 @@ class MotorheadConfig(AppConfig):
         redaction.install()
         request_started.connect(redaction.forget, dispatch_uid="motorhead-redaction-start")
         request_finished.connect(redaction.forget, dispatch_uid="motorhead-redaction-finish")
+        _connect_metrics()
+
+
+def _connect_metrics() -> None:
+    """Metrics receivers: always connected, each a no-op while ``MOTORHEAD['METRICS']`` is off."""
+    from celery.signals import task_postrun, task_prerun
+
+    from . import metrics, signals
+
+    signals.post_push.connect(metrics.on_post_push, dispatch_uid="motorhead-metrics-push")
+    signals.push_failed.connect(metrics.on_push_failed, dispatch_uid="motorhead-metrics-failed")
+    task_prerun.connect(metrics.on_task_prerun, dispatch_uid="motorhead-metrics-prerun")
+    task_postrun.connect(metrics.on_task_postrun, dispatch_uid="motorhead-metrics-postrun")

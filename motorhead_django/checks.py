@@ -288,6 +288,7 @@ def check_flags(**kwargs: Any) -> list[CheckMessage]:
             "DELETE_REMOTE",
             "COMPAT_ALLOW_ANONYMOUS",
             "PULL_AFTER_PUSH",
+            "METRICS",
         )
         if key in user
         and not isinstance(user[key], bool)
@@ -570,5 +571,23 @@ def check_broker(**kwargs: Any) -> list[CheckMessage]:
             "(see the README's Celery section), or set CELERY_TASK_ALWAYS_EAGER = True to push "
             "from the web process.",
             id=_id("E014"),
+        )
+    ]
+
+
+@register()
+def check_metrics(**kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings() or {}
+    if not user.get("METRICS"):
+        return []
+    from . import metrics
+
+    if metrics.available():
+        return []
+    return [
+        Error(
+            "MOTORHEAD['METRICS'] is on but prometheus_client is not installed.",
+            hint="pip install 'motorhead-django[metrics]', or turn METRICS off.",
+            id=_id("E023"),
         )
     ]

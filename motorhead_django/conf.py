@@ -96,6 +96,8 @@ DEFAULTS: dict[str, Any] = {
     # With both URL and a SUMMARIZER dict: who writes context and tokens, "server"
     # (Motorhead's summary, taken by the pull) or "local" (the built-in summariser).
     "CONTEXT_OWNER": "server",
+    # Prometheus metrics (motorhead_django.metrics; needs the `metrics` extra). Off by default.
+    "METRICS": False,
 }
 
 # Keys of the SUMMARIZER and EMBEDDINGS dicts. MAX_TOKENS and BATCH_TOKENS are
@@ -314,6 +316,10 @@ class MotorheadSettings:
         if self.BUILTIN_SUMMARIZER is None:
             return False
         return not self.SYNC_ENABLED or self.CONTEXT_OWNER == "local"
+
+    @property
+    def METRICS(self) -> bool:
+        return bool(self._get("METRICS"))
 
 
 motorhead_settings = MotorheadSettings()

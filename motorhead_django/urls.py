@@ -20,6 +20,7 @@ from .api import compat, rest
 
 # Sessions by primary key: Motorhead ids may hold slashes and any text.
 rest_urlpatterns = [
+    path("", rest.ApiRootView.as_view(), name="api-root"),
     path("sessions/", rest.SessionListView.as_view(), name="session-list"),
     path("sessions/<str:pk>/", rest.SessionDetailView.as_view(), name="session-detail"),
     path("sessions/<str:pk>/messages/", rest.MessageListView.as_view(), name="session-messages"),

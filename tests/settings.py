@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served locally
     "motorhead_django",
 ]
 
@@ -65,6 +66,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "motorhead-django",
     "VERSION": "0.1.0",
     "PREPROCESSING_HOOKS": ["motorhead_django.api.schema.exclude_keyed_routes"],
+    # The documentation pages' assets come from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
 }
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from motorhead_django import memory, sync
 from motorhead_django.models import ChatMessage, ChatSession
@@ -412,3 +415,96 @@ def test_the_state_filter_offers_in_doubt(admin_client):
     response = admin_client.get(url, {"sync_state__exact": "in_doubt"})
     assert [s.session_id for s in response.context["cl"].result_list] == ["doubt"]
     assert "?sync_state__exact=in_doubt" in response.content.decode()
+
+
+# -- rough edges (issue 20) ---------------------------------------------------------
+
+
+def test_a_transcript_beyond_the_limit_pages_back_to_its_start(admin_client, monkeypatch):
+    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 4)
+    session = memory.get_or_create_session("paged")
+    memory.append_messages(session, [("Human", f"m{n}") for n in range(1, 11)])  # sequences 1..10
+    page = admin_client.get(change_url(session)).content.decode()
+    assert "m7<" in page and "m10<" in page and "m6<" not in page
+    assert 'class="mh-older" href="?before=7"' in page and "mh-newer" not in page
+    page = admin_client.get(change_url(session), {"before": 7}).content.decode()
+    assert "m3<" in page and "m6<" in page and "m2<" not in page and "m7<" not in page
+    assert 'href="?before=3"' in page
+    assert 'class="mh-newer" href="?"' in page  # the next page up is the newest
+    page = admin_client.get(change_url(session), {"before": 3}).content.decode()
+    assert "m1<" in page and "m2<" in page and "mh-older" not in page
+    assert 'class="mh-newer" href="?before=7"' in page
+    assert "8 newer messages are not shown here." in page
+    # A bad value is the newest page, not an error.
+    assert "m10<" in admin_client.get(change_url(session), {"before": "x"}).content.decode()
+
+
+def test_long_ids_are_cut_with_the_whole_id_on_hover(admin_client):
+    long_id = "conversation-" + "x" * 120
+    memory.append_messages(memory.get_or_create_session(long_id), [("Human", "hi")])
+    memory.append_messages(memory.get_or_create_session("short"), [("Human", "hi")])
+    page = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist"))
+    html = page.content.decode()
+    assert f'<span class="mh-id" title="{long_id}">' in html
+    assert long_id + "<" not in html  # never shown whole in the cell
+    assert ">short</a>" in html
+
+
+def test_last_activity_is_in_words_with_the_time_on_hover(admin_client):
+    session = memory.get_or_create_session("when")
+    memory.append_messages(session, [("Human", "hi")])
+    ChatSession.objects.filter(pk=session.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=3, seconds=5)
+    )
+    html = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist")).content
+    assert "3\xa0minutes ago</time>" in html.decode()
+
+
+def test_a_search_says_what_it_searched(admin_client):
+    html = admin_client.get(
+        reverse("admin:motorhead_django_chatsession_changelist"), {"q": "refund"}
+    ).content.decode()
+    assert (
+        "Searched session ids, owners’ usernames, message content for “refund”." in html
+        or "Searched session ids, owners' usernames, message content for “refund”." in html
+        or "Searched session ids, owners&#x27; usernames, message content for “refund”." in html
+    )
+    plain = admin_client.get(reverse("admin:motorhead_django_chatsession_changelist"))
+    assert "mh-searched" not in plain.content.decode()
+
+
+def test_the_overview_says_the_lag_in_words(admin_client, upstream):
+    session = memory.get_or_create_session("lagging")
+    memory.append_messages(session, [("Human", "hi")])
+    ChatMessage.objects.update(created_at=timezone.now() - timedelta(hours=2, minutes=1))
+    html = admin_client.get(reverse("admin:motorhead_django_sync_overview")).content.decode()
+    assert "was written 2\xa0hours, 1\xa0minute ago" in html
+
+
+def test_the_summary_timeline_is_a_timeline_and_the_page_still_saves(admin_client):
+    import re
+
+    from motorhead_django.models import SummaryVersion
+
+    (session,) = make_sessions(1)
+    SummaryVersion.objects.create(
+        session=session,
+        context="older summary",
+        tokens=7,
+        through_sequence=2,
+        pulled_at=timezone.now() - timedelta(hours=3),
+    )
+    SummaryVersion.objects.create(session=session, context="newer summary", tokens=9)
+    page = admin_client.get(change_url(session)).content.decode()
+    timeline = page[page.index('<ol class="mh-timeline">') :]
+    assert timeline.index("newer summary") < timeline.index("older summary")
+    assert "3\xa0hours ago" in timeline and "through message #2" in timeline
+    # What the page itself sends back (the inline's hidden fields) saves.
+    hidden = dict(
+        re.findall(r'<input type="hidden" name="(summaries-[^"]+)" value="([^"]*)"', page)
+    )
+    assert hidden["summaries-INITIAL_FORMS"] == "2"
+    data = {**change_form_data(session, add_content="from the admin"), **hidden}
+    response = admin_client.post(change_url(session), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert memory.history(session)[-1].content == "from the admin"

@@ -81,3 +81,29 @@ def test_command_errors():
         call_command("motorhead_apikey")
     with pytest.raises(CommandError, match="No API key"):
         call_command("motorhead_apikey", "--revoke", "mhd_00000000")
+
+
+def test_command_lists_active_keys_and_with_all_the_revoked_ones():
+    owner = get_user_model().objects.create(username="lister")
+    kept, raw_kept = ApiKey.issue(owner, "kept bot", namespace="team")
+    gone, _ = ApiKey.issue(owner, "old bot")
+    gone.revoke()
+    out = StringIO()
+    call_command("motorhead_apikey", "--list", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["PREFIX", "OWNER", "NAMESPACE"]
+    assert len(lines) == 2 and f"mhd_{kept.prefix}" in lines[1] and "'team'" in lines[1]
+    assert "never" in lines[1] and "active" in lines[1]
+    assert raw_kept not in out.getvalue()  # only the prefix, never the secret
+    out = StringIO()
+    call_command("motorhead_apikey", "--list", "--all", stdout=out)
+    listed = out.getvalue()
+    assert f"mhd_{gone.prefix}" in listed and "(all)" in listed
+    with pytest.raises(CommandError, match="--list"):
+        call_command("motorhead_apikey", "--list", "--revoke", kept.prefix)
+
+
+def test_command_list_says_when_there_is_none():
+    out = StringIO()
+    call_command("motorhead_apikey", "--list", stdout=out)
+    assert out.getvalue().strip() == "No active API keys."

@@ -3,7 +3,8 @@
 Headless Chromium (Debian's ``chromium`` and ``chromium-driver``; ``.ci/run``
 installs them when missing) driven by Selenium. The example project runs as
 ``manage.py runserver`` on a fresh SQLite file, with the package's test server
-as its upstream. A screenshot of the transcript goes to ``.ci/artifacts/``.
+as its upstream. Screenshots (the transcript, the overview's charts, a list of long ids at
+1280 px, a 2,000-message transcript paged to its start) go to ``.ci/artifacts/``.
 """
 
 from __future__ import annotations
@@ -172,3 +173,77 @@ def test_an_operator_reads_a_conversation_and_pushes_it(example_site, browser, m
         -1
     ] == "Mercury."
     assert motorhead_server.context("browser-demo") == "Planets, by size."
+
+
+def _write_local(tmp_path, code: str) -> None:
+    """Run ``code`` in the example project's shell on the browser test's database, local-only."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MOTORHEAD_URL": "",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def _log_in(browser, site: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{site}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 15).until(lambda driver: "/login/" not in driver.current_url)
+
+
+def test_overview_charts_a_long_transcript_and_long_ids_at_1280_px(example_site, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    long_id = "support-ticket-" + "0123456789abcdef" * 8
+    _write_local(
+        tmp_path,
+        "from motorhead_django import memory\n"
+        "s = memory.get_or_create_session('two-thousand')\n"
+        "for start in range(0, 2000, 100):\n"
+        "    memory.append_messages(s, [('Human' if n % 2 == 0 else 'AI', f'line {n + 1}')"
+        " for n in range(start, start + 100)])\n"
+        f"memory.append_messages(memory.get_or_create_session({long_id!r}), [('Human', 'hi')])\n",
+    )
+    _log_in(browser, example_site)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    browser.get(f"{example_site}/admin/motorhead_django/chatsession/sync-overview/")
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.mh-chart")
+    assert charts and charts[0].get_attribute("aria-label") == "Sessions by sync state"
+    assert charts[0].size["width"] > 100 and charts[0].size["height"] > 50
+    browser.save_screenshot(str(ARTIFACTS / "admin-overview-charts.png"))
+
+    browser.get(f"{example_site}/admin/motorhead_django/chatsession/")
+    cell = browser.find_element(By.CSS_SELECTOR, "span.mh-id")
+    assert cell.get_attribute("title") == long_id
+    overflow = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth,"
+        " document.getElementById('result_list').getBoundingClientRect().right];"
+    )
+    assert overflow[0] <= overflow[1] and overflow[2] <= overflow[1], overflow
+    browser.save_screenshot(str(ARTIFACTS / "admin-long-ids-1280.png"))
+
+    browser.find_element(By.XPATH, "//a[text()='two-thousand']").click()
+    shown = browser.find_elements(By.CSS_SELECTOR, ".mh-transcript .mh-message")
+    assert len(shown) == 500 and "line 2000" in shown[-1].text
+    pages = 1
+    while browser.find_elements(By.CSS_SELECTOR, "a.mh-older"):
+        browser.find_element(By.CSS_SELECTOR, "a.mh-older").click()
+        pages += 1
+        assert pages <= 5
+    shown = browser.find_elements(By.CSS_SELECTOR, ".mh-transcript .mh-message")
+    assert pages == 4 and len(shown) == 500
+    assert shown[0].find_element(By.CLASS_NAME, "mh-seq").text == "#1"
+    assert browser.find_elements(By.CSS_SELECTOR, "a.mh-newer")
+    browser.save_screenshot(str(ARTIFACTS / "admin-transcript-start.png"))

@@ -150,6 +150,7 @@ def test_bad_text_options(key, value):
         "DELETE_REMOTE",
         "COMPAT_ALLOW_ANONYMOUS",
         "PULL_AFTER_PUSH",
+        "METRICS",
     ],
 )
 def test_flags_must_be_booleans(key):

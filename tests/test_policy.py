@@ -58,6 +58,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("rest.MemoryView", "get"): None,
     ("rest.RetrievalView", "post"): {"text": SECRET},
     ("rest.SearchView", "post"): {"text": SECRET},
+    ("rest.ApiRootView", "get"): None,
     ("rest.SyncView", "get"): None,
     ("rest.SyncView", "post"): {"action": "push"},
     ("compat.HealthView", "get"): None,
@@ -182,6 +183,12 @@ def test_rest_route(route, kind, world):
                 mine = ChatSession.objects.get(owner=user, session_id=TARGET)
                 assert mine.pk != session.pk and mine.metadata == {"by": "actor"}
         assert snapshot(session) == before  # the owner's session untouched in every case
+        return
+
+    if view.__name__ == "ApiRootView":
+        # Links only, for anyone: no session, no id, nothing changed.
+        assert response.status_code == 200, text
+        assert SECRET not in text and TARGET not in text and snapshot(session) == before
         return
 
     if view.__name__ == "SearchView":

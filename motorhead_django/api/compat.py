@@ -33,7 +33,10 @@ from .authentication import ApiKeyAuthentication
 from .errors import CoreErrors
 from .parsers import MotorheadJSONParser
 from .permissions import HasApiKeyOrAnonymousAllowed
-from .schema import CompatAutoSchema  # (importing it registers the API-key scheme)
+from .schema import (  # (importing it registers the API-key scheme)
+    CompatAutoSchema,
+    PlainDescriptions,
+)
 from .serializers import (
     NO_CONTROL_CHARACTERS,
     HealthSerializer,
@@ -55,7 +58,7 @@ MAX_PAGE = 100  # the server's limit
 MAX_SIZE = 1000
 
 
-class CompatView(ScopedThrottling, CoreErrors, APIView):
+class CompatView(PlainDescriptions, ScopedThrottling, CoreErrors, APIView):
     """Explicit policies, so a host project's DRF defaults never change them."""
 
     throttle_scope = "motorhead-compat"

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.apps import apps
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -26,7 +27,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -38,7 +39,7 @@ from .authentication import NulSafeTokenAuthentication
 from .errors import CoreErrors, SessionConflict
 from .parsers import MotorheadJSONParser
 from .permissions import SessionPolicy
-from .schema import MotorheadAutoSchema
+from .schema import MotorheadAutoSchema, PlainDescriptions
 from .serializers import (
     NO_CONTROL_CHARACTERS,
     ChatMessageSerializer,
@@ -132,7 +133,7 @@ class MessageCursorPagination(_CheckedPageSize, CursorPagination):
         return cursor
 
 
-class RestView(ScopedThrottling, CoreErrors, GenericAPIView):
+class RestView(PlainDescriptions, ScopedThrottling, CoreErrors, GenericAPIView):
     """Explicit policies for every REST view."""
 
     throttle_scope = "motorhead-rest"
@@ -490,3 +491,35 @@ def _datetime(value: str, field: str) -> Any:
     if parsed is None:
         raise exceptions.ValidationError({field: ["An ISO 8601 date and time."]})
     return parsed
+
+
+class ApiRootView(RestView):
+    """The REST resources, and the schema and its documentation pages where the project mounts them.
+
+    Sessions are listed at ``sessions``; one session's resources hang under
+    ``sessions/{id}/`` (``messages``, ``memory``, ``retrieval``, ``sync``).
+    """
+
+    # Links only: each resource checks its own policy.
+    permission_classes = (AllowAny,)  # type: ignore[assignment]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        namespace = request.resolver_match.namespace if request.resolver_match else ""
+        prefix = f"{namespace}:" if namespace else ""
+        sessions = request.build_absolute_uri(reverse(f"{prefix}session-list"))
+        one = sessions + "{id}/"
+        body: dict[str, Any] = {
+            "sessions": sessions,
+            "session": one,
+            "messages": one + "messages/",
+            "memory": one + "memory/",
+            "retrieval": one + "retrieval/",
+            "sync": one + "sync/",
+        }
+        for name in ("schema", "swagger-ui", "redoc"):
+            try:
+                body[name.replace("-", "_")] = request.build_absolute_uri(reverse(name))
+            except NoReverseMatch:
+                continue
+        return Response(body)

@@ -10,6 +10,7 @@ compatible routes are not listed twice.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -36,9 +37,41 @@ def exclude_keyed_routes(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> lis
     return [endpoint for endpoint in endpoints if "{api_key}" not in endpoint[0]]
 
 
+_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|exc):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_description(text: str) -> str:
+    """A docstring as Markdown: reST roles and double backticks become code spans."""
+    text = _ROLE.sub(r"`\1`", text)
+    text = _LITERAL.sub(r"`\1`", text)
+    return re.sub(r"::$", ":", text, flags=re.M)
+
+
+class PlainDescriptions:
+    """Views: the browsable API and OPTIONS show the docstring without reST markup."""
+
+    def get_view_description(self, html: bool = False) -> str:
+        from rest_framework.utils.formatting import dedent, markup_description
+
+        text = plain_description(dedent(self.__class__.__doc__ or ""))
+        return markup_description(text) if html else text
+
+
 class MotorheadAutoSchema(AutoSchema):
     """Lists the error answers next to each operation's own, so a client (and a schema
     check) knows every status it may get: who may call, and what bad input is."""
+
+    def get_description(self) -> str:  # type: ignore[override]
+        return plain_description(super().get_description())
+
+    def _map_serializer(
+        self, serializer: Any, direction: Any, bypass_extensions: bool = False
+    ) -> Any:
+        result = super()._map_serializer(serializer, direction, bypass_extensions)
+        if isinstance(result, dict) and isinstance(result.get("description"), str):
+            result["description"] = plain_description(result["description"])
+        return result
 
     # What a path parameter that names nothing is: a REST id that is not one of the
     # caller's sessions is a 404.

@@ -2,6 +2,7 @@
 
     manage.py motorhead_apikey --owner alice --name "support bot" [--namespace team]
     manage.py motorhead_apikey --revoke 1a2b3c4d
+    manage.py motorhead_apikey --list [--all]
 
 The new key is printed on the last line of the output, alone, for scripts
 (``KEY=$(manage.py motorhead_apikey --owner alice | tail -n 1)``). It is not
@@ -30,8 +31,19 @@ class Command(BaseCommand):
             "--namespace", default=None, help="Only this namespace is reachable (default: all)."
         )
         parser.add_argument("--revoke", metavar="PREFIX", help="Revoke the key with this prefix.")
+        parser.add_argument(
+            "--list",
+            action="store_true",
+            help="List the active keys: prefix, owner, namespace, name, created, last used.",
+        )
+        parser.add_argument("--all", action="store_true", help="With --list: revoked keys too.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["list"]:
+            if options["revoke"] or options["owner"]:
+                raise CommandError("--list takes no --revoke or --owner.")
+            self._list(everything=options["all"])
+            return
         if options["revoke"]:
             prefix = options["revoke"].removeprefix(ApiKey.PREFIX)[:8]
             _check("--revoke", prefix)
@@ -57,6 +69,35 @@ class Command(BaseCommand):
         scope = f"namespace {key.namespace!r}" if key.namespace is not None else "all namespaces"
         self.stdout.write(f"Issued {key} for {owner}, {scope}. It is shown once:")
         self.stdout.write(raw)
+
+    def _list(self, *, everything: bool) -> None:
+        keys = ApiKey.objects.select_related("owner").order_by("-created_at", "-pk")
+        if not everything:
+            keys = keys.active()
+        rows = [
+            (
+                f"{ApiKey.PREFIX}{key.prefix}",
+                str(key.owner),
+                "(all)" if key.namespace is None else repr(key.namespace),
+                key.name,
+                _when(key.created_at),
+                _when(key.last_used_at) or "never",
+                _when(key.revoked_at) if key.revoked_at else "active",
+            )
+            for key in keys
+        ]
+        if not rows:
+            self.stdout.write("No API keys." if everything else "No active API keys.")
+            return
+        header = ("PREFIX", "OWNER", "NAMESPACE", "NAME", "CREATED", "LAST USED", "STATUS")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
 def _check(option: str, value: str, *, namespace: bool = False, max_length: int = 255) -> None:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ... import memory
 from ...conf import motorhead_settings
 from ...exceptions import MotorheadError, MotorheadValidationError
+from ...progress import Progress
 from ...pull import import_sessions
 
 
@@ -67,16 +68,23 @@ class Command(BaseCommand):
             except MotorheadValidationError as exc:
                 why = exc.errors["namespace"]
                 raise CommandError(f"--namespace {namespace!r}: {why}") from None
-        verbose = options["verbosity"] >= 2
+        verbosity = options["verbosity"]
+        bars: dict[str, Progress] = {}
 
         def progress(namespace: str, index: int, total: int, session_id: str, added: int) -> None:
-            if index == 1:
+            if index == 1 and verbosity >= 1:
                 label = repr(namespace) if namespace else "(none)"
                 self.stdout.write(f"Namespace {label}: {total} session(s) listed")
-            if verbose:
-                self.stdout.write(f"[{index}/{total}] {session_id}: {added} message(s)")
-            elif index % 100 == 0 or index == total:
-                self.stdout.write(f"[{index}/{total}] ...")
+            if namespace not in bars:
+                for other in bars.values():
+                    other.close()
+                # Per-session lines at -v 2 (the listing may hold 100,000 sessions).
+                bars[namespace] = Progress(
+                    self.stdout, total, verbosity=verbosity, item_verbosity=2, start=index - 1
+                )
+            bars[namespace].step(f"[{index}/{total}] {session_id}: {added} message(s)")
+            if index >= total:
+                bars[namespace].close()
 
         try:
             result = import_sessions(
@@ -88,6 +96,9 @@ class Command(BaseCommand):
             )
         except MotorheadError as exc:
             raise CommandError(f"Could not list the server's sessions: {exc}") from None
+        finally:
+            for bar in bars.values():
+                bar.close()
         for refused in result.refused:
             self.stderr.write(f"Skipped {refused}")
         if result.stopped:

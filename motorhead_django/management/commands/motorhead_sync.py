@@ -10,6 +10,7 @@ from django.db.models import Q
 from ...conf import motorhead_settings
 from ...exceptions import MotorheadError
 from ...models import ChatSession, SyncState
+from ...progress import Progress
 from ...pull import active_sessions, pull_session, verify_session
 from ...rehydrate import rehydrate_session
 from ...sync import PushResult, drain
@@ -91,7 +92,8 @@ class Command(BaseCommand):
             sessions = sessions.filter(sync_state__in=states)
         keys = list(sessions.order_by("pk").values_list("pk", flat=True))
         self.stdout.write(f"Pushing {len(keys)} session(s) to {motorhead_settings.URL}")
-        results = drain(keys, progress=self._progress)
+        with Progress(self.stdout, len(keys), verbosity=options["verbosity"]) as self._bar:
+            results = drain(keys, progress=self._progress)
         pushed = sum(result.pushed for result in results)
         left = [r for r in results if r.error or r.busy or r.state == SyncState.PENDING]
         self.stdout.write(
@@ -144,6 +146,22 @@ class Command(BaseCommand):
             keys = active_sessions()
         failed = 0
         drifted: list[str] = []
+        with Progress(self.stdout, len(keys), verbosity=options["verbosity"]) as bar:
+            failed = self._each(keys, options, bar, drifted)
+        self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
+        problems = []
+        if failed:
+            problems.append(f"{failed} session(s) failed; see the errors above")
+        if drifted:
+            problems.append(f"{len(drifted)} session(s) drifted: {', '.join(drifted)}")
+        if problems:
+            raise CommandError("; ".join(problems) + ".")
+
+    def _each(
+        self, keys: list[int], options: dict[str, Any], bar: Progress, drifted: list[str]
+    ) -> int:
+        """Pull, verify or rebuild each session; returns how many failed (``drifted`` fills up)."""
+        failed = 0
         for index, pk in enumerate(keys, start=1):
             name = str(ChatSession.objects.get(pk=pk))
             if options["pull"]:
@@ -169,15 +187,8 @@ class Command(BaseCommand):
                     + (" and the summary" if rebuilt.context_sent else "")
                 )
             failed += bool(error)
-            self.stdout.write(f"[{index}/{len(keys)}] {name}: {outcome}")
-        self.stdout.write(f"Done: {len(keys) - failed} session(s), {failed} failed.")
-        problems = []
-        if failed:
-            problems.append(f"{failed} session(s) failed; see the errors above")
-        if drifted:
-            problems.append(f"{len(drifted)} session(s) drifted: {', '.join(drifted)}")
-        if problems:
-            raise CommandError("; ".join(problems) + ".")
+            bar.step(f"[{index}/{len(keys)}] {name}: {outcome}", failed=bool(error))
+        return failed
 
     def _progress(self, index: int, total: int, result: PushResult) -> None:
         session = ChatSession.objects.filter(pk=result.session_pk).first()
@@ -188,7 +199,8 @@ class Command(BaseCommand):
             outcome = f"{result.state}: {result.error}"
         else:
             outcome = f"{result.pushed} message(s) in {result.batches} batch(es)"
-        self.stdout.write(f"[{index}/{total}] {name}: {outcome}")
+        failed = bool(result.busy or result.error)
+        self._bar.step(f"[{index}/{total}] {name}: {outcome}", failed=failed)
 
 
 def _named(session: str) -> Q:
