@@ -89,6 +89,21 @@ DEFAULTS: dict[str, Any] = {
     # Local-only mode: dotted path to summarize(previous, messages) -> str | None,
     # called with the messages that leave the window. None: no local summary.
     "SUMMARIZER": None,
+    # Governance (docs/governance.md). Retention per namespace ("*": any other one):
+    # {"ns": {"days": 30}} deletes sessions 30 days after their last activity,
+    # {"ns": {"messages": 500}} keeps each session's newest 500. None: keep everything.
+    "RETENTION": None,
+    # Most sessions one retention run visits (the beat task runs again for the rest).
+    "RETENTION_BATCH": 500,
+    # Dotted path of redact(role, content) -> str, applied to what is pushed,
+    # summarised or embedded. None: messages leave as written.
+    "REDACT": None,
+    # Also store the redacted text locally (the original is then never kept).
+    "REDACT_LOCAL": False,
+    # Record who read a conversation in the admin or, as a non-owner, through REST.
+    "READ_AUDIT": True,
+    # Days the read audit is kept (purged by the retention run). None: kept forever.
+    "READ_AUDIT_DAYS": None,
 }
 
 
@@ -240,6 +255,31 @@ class MotorheadSettings:
     @property
     def SUMMARIZER(self) -> str | None:
         return self._get("SUMMARIZER") or None
+
+    @property
+    def RETENTION(self) -> dict[str, dict[str, int]]:
+        return dict(self._get("RETENTION") or {})
+
+    @property
+    def RETENTION_BATCH(self) -> int:
+        return int(self._get("RETENTION_BATCH"))
+
+    @property
+    def REDACT(self) -> str | None:
+        return self._get("REDACT") or None
+
+    @property
+    def REDACT_LOCAL(self) -> bool:
+        return bool(self._get("REDACT_LOCAL"))
+
+    @property
+    def READ_AUDIT(self) -> bool:
+        return bool(self._get("READ_AUDIT"))
+
+    @property
+    def READ_AUDIT_DAYS(self) -> int | None:
+        days = self._get("READ_AUDIT_DAYS")
+        return None if days is None else int(days)
 
 
 motorhead_settings = MotorheadSettings()

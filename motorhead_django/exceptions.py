@@ -71,6 +71,10 @@ class MotorheadSessionExistsError(MotorheadValidationError):
         super().__init__({"session_id": message}, **kwargs)
 
 
+class MotorheadLegalHoldError(MotorheadError):
+    """A delete refused because the session, or its owner, is under a legal hold."""
+
+
 class MotorheadConfigurationError(ImproperlyConfigured):
     """The ``MOTORHEAD`` setting does not allow this (for example, no URL)."""
 

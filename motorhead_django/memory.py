@@ -249,8 +249,12 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     schedules the server's DELETE, under the namespace the session was written
     under; the row and its content go once the server confirmed. While the
     server is away the sweep retries. Without sync, or with ``remote=False``,
-    the session is deleted here at once and the server keeps its copy.
+    the session is deleted here at once and the server keeps its copy. A session
+    under a legal hold (its own or its owner's) raises MotorheadLegalHoldError.
     """
+    from .governance import refuse_if_held
+
+    refuse_if_held(session)
     remote = motorhead_settings.DELETE_REMOTE if remote is None else remote
     if not (remote and motorhead_settings.SYNC_ENABLED):
         ChatSession.objects.filter(pk=session.pk).delete()

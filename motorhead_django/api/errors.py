@@ -10,7 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..conf import motorhead_settings
-from ..exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from ..exceptions import (
+    MotorheadLegalHoldError,
+    MotorheadSessionExistsError,
+    MotorheadValidationError,
+)
 
 
 class RequestTooLarge(APIException):
@@ -50,6 +54,14 @@ class SessionConflict(APIException):
     default_code = "session_exists"
 
 
+class LegalHoldConflict(APIException):
+    """A delete refused: the session or its owner is under a legal hold."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This session is under a legal hold and cannot be deleted."
+    default_code = "legal_hold"
+
+
 class CoreErrors:
     """For both surfaces' views: the body limit, and the core's refusals as field-level 400s."""
 
@@ -58,7 +70,9 @@ class CoreErrors:
         check_body_size(request)
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, MotorheadSessionExistsError):
+        if isinstance(exc, MotorheadLegalHoldError):
+            exc = LegalHoldConflict(exc.message)
+        elif isinstance(exc, MotorheadSessionExistsError):
             exc = SessionConflict({k: [v] for k, v in exc.errors.items()})
         elif isinstance(exc, MotorheadValidationError):
             exc = exceptions.ValidationError({k: [v] for k, v in exc.errors.items()})
