@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from . import redact
 from .conf import motorhead_settings
 from .exceptions import MotorheadSessionExistsError, MotorheadValidationError
 from .models import (
@@ -174,7 +175,7 @@ def append_messages(
     the messages. Raises :class:`MotorheadValidationError` for an empty batch,
     a disallowed role or an oversized message; nothing is written then.
     """
-    pairs = validate_messages(messages)
+    pairs = redact.local(validate_messages(messages))  # REDACT_LOCAL: never store the original
     if context is not _UNSET:
         validate_context(context)
     now = timezone.now()
@@ -292,6 +293,8 @@ def summarize(session_pk: int, first: int, last: int) -> str | None:
         if session is None:
             return None
         messages = list(session.messages.filter(sequence__gte=first, sequence__lte=last))
+        for message in messages:  # unsaved copies: the summariser sees what may leave
+            message.content = redact.text(message.role, message.content)
         context = summarizer(session.context, messages)
         same = ChatSession.objects.filter(pk=session_pk, context=session.context)
         if session.context is None:

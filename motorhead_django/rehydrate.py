@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from . import redaction
+from . import redact, redaction
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
@@ -62,7 +62,7 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
                 context = session.context if start == 0 else None
                 client.add_memory(
                     session.remote_id,
-                    [(m.role, m.content) for m in batch],
+                    redact.pairs(batch),
                     context=context,
                     namespace=namespace,
                 )

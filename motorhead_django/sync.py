@@ -44,7 +44,7 @@ from django.db.models import (
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from . import redaction, signals
+from . import redact, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -241,7 +241,7 @@ class _Pusher:
             try:
                 self.client.add_memory(
                     session.remote_id,
-                    [(m.role, m.content) for m in batch],
+                    redact.pairs(batch),
                     context=self.context,
                     namespace=session.namespace or None,
                 )
@@ -276,7 +276,7 @@ class _Pusher:
         landed = landed_prefix(
             [(m.role, m.content) for m in memory.chronological],
             self._history_before(self.confirmed),
-            [(m.role, m.content) for m in inflight],
+            redact.pairs(inflight),
         )
         self.remote_length = len(memory.messages) if len(memory.messages) <= self.window else None
         if landed:
@@ -300,7 +300,7 @@ class _Pusher:
         if len(local) < wanted:
             older = self.session.messages.filter(sequence__lt=self.chunk[0].sequence)
             local = older.newest(wanted - len(local)) + local
-        return [(m.role, m.content) for m in local]
+        return redact.pairs(local)
 
     def _confirm(self, count: int) -> None:
         self.confirmed += count

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from motorhead_django import export, governance, memory, signals, sync
+from motorhead_django import export, governance, memory, redact, signals, sync
 from motorhead_django.exceptions import MotorheadLegalHoldError
 from motorhead_django.models import (
     ApiKey,
@@ -452,3 +452,61 @@ def test_reads_by_non_owners_and_in_the_admin_are_audited(client, settings):
     settings.MOTORHEAD = {"READ_AUDIT": False}
     api(support).get(f"/api/sessions/{session.pk}/")
     assert ReadAudit.objects.count() == 1
+
+
+# -- redaction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail ann.lee+x@example.co.uk now", "mail [email] now"),
+        ("card 4111 1111 1111 1111.", "card [card]."),
+        ("card 4111-1111-1111-1111", "card [card]"),
+        ("not a card 4111 1111 1111 1112", "not a card 4111 1111 1111 1112"),
+        ("call +44 20 7946 0958 or (555) 123-4567", "call [phone] or [phone]"),
+        ("on 2024-01-15 at 10:30, order 1234", "on 2024-01-15 at 10:30, order 1234"),
+        ("", ""),
+    ],
+)
+def test_the_default_redactor(text, expected):
+    assert redact.default("Human", text) == expected
+
+
+def test_luhn():
+    assert redact.luhn("79927398713") and not redact.luhn("79927398710")
+
+
+def test_redaction_applies_to_the_push_and_keeps_the_original_locally(upstream, settings):
+    settings.MOTORHEAD = settings.MOTORHEAD | {"REDACT": "motorhead_django.redact.default"}
+    session = make_session("pii", pairs=[("Human", "I am ann@example.com, 4111111111111111")])
+    sync.push_session(session.pk)
+    assert upstream.stored_messages("pii") == [{"role": "Human", "content": "I am [email], [card]"}]
+    assert session.messages.get().content == "I am ann@example.com, 4111111111111111"
+    # The pull and verify compare what was sent: no drift, nothing foreign.
+    from motorhead_django import pull
+
+    pull.pull_session(session.pk)
+    assert session.messages.count() == 1
+    assert pull.verify_session(session.pk) == ""
+
+
+def test_redact_local_stores_the_redacted_text(settings):
+    settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default", "REDACT_LOCAL": True}
+    session = make_session(pairs=[("Human", "write to bob@example.org")])
+    assert session.messages.get().content == "write to [email]"
+
+
+def test_the_local_summariser_sees_redacted_text(settings, monkeypatch):
+    seen = []
+
+    def summarizer(previous, messages):
+        seen.extend(m.content for m in messages)
+        return "summary"
+
+    settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default", "SUMMARIZER": "x.y"}
+    session = make_session(pairs=[("Human", "ann@example.com")])
+    monkeypatch.setattr("motorhead_django.memory.import_string", lambda path: summarizer)
+    memory.summarize(session.pk, 1, 1)
+    assert seen == ["[email]"]
+    assert session.messages.get().content == "ann@example.com"
