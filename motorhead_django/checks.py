@@ -467,3 +467,7 @@ def check_broker(**kwargs: Any) -> list[CheckMessage]:
             id=_id("E014"),
         )
     ]
+
+
+# The governance settings' checks (E015, E016) live beside their feature.
+from . import governance_checks  # noqa: E402, F401

@@ -307,6 +307,19 @@ def _read_back(
             left += 1
     if left:
         return False, f"The server still holds {left} of {len(remote_ids)} session(s)."
+    if motorhead_settings.LONG_TERM_MEMORY:
+        # Motorhead's DELETE leaves the motorhead:{nanoid} hashes: a retrieval finds them.
+        indexed = 0
+        for _namespace, remote_id in remote_ids:
+            try:
+                indexed += bool(client.retrieve(remote_id, "erased"))
+            except MotorheadError as exc:
+                return False, f"The server's long-term memory could not be read back: {exc}"
+        if indexed:
+            return False, (
+                f"Long-term memory still holds entries of {indexed} session(s): Motorhead's "
+                "DELETE cannot remove them (docs/governance.md)."
+            )
     return True, f"Read back {len(remote_ids)} session(s): the server holds no messages or summary."
 
 

@@ -510,3 +510,55 @@ def test_the_local_summariser_sees_redacted_text(settings, monkeypatch):
     memory.summarize(session.pk, 1, 1)
     assert seen == ["[email]"]
     assert session.messages.get().content == "ann@example.com"
+
+
+# -- checks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("motorhead", "code"),
+    [
+        ({"RETENTION": []}, "E015"),
+        ({"RETENTION": {"ns": {"days": -1}}}, "E015"),
+        ({"RETENTION": {"ns": {"weeks": 2}}}, "E015"),
+        ({"RETENTION": {"ns": {"messages": 0}}}, "E015"),
+        ({"RETENTION": {"ns": {}}}, "E015"),
+        ({"RETENTION_BATCH": 0}, "E015"),
+        ({"READ_AUDIT_DAYS": "30"}, "E015"),
+        ({"REDACT": "no.such.function"}, "E016"),
+        ({"REDACT": "motorhead_django.redact.EMAIL"}, "E016"),
+        ({"REDACT_LOCAL": "yes"}, "E016"),
+        ({"READ_AUDIT": 1}, "E016"),
+    ],
+)
+def test_bad_governance_settings_are_system_check_errors(settings, motorhead, code):
+    from django.core import checks
+
+    settings.MOTORHEAD = motorhead
+    ids = {m.id for m in checks.run_checks()}
+    assert f"motorhead_django.{code}" in ids
+
+
+def test_good_governance_settings_pass_the_checks(settings):
+    from django.core import checks
+
+    settings.MOTORHEAD = {
+        "RETENTION": {"support": {"days": 30}, "*": {"messages": 500, "days": 0}},
+        "RETENTION_BATCH": 10,
+        "READ_AUDIT_DAYS": 90,
+        "REDACT": "motorhead_django.redact.default",
+        "REDACT_LOCAL": True,
+        "READ_AUDIT": False,
+    }
+    assert not [m for m in checks.run_checks() if m.id.startswith("motorhead_django.E")]
+
+
+def test_erasure_on_a_long_term_memory_server_is_not_confirmed(upstream_factory):
+    upstream = upstream_factory(long_term_memory=True, motorhead={"LONG_TERM_MEMORY": True})
+    session = make_session("ltm", pairs=[("Human", "remember my address")])
+    sync.push_session(session.pk)
+    receipt = governance.erase_session(session).receipt
+    # The window and summary are gone; the server's long-term hashes are not.
+    assert upstream.stored_messages("ltm") == []
+    assert receipt.server_confirmed is False
+    assert "Long-term memory still holds entries of 1 session(s)" in receipt.server_detail
