@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -261,9 +262,7 @@ def erase_sessions(
         except MotorheadLegalHoldError:
             held_count += 1
             continue
-        if ChatSession.objects.filter(pk=session.pk).exists():
-            rehydrate.delete_remote(session.pk)  # the sync engine's step, inline
-        if ChatSession.objects.filter(pk=session.pk).exists():
+        if not _finish_delete(session.pk, rehydrate.delete_remote):
             waiting.append(session.pk)  # the sweep keeps retrying the server
         counts["sessions"] += 1
         counts["messages"] += messages
@@ -286,6 +285,23 @@ def erase_sessions(
     )
     signals.post_erasure.send(sender=ErasureReceipt, receipt=receipt)
     return Erasure(receipt, waiting)
+
+
+def _finish_delete(session_pk: int, delete_remote: Any, timeout: float = 10.0) -> bool:
+    """Finish a tombstone's remote delete inline; whether the row is gone.
+
+    The delete task the tombstone enqueued may hold the session's lock meanwhile
+    (a real worker): then wait for it, a bounded time.
+    """
+    deadline = time.monotonic() + timeout
+    while ChatSession.objects.filter(pk=session_pk).exists():
+        result = delete_remote(session_pk)  # the sync engine's step, inline
+        if result.deleted:
+            return True
+        if not result.busy or time.monotonic() > deadline:
+            return not ChatSession.objects.filter(pk=session_pk).exists()
+        time.sleep(0.05)
+    return True
 
 
 def _read_back(

@@ -27,6 +27,8 @@ from motorhead_django.models import (
     SummaryVersion,
 )
 
+from .test_tasks import rig_factory, worker_test  # noqa: F401  (the real-worker rig)
+
 pytestmark = pytest.mark.django_db
 
 
@@ -562,3 +564,49 @@ def test_erasure_on_a_long_term_memory_server_is_not_confirmed(upstream_factory)
     assert upstream.stored_messages("ltm") == []
     assert receipt.server_confirmed is False
     assert "Long-term memory still holds entries of 1 session(s)" in receipt.server_detail
+
+
+# -- with a real worker on PostgreSQL ---------------------------------------------------
+
+
+@worker_test
+def test_retention_through_a_real_worker_spares_every_held_session(rig_factory, redis_url):  # noqa: F811
+    rig = rig_factory(redis_url)
+    rig.motorhead["RETENTION"] = {"": {"days": 30}}
+    rig.start_worker()
+    ann = make_user("ann")
+    sessions = {
+        name: make_session(name, owner=ann if name == "owner-held" else None)
+        for name in ("old-1", "old-2", "held", "owner-held", "recent")
+    }
+    rig.drain()
+    for name in ("old-1", "old-2", "held", "owner-held"):
+        age(sessions[name], 40)
+    governance.set_hold(sessions["held"], True)
+    governance.hold_owner(ann)
+    # Every delete path refuses the held ones.
+    for name in ("held", "owner-held"):
+        with pytest.raises(MotorheadLegalHoldError):
+            memory.delete_session(sessions[name])
+        assert (
+            api(make_user(f"root-{name}", superuser=True))
+            .delete(f"/api/sessions/{sessions[name].pk}/")
+            .status_code
+            == 409
+        )
+    from motorhead_django import tasks
+
+    tasks.retention.apply_async(queue=rig.queue, retry=False)
+    rig.wait_until(lambda: ErasureReceipt.objects.exists(), timeout=60)
+    assert set(ChatSession.objects.values_list("session_id", flat=True)) == {
+        "held",
+        "owner-held",
+        "recent",
+    }
+    for name in ("old-1", "old-2"):
+        assert rig.server.stored_messages(sessions[name].remote_id) == []
+    for name in ("held", "owner-held", "recent"):
+        assert rig.server.stored_messages(sessions[name].remote_id) != []
+    receipt = ErasureReceipt.objects.get()
+    assert receipt.kind == "retention" and receipt.counts["sessions"] == 2
+    assert receipt.server_confirmed is True, receipt.server_detail
