@@ -610,3 +610,24 @@ def test_retention_through_a_real_worker_spares_every_held_session(rig_factory, 
     receipt = ErasureReceipt.objects.get()
     assert receipt.kind == "retention" and receipt.counts["sessions"] == 2
     assert receipt.server_confirmed is True, receipt.server_detail
+
+
+def test_owner_holds_in_the_admin_need_the_hold_permission(client):
+    ann = make_user("ann")
+    clerk = make_user("clerk", "view_chatsession", "change_chatsession", "delete_chatsession")
+    client.force_login(clerk)
+    assert client.get("/admin/motorhead_django/legalhold/add/").status_code == 403
+    lawyer = make_user("lawyer", "set_legal_hold")
+    client.force_login(lawyer)
+    response = client.post(
+        "/admin/motorhead_django/legalhold/add/", {"owner": ann.pk, "reason": "case 12"}
+    )
+    assert response.status_code == 302, response.content
+    hold = LegalHold.objects.get()
+    assert (hold.owner, hold.set_by, hold.reason) == (ann, lawyer, "case 12")
+    session = make_session(owner=ann)
+    with pytest.raises(MotorheadLegalHoldError):
+        memory.delete_session(session)
+    client.post(f"/admin/motorhead_django/legalhold/{hold.pk}/delete/", {"post": "yes"})
+    assert not LegalHold.objects.exists()
+    memory.delete_session(session, remote=False)
