@@ -16,7 +16,14 @@ from ..models import ChatSession, ReadAudit
 from .rest import RestView
 from .serializers import validate_text_param
 
-_BINARY = {200: OpenApiTypes.BINARY}
+# The answer streams text in the asked format; another user's export is a 403 without
+# the permission, a 404 for an unknown username.
+_BINARY: dict[Any, Any] = {
+    (200, "application/jsonl"): OpenApiTypes.STR,
+    (200, "text/markdown"): OpenApiTypes.STR,
+    403: OpenApiTypes.OBJECT,
+    404: OpenApiTypes.OBJECT,
+}
 _FORMAT = OpenApiParameter("format", OpenApiTypes.STR, enum=list(export.FORMATS))
 _USER = OpenApiParameter(
     "user", OpenApiTypes.STR, description="A username; another user's needs the view permission."
@@ -49,9 +56,7 @@ class _ExportView(RestView):
 class UserExportView(_ExportView):
     """``GET``: everything held for the caller (or, with the view permission, ``?user=``)."""
 
-    @extend_schema(
-        tags=["export"], parameters=[_FORMAT, _USER], responses={200: OpenApiTypes.BINARY}
-    )
+    @extend_schema(tags=["export"], parameters=[_FORMAT, _USER], responses=_BINARY)
     def get(self, request: Request) -> Any:
         fmt = _format(request)
         user: Any = request.user
