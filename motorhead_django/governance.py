@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import signals
@@ -128,29 +128,46 @@ def plan_retention(*, days: int | None = None, limit: int | None = None) -> Rete
     """
     limit = motorhead_settings.RETENTION_BATCH if limit is None else limit
     plan = RetentionPlan()
-    policies = motorhead_settings.RETENTION
     now = timezone.now()
     query = ChatSession.objects.filter(delete_requested_at__isnull=True)
-    if days is None and not policies:
-        # Only sessions with their own policy can be due.
-        query = query.filter(Q(retention_days__isnull=False) | Q(retention_messages__isnull=False))
-    elif days is not None:
+    if days is not None:
         query = query.filter(updated_at__lt=now - timedelta(days=days))
+    else:
+        # In SQL, so a run reads only sessions that may be due, never every session.
+        query = query.filter(_maybe_due(motorhead_settings.RETENTION, now))
     plan.held = query.filter(held()).count()
     candidates = query.exclude(held()).order_by("updated_at", "pk")
-    # A bounded walk: at most a few batches' worth of rows read per run.
+    visited = 0
     for session in candidates.iterator(chunk_size=200):
-        if len(plan.sessions) + len(plan.trims) >= limit:
+        if len(plan.sessions) + len(plan.trims) >= limit or visited >= limit * 10:
             plan.more = True
             break
+        visited += 1
         policy = Policy(days=days) if days is not None else policy_for(session)
         if policy.days is not None and session.updated_at < now - timedelta(days=policy.days):
             plan.sessions.append(session)
-        elif policy.messages is not None and session.last_sequence > 0:
+        elif policy.messages is not None and session.last_sequence > policy.messages:
             over = session.messages.filter(sequence__lte=session.last_sequence - policy.messages)
             if over.exists():
                 plan.trims.append((session, policy.messages))
     return plan
+
+
+def _maybe_due(policies: dict[str, dict[str, int]], now: Any) -> Q:
+    """Sessions a policy may make due: their own policy, or their namespace's is met."""
+    due = Q(retention_days__isnull=False) | Q(retention_messages__isnull=False)
+    named = [ns for ns in policies if ns != "*"]
+    for namespace, policy in policies.items():
+        where = ~Q(namespace__in=named) if namespace == "*" else Q(namespace=namespace)
+        if policy.get("days") is not None:
+            due |= where & Q(updated_at__lt=now - timedelta(days=int(policy["days"])))
+        if policy.get("messages") is not None:
+            keep = int(policy["messages"])
+            older = ChatMessage.objects.filter(
+                session=OuterRef("pk"), sequence__lte=OuterRef("last_sequence") - keep
+            )
+            due |= where & Q(Exists(older))
+    return due
 
 
 @dataclass

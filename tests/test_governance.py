@@ -631,3 +631,16 @@ def test_owner_holds_in_the_admin_need_the_hold_permission(client):
     client.post(f"/admin/motorhead_django/legalhold/{hold.pk}/delete/", {"post": "yes"})
     assert not LegalHold.objects.exists()
     memory.delete_session(session, remote=False)
+
+
+def test_a_retention_run_reads_only_sessions_that_may_be_due(settings, django_assert_num_queries):
+    settings.MOTORHEAD = {"RETENTION": {"*": {"days": 30, "messages": 3}}}
+    for number in range(30):
+        make_session(f"fresh-{number}")  # one message each: neither rule applies
+    trimmed = make_session("long", pairs=[("Human", f"m{i}") for i in range(5)])
+    assert governance.apply_retention().trimmed_messages == 2
+    # Trimmed once, it is not read again: the count and one (empty) walk.
+    with django_assert_num_queries(2):
+        plan = governance.plan_retention()
+    assert plan.sessions == [] and plan.trims == [] and not plan.more
+    assert trimmed.messages.count() == 3
