@@ -52,6 +52,7 @@ LOGGERS = (
     "motorhead_django.rehydrate",
     "motorhead_django.memory",
     "motorhead_django.tasks",
+    "motorhead_django.governance",
 )
 
 # Our keys' shape (models.ApiKey): the secret part goes, the prefix stays.
