@@ -36,6 +36,7 @@ from . import charts, memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
+from .governance_admin import GOVERNANCE_FIELDSET, SessionGovernanceMixin
 from .memory import MAX_JSON_DEPTH, json_too_deep
 from .models import (
     ApiKey,
@@ -224,7 +225,7 @@ class NulSafeChangelist(admin.ModelAdmin):
 
 
 @admin.register(ChatSession)
-class ChatSessionAdmin(NulSafeChangelist):
+class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
     form = ChatSessionForm
     change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
@@ -240,6 +241,7 @@ class ChatSessionAdmin(NulSafeChangelist):
     list_filter = (
         "sync_state",
         "namespace",
+        "legal_hold",
         ("owner", admin.RelatedOnlyFieldListFilter),
         "created_at",
         "updated_at",
@@ -251,7 +253,15 @@ class ChatSessionAdmin(NulSafeChangelist):
     ordering = ("-updated_at", "-id")
     raw_id_fields = ("owner",)
     date_hierarchy = None
-    actions = ("push_now", "pull_now", "full_resync", "delete_on_server", "delete_everywhere")
+    actions = (
+        "push_now",
+        "pull_now",
+        "full_resync",
+        "delete_on_server",
+        "delete_everywhere",
+        "export_jsonl",
+        "export_markdown",
+    )
     sync_fields = (
         "sync_state",
         "context_pending",
@@ -297,6 +307,7 @@ class ChatSessionAdmin(NulSafeChangelist):
                 _("Sync"),
                 {"fields": (*self._sync_fields_for(request, obj), "created_at", "updated_at")},
             ),
+            GOVERNANCE_FIELDSET,
         )
 
     def _sync_fields_for(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
@@ -318,7 +329,7 @@ class ChatSessionAdmin(NulSafeChangelist):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id and namespace name the session on the server: fixed once created.
         fixed = ("session_id", "namespace", "remote_id") if obj is not None else ()
-        return fixed + tuple(self.readonly_fields)
+        return fixed + tuple(self.readonly_fields) + self.hold_readonly(request)
 
     def changeform_view(
         self,
@@ -693,6 +704,7 @@ class ChatSessionAdmin(NulSafeChangelist):
                     str(_("This cannot be undone.")),
                 ],
             )
+        queryset = self.without_held(request, queryset)
         keys = list(queryset.values_list("pk", flat=True))
         for session in queryset:
             memory.delete_session(session, remote=True)
@@ -718,7 +730,7 @@ class ChatSessionAdmin(NulSafeChangelist):
         memory.delete_session(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
-        for session in queryset:
+        for session in self.without_held(request, queryset):
             memory.delete_session(session)
 
     # -- the sync overview page -----------------------------------------------------

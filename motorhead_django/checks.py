@@ -591,3 +591,7 @@ def check_metrics(**kwargs: Any) -> list[CheckMessage]:
             id=_id("E023"),
         )
     ]
+
+
+# The governance settings' checks (E015, E016) live beside their feature.
+from . import governance_checks  # noqa: E402, F401

@@ -98,6 +98,21 @@ DEFAULTS: dict[str, Any] = {
     "CONTEXT_OWNER": "server",
     # Prometheus metrics (motorhead_django.metrics; needs the `metrics` extra). Off by default.
     "METRICS": False,
+    # Governance (docs/governance.md). Retention per namespace ("*": any other one):
+    # {"ns": {"days": 30}} deletes sessions 30 days after their last activity,
+    # {"ns": {"messages": 500}} keeps each session's newest 500. None: keep everything.
+    "RETENTION": None,
+    # Most sessions one retention run visits (the beat task runs again for the rest).
+    "RETENTION_BATCH": 500,
+    # Dotted path of redact(role, content) -> str, applied to what is pushed,
+    # summarised or embedded. None: messages leave as written.
+    "REDACT": None,
+    # Also store the redacted text locally (the original is then never kept).
+    "REDACT_LOCAL": False,
+    # Record who read a conversation in the admin or, as a non-owner, through REST.
+    "READ_AUDIT": True,
+    # Days the read audit is kept (purged by the retention run). None: kept forever.
+    "READ_AUDIT_DAYS": None,
 }
 
 # Keys of the SUMMARIZER and EMBEDDINGS dicts. MAX_TOKENS and BATCH_TOKENS are
@@ -320,6 +335,31 @@ class MotorheadSettings:
     @property
     def METRICS(self) -> bool:
         return bool(self._get("METRICS"))
+
+    @property
+    def RETENTION(self) -> dict[str, dict[str, int]]:
+        return dict(self._get("RETENTION") or {})
+
+    @property
+    def RETENTION_BATCH(self) -> int:
+        return int(self._get("RETENTION_BATCH"))
+
+    @property
+    def REDACT(self) -> str | None:
+        return self._get("REDACT") or None
+
+    @property
+    def REDACT_LOCAL(self) -> bool:
+        return bool(self._get("REDACT_LOCAL"))
+
+    @property
+    def READ_AUDIT(self) -> bool:
+        return bool(self._get("READ_AUDIT"))
+
+    @property
+    def READ_AUDIT_DAYS(self) -> int | None:
+        days = self._get("READ_AUDIT_DAYS")
+        return None if days is None else int(days)
 
 
 motorhead_settings = MotorheadSettings()

@@ -83,6 +83,10 @@ class MotorheadSessionDeletingError(MotorheadValidationError):
         super().__init__({"session_id": self.message}, **kwargs)
 
 
+class MotorheadLegalHoldError(MotorheadError):
+    """A delete refused because the session, or its owner, is under a legal hold."""
+
+
 class MotorheadConfigurationError(ImproperlyConfigured):
     """The ``MOTORHEAD`` setting does not allow this (for example, no URL)."""
 

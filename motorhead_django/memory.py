@@ -25,6 +25,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from . import redact
 from .conf import motorhead_settings
 from .exceptions import (
     MotorheadSessionDeletingError,
@@ -222,7 +223,7 @@ def append_messages(
     Raises :class:`MotorheadValidationError` for an empty batch, a disallowed role,
     an oversized message or item; nothing is written then.
     """
-    pairs = validate_messages(messages)
+    pairs = redact.local(validate_messages(messages))  # REDACT_LOCAL: never store the original
     kept = validate_items(items, len(pairs))
     if context is not _UNSET:
         validate_context(context)
@@ -313,8 +314,12 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     schedules the server's DELETE, under the namespace the session was written
     under; the row and its content go once the server confirmed. While the
     server is away the sweep retries. Without sync, or with ``remote=False``,
-    the session is deleted here at once and the server keeps its copy.
+    the session is deleted here at once and the server keeps its copy. A session
+    under a legal hold (its own or its owner's) raises MotorheadLegalHoldError.
     """
+    from .governance import refuse_if_held
+
+    refuse_if_held(session)
     remote = motorhead_settings.DELETE_REMOTE if remote is None else remote
     if not (remote and motorhead_settings.SYNC_ENABLED):
         ChatSession.objects.filter(pk=session.pk).delete()
@@ -352,6 +357,8 @@ def summarize(session_pk: int, first: int, last: int) -> str | None:
         if session is None:
             return None
         messages = list(session.messages.filter(sequence__gte=first, sequence__lte=last))
+        for message in messages:  # unsaved copies: the summariser sees what may leave
+            message.content = redact.text(message.role, message.content)
         context = summarizer(session.context, messages)
         same = ChatSession.objects.filter(pk=session_pk, context=session.context)
         if session.context is None:

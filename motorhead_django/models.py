@@ -148,6 +148,26 @@ class ChatSession(models.Model):
         help_text=_("Set when a delete waits for the server's confirmation (a tombstone)."),
     )
 
+    # Governance (docs/governance.md): a hold no delete path overrides, and the
+    # session's own retention, which replaces its namespace's policy when set.
+    legal_hold = models.BooleanField(
+        _("legal hold"),
+        default=False,
+        help_text=_("Held: no retention, user, API or admin delete removes it."),
+    )
+    retention_days = models.PositiveIntegerField(
+        _("retention (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Delete this many days after its last activity; empty: the policy's."),
+    )
+    retention_messages = models.PositiveIntegerField(
+        _("retention (messages)"),
+        null=True,
+        blank=True,
+        help_text=_("Keep only the newest this many messages; empty: the policy's."),
+    )
+
     objects = ChatSessionQuerySet.as_manager()
 
     class Meta:
@@ -573,3 +593,8 @@ class MessageEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of message {self.message_id}"
+
+
+# The governance models (legal holds, erasure receipts, the read audit) live in
+# their own module; importing them here registers them with this app.
+from .governance_models import ErasureReceipt, LegalHold, ReadAudit  # noqa: E402, F401

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import memory, redaction, signals
+from . import memory, redact, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -120,7 +120,7 @@ def compare(window: list[Pair], synced: list[ChatMessage]) -> Comparison:
         result.wiped = bool(synced)
         return result
     tail = synced[-(len(window) + 1) :]
-    pairs = [(m.role, m.content) for m in tail]
+    pairs = redact.pairs(tail)  # as they were sent
     matches = _match(window, pairs)
     if not matches:
         result.overlap = not tail

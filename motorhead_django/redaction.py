@@ -54,6 +54,7 @@ LOGGERS = (
     "motorhead_django.memory",
     "motorhead_django.tasks",
     "motorhead_django.langgraph",
+    "motorhead_django.governance",
 )
 
 # Our keys' shape (models.ApiKey): the secret part goes, the prefix stays.

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from . import redaction
+from . import redact, redaction
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
@@ -53,7 +53,7 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
         window = session.messages.filter(sync_state=MessageSyncState.SYNCED).newest(
             motorhead_settings.WINDOW_SIZE
         )
-        pairs = [(m.role, m.content) for m in window]
+        pairs = redact.pairs(window)
         try:
             send_window(client, session, pairs, session.context)
         except MotorheadError as exc:

@@ -25,16 +25,23 @@ def beat_schedule(
     sweep: float = 60.0,
     pull: float = 300.0,
     verify: float = 3600.0,
+    retention: float = 3600.0,
     *,
     queue: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The beat entries, every ``sweep``/``pull``/``verify`` seconds, on ``queue`` if given."""
+    """The beat entries, every ``sweep``/``pull``/``verify``/``retention`` seconds, on
+    ``queue`` if given."""
     entries: dict[str, dict[str, Any]] = {
         "motorhead-django-sweep": {"task": "motorhead_django.sweep", "schedule": float(sweep)},
         "motorhead-django-pull": {"task": "motorhead_django.pull_active", "schedule": float(pull)},
         "motorhead-django-verify": {
             "task": "motorhead_django.verify_active",
             "schedule": float(verify),
+        },
+        # A no-op until MOTORHEAD["RETENTION"] or a session's own retention is set.
+        "motorhead-django-retention": {
+            "task": "motorhead_django.retention",
+            "schedule": float(retention),
         },
     }
     if queue:

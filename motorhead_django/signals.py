@@ -23,3 +23,11 @@ post_pull = Signal()
 # A pull or verify found the server disagreeing with the local record.
 # Arguments: session, drift (str: what differs).
 drift_found = Signal()
+
+# Retention is about to delete. Arguments: session, what ("session" or
+# "messages"), count (messages that go). Sent before each deletion; a receiver
+# that raises stops the run before anything of that session is deleted.
+pre_retention_delete = Signal()
+
+# An erasure finished. Arguments: receipt (ErasureReceipt).
+post_erasure = Signal()

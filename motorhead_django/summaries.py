@@ -27,7 +27,7 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import llm
+from . import llm, redact
 from .conf import LLMSettings, motorhead_settings
 from .models import ChatSession, SummaryVersion
 
@@ -79,10 +79,10 @@ class SummaryResult:
 def outgoing_text(role: str, content: str) -> str:
     """The text of a message as it is sent to the LLM or the embeddings API.
 
-    The one place content leaves for a model: a redaction hook (issue 19's
-    ``REDACT``) plugs in here. Today the content goes as it is.
+    The one place content leaves for a model: ``MOTORHEAD["REDACT"]`` applies
+    here as it does to the push (:func:`motorhead_django.redact.text`).
     """
-    return content
+    return redact.text(role, content)
 
 
 def approximate_tokens(text: str) -> int:

@@ -51,7 +51,7 @@ from django.db.models import (
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from . import redaction, signals
+from . import redact, redaction, signals
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
@@ -410,7 +410,7 @@ class _Pusher:
             try:
                 self.client.add_memory(
                     session.remote_id,
-                    [(m.role, m.content) for m in batch],
+                    redact.pairs(batch),
                     # A null context cannot be sent: it waits for the rebuild at the end.
                     context=self.context if self.context_due else None,
                     namespace=session.namespace or None,
@@ -452,7 +452,7 @@ class _Pusher:
             None if before is None else WindowState(*before),
             WindowState(len(window), memory.tokens, window),
             self._history_before(self.confirmed),
-            [(m.role, m.content) for m in inflight],
+            redact.pairs(inflight),
             window=self.window,
         )
         self.remote_length = len(memory.messages) if len(memory.messages) <= self.window else None
@@ -529,7 +529,7 @@ class _Pusher:
             else:  # nothing pending was read: every message is older (and synced)
                 older = older.filter(sequence__lte=self.seen)
             local = older.newest(wanted - len(local)) + local
-        return [(m.role, m.content) for m in local]
+        return redact.pairs(local)
 
     def _confirm(self, count: int) -> None:
         self.confirmed += count

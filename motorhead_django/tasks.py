@@ -422,3 +422,17 @@ def _describe(task: Any, args: tuple[Any, ...]) -> str:
         return f"the push of {len(args[0])} session(s)"
     kind = "push" if task is push_session else task.name.rpartition(".")[2].replace("_", " ")
     return f"the {kind} of session {args[0]}"
+
+
+@shared_task(name="motorhead_django.retention", ignore_result=True)
+def retention() -> dict[str, Any]:
+    """One bounded batch of retention (docs/governance.md); without a policy, nothing."""
+    from . import governance
+
+    result = governance.apply_retention()
+    return {
+        "deleted": result.deleted,
+        "trimmed": result.trimmed_messages,
+        "held": result.plan.held,
+        "more": result.plan.more,
+    }

@@ -17,6 +17,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 
 from .api import compat, rest
+from .api import export as export_views
 
 # Sessions by primary key: Motorhead ids may hold slashes and any text.
 rest_urlpatterns = [
@@ -28,6 +29,10 @@ rest_urlpatterns = [
     path("sessions/<str:pk>/retrieval/", rest.RetrievalView.as_view(), name="session-retrieval"),
     path("sessions/<str:pk>/sync/", rest.SyncView.as_view(), name="session-sync"),
     path("search/", rest.SearchView.as_view(), name="search"),
+    path(
+        "sessions/<str:pk>/export/", export_views.SessionExportView.as_view(), name="session-export"
+    ),
+    path("export/", export_views.UserExportView.as_view(), name="export"),
 ]
 
 # [\s\S] and \Z: an id with a newline reaches the view's validation (a 400)

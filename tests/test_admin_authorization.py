@@ -31,9 +31,12 @@ from motorhead_django.models import (
     ApiKey,
     ChatMessage,
     ChatSession,
+    ErasureReceipt,
     LangGraphBlob,
     LangGraphCheckpoint,
     LangGraphWrite,
+    LegalHold,
+    ReadAudit,
 )
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +54,8 @@ ACTION_POLICY: dict[tuple[str, str], set[str]] = {
     ("chatsession", "delete_on_server"): {"delete"},
     ("chatsession", "delete_everywhere"): {"delete"},
     ("chatsession", "delete_selected"): {"delete"},
+    ("chatsession", "export_jsonl"): {"change"},
+    ("chatsession", "export_markdown"): {"change"},
     ("apikey", "revoke"): {"change"},
     ("apikey", "delete_selected"): {"delete"},
     ("langgraphcheckpoint", "delete_selected"): {"delete"},
@@ -60,6 +65,12 @@ ACTION_POLICY: dict[tuple[str, str], set[str]] = {
 # These show an intermediate page first and act only on its confirmed POST.
 CONFIRMED_ACTIONS = {"full_resync", "delete_on_server", "delete_everywhere", "revoke"}
 CONFIRMED_ACTIONS |= {"delete_selected"}  # Django's own
+# These answer with a download (and write the read audit) instead of a redirect.
+DOWNLOAD_ACTIONS = {"export_jsonl", "export_markdown"}
+# The governance admins follow their own rule, not the model permissions: holds need
+# set_legal_hold, receipts are read-only, the read audit is for superusers
+# (tests/test_governance.py covers them).
+GOVERNANCE_MODELS = {LegalHold, ErasureReceipt, ReadAudit}
 # Which permissions open each admin URL (GET), and which let a POST act.
 VIEW = {"view", "change"}
 URL_POLICY: dict[str, tuple[set[str], set[str]]] = {
@@ -85,7 +96,11 @@ PRINCIPALS: dict[str, set[str] | None] = {
 
 
 def registered() -> list[tuple[type, admin.ModelAdmin]]:
-    return [(m, ma) for m, ma in admin.site._registry.items() if m._meta.app_label == APP]
+    return [
+        (m, ma)
+        for m, ma in admin.site._registry.items()
+        if m._meta.app_label == APP and m not in GOVERNANCE_MODELS
+    ]
 
 
 class _Request:
@@ -180,6 +195,7 @@ def snapshot() -> dict[str, list[dict[str, Any]]]:
     return {
         m._meta.label: list(m._default_manager.order_by("pk").values())
         for m in apps.get_app_config(APP).get_models()
+        if m is not ReadAudit  # the one row a read writes: who read what
     }
 
 
@@ -299,7 +315,11 @@ def test_action_matrix(client, observe, principal, model_name, action):
         assert not confirmed.any, confirmed
         return
 
-    if action in CONFIRMED_ACTIONS:
+    if action in DOWNLOAD_ACTIONS:
+        assert response.status_code == 200
+        assert SECRET_CONTENT in b"".join(response.streaming_content).decode()
+        assert ReadAudit.objects.exists()
+    elif action in CONFIRMED_ACTIONS:
         assert response.status_code == 200
         assert b'name="post" value="yes"' in response.content
         assert not first.any, first  # nothing happens until confirmed

@@ -23,7 +23,10 @@ def test_settings_can_import_it_before_django_is_set_up():
     assert result.returncode == 0, result.stderr
     loaded, names = result.stdout.strip().split("] [")
     assert loaded == "['motorhead_django.schedule'"  # no Django, no models
-    assert names == "'motorhead-django-pull', 'motorhead-django-sweep', 'motorhead-django-verify']"
+    assert names == (
+        "'motorhead-django-pull', 'motorhead-django-retention', 'motorhead-django-sweep', "
+        "'motorhead-django-verify']"
+    )
 
 
 def test_the_entries_name_registered_tasks_at_the_default_intervals():
@@ -34,14 +37,16 @@ def test_the_entries_name_registered_tasks_at_the_default_intervals():
         "motorhead-django-sweep": ("motorhead_django.sweep", 60.0),
         "motorhead-django-pull": ("motorhead_django.pull_active", 300.0),
         "motorhead-django-verify": ("motorhead_django.verify_active", 3600.0),
+        # A no-op without a retention policy (tests/test_governance.py).
+        "motorhead-django-retention": ("motorhead_django.retention", 3600.0),
     }
     for entry in entries.values():
         assert entry["task"] in current_app.tasks
 
 
 def test_other_intervals_and_a_queue():
-    entries = schedule.beat_schedule(sweep=5, pull=10, verify=20, queue="motorhead")
-    assert [e["schedule"] for e in entries.values()] == [5.0, 10.0, 20.0]
+    entries = schedule.beat_schedule(sweep=5, pull=10, verify=20, retention=30, queue="motorhead")
+    assert [e["schedule"] for e in entries.values()] == [5.0, 10.0, 20.0, 30.0]
     assert all(e["options"] == {"queue": "motorhead"} for e in entries.values())
     assert all("options" not in e for e in schedule.beat_schedule().values())
 

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from ..conf import motorhead_settings
 from ..exceptions import (
+    MotorheadLegalHoldError,
     MotorheadSessionDeletingError,
     MotorheadSessionExistsError,
     MotorheadValidationError,
@@ -66,6 +67,14 @@ class SessionBeingDeleted(APIException):
         self.wait = retry_after  # DRF's handler turns it into Retry-After
 
 
+class LegalHoldConflict(APIException):
+    """A delete refused: the session or its owner is under a legal hold."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This session is under a legal hold and cannot be deleted."
+    default_code = "legal_hold"
+
+
 class CoreErrors:
     """For both surfaces' views: the body limit, and the core's refusals as field-level 400s."""
 
@@ -76,6 +85,8 @@ class CoreErrors:
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, MotorheadSessionDeletingError):
             exc = SessionBeingDeleted(exc.retry_after)
+        if isinstance(exc, MotorheadLegalHoldError):
+            exc = LegalHoldConflict(exc.message)
         elif isinstance(exc, MotorheadSessionExistsError):
             exc = SessionConflict({k: [v] for k, v in exc.errors.items()})
         elif isinstance(exc, MotorheadValidationError):

@@ -31,10 +31,10 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import memory, policy, tasks
+from .. import governance, memory, policy, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadSessionExistsError
-from ..models import ChatMessage, ChatSession, MessageSyncState, SyncState
+from ..models import ChatMessage, ChatSession, MessageSyncState, ReadAudit, SyncState
 from .authentication import NulSafeTokenAuthentication
 from .errors import CoreErrors, SessionConflict
 from .parsers import MotorheadJSONParser
@@ -184,6 +184,8 @@ class RestView(PlainDescriptions, ScopedThrottling, CoreErrors, GenericAPIView):
                 raise exceptions.PermissionDenied(f"You may not {action} this session.")
             raise exceptions.NotFound()
         self.check_object_permissions(self.request, session)
+        if action == policy.VIEW and session.owner_id != self.request.user.pk:
+            governance.audit_read(self.request, session, ReadAudit.REST)
         return session
 
 
@@ -278,6 +280,12 @@ class SessionDetailView(RestView):
         session = self.get_session()
         body = SessionUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        if "legal_hold" in body.validated_data:
+            if not governance.can_set_hold(request.user):
+                raise exceptions.PermissionDenied(
+                    {"legal_hold": ["Setting a legal hold needs motorhead_django.set_legal_hold."]}
+                )
+            governance.set_hold(session, body.validated_data["legal_hold"])
         _update(session, body.validated_data)
         return self.get(request, pk)
 

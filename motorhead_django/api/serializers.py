@@ -261,16 +261,21 @@ class ChatSessionSerializer(RejectUnknownFields):
     last_error = ErrorDetailField()
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+    legal_hold = serializers.BooleanField(
+        read_only=True, help_text="Set and lifted with PATCH, by holders of set_legal_hold."
+    )
 
 
 class SessionUpdateSerializer(RejectUnknownFields):
-    """``PATCH``/``PUT`` of a session: only ``metadata`` and ``context`` change."""
+    """``PATCH``/``PUT`` of a session: ``metadata``, ``context``, and ``legal_hold`` (which
+    needs the ``motorhead_django.set_legal_hold`` permission)."""
 
     metadata = MetadataField(required=False)
     # A field: DRF's metaclass pops it, so Serializer.context is not shadowed.
     context = TextField(  # type: ignore[assignment]
         required=False, allow_null=True, allow_blank=True
     )
+    legal_hold = serializers.BooleanField(required=False)
 
 
 class SyncStatusSerializer(serializers.Serializer):

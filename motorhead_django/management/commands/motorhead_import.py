@@ -23,6 +23,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            "--from-export",
+            metavar="PATH",
+            help="Instead of the server: restore a motorhead_export JSON Lines file.",
+        )
+        parser.add_argument(
             "--namespace",
             action="append",
             metavar="NS",
@@ -48,6 +53,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("from_export"):
+            self._from_export(options["from_export"])
+            return
         if not motorhead_settings.SYNC_ENABLED:
             raise CommandError("Sync is not enabled: set MOTORHEAD['URL'] to the server to import.")
         if options["page_size"] < 1:
@@ -108,4 +116,21 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"Done: {result.imported} session(s) imported, {result.skipped} already there."
+        )
+
+    def _from_export(self, path: str) -> None:
+        from ...export import ExportFormatError, import_export
+
+        try:
+            with open(path, encoding="utf-8") as lines:
+                result = import_export(lines)
+        except OSError as exc:
+            raise CommandError(f"--from-export {path!r}: {exc.strerror}") from None
+        except ExportFormatError as exc:
+            raise CommandError(f"--from-export {path!r}: {exc}") from None
+        for skipped in result.skipped:
+            self.stderr.write(f"Skipped {skipped}: a session with this id exists")
+        self.stdout.write(
+            f"Restored {result.sessions} session(s), {result.messages} message(s), "
+            f"{result.summaries} summary version(s)."
         )

@@ -1,0 +1,170 @@
+"""Admin for governance: legal holds, erasure receipts (read-only), the read audit
+(superusers only), and the session admin's hold, export and audit behaviour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import export, governance
+from .models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
+
+GOVERNANCE_FIELDSET = (
+    _("Governance"),
+    {"fields": ("legal_hold", "retention_days", "retention_messages")},
+)
+
+
+class SessionGovernanceMixin(admin.ModelAdmin):
+    """For the session admin: held sessions cannot be deleted, the hold needs its permission,
+    every opened conversation is audited, and selected sessions can be exported."""
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        session = ChatSession.objects.filter(pk=_int(unquote(object_id))).first()
+        if session is not None and governance.is_held(session):
+            self.message_user(
+                request,
+                _("This session is under a legal hold and cannot be deleted."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:motorhead_django_chatsession_change", args=(session.pk,))
+            )
+        return super().delete_view(request, object_id, extra_context)
+
+    def hold_readonly(self, request: HttpRequest) -> tuple[str, ...]:
+        return () if governance.can_set_hold(request.user) else ("legal_hold",)
+
+    def without_held(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession]
+    ) -> QuerySet[ChatSession]:
+        """``queryset`` less its held sessions, telling the user how many stay."""
+        held = queryset.filter(governance.held()).count()
+        if held:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d session is under a legal hold and was not deleted.",
+                    "%d sessions are under a legal hold and were not deleted.",
+                    held,
+                )
+                % held,
+                messages.WARNING,
+            )
+        return queryset.exclude(governance.held())
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        if object_id is not None and request.method == "GET" and response.status_code == 200:
+            session = ChatSession.objects.filter(pk=_int(unquote(object_id))).first()
+            if session is not None:
+                governance.audit_read(request, session, ReadAudit.ADMIN)
+        return response
+
+    def _export(self, request: HttpRequest, queryset: QuerySet[ChatSession], fmt: str) -> Any:
+        keys = list(queryset.values_list("pk", flat=True))
+        sessions = ChatSession.objects.filter(pk__in=keys)
+        for session in sessions:
+            governance.audit_read(request, session, ReadAudit.ADMIN)
+        suffix = "jsonl" if fmt == "jsonl" else "md"
+        response = StreamingHttpResponse(
+            export.export(sessions, fmt),
+            content_type="application/jsonl" if fmt == "jsonl" else "text/markdown",
+        )
+        response["Content-Disposition"] = f'attachment; filename="motorhead-export.{suffix}"'
+        return response
+
+    # *change*, like every session action: an export is recorded in the read audit.
+    @admin.action(description=_("Export as JSON Lines"), permissions=["change"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
+        return self._export(request, queryset, "jsonl")
+
+    @admin.action(description=_("Export as a Markdown transcript"), permissions=["change"])
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
+        return self._export(request, queryset, "markdown")
+
+
+def _int(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    """Holds on owners: added and lifted (deleted) with ``set_legal_hold`` only."""
+
+    list_display = ("owner", "reason", "set_by", "created_at")
+    raw_id_fields = ("owner",)
+    fields = ("owner", "reason", "set_by", "created_at")
+    readonly_fields = ("set_by", "created_at")
+
+    def _holder(self, request: HttpRequest) -> bool:
+        return governance.can_set_hold(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._holder(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._holder(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._holder(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._holder(request) or super().has_view_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: LegalHold, form: Any, change: bool) -> None:
+        if not change:
+            obj.set_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ErasureReceipt)
+class ErasureReceiptAdmin(_ReadOnly):
+    """Receipts are evidence: nobody edits or deletes them here."""
+
+    list_display = ("erased_at", "kind", "subject", "counts", "server_confirmed", "erased_by_name")
+    list_filter = ("kind", "server_confirmed")
+    search_fields = ("subject", "ids_sha256")
+    date_hierarchy = "erased_at"
+
+
+@admin.register(ReadAudit)
+class ReadAuditAdmin(_ReadOnly):
+    """Who read which conversation: superusers only."""
+
+    list_display = ("read_at", "reader_name", "session_pk", "owner_pk", "surface", "path")
+    list_filter = ("surface",)
+    search_fields = ("reader_name", "path")
+    date_hierarchy = "read_at"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
