@@ -55,9 +55,12 @@ def bare_memory(request: HttpRequest, session_id: str) -> JsonResponse:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     namespace = motorhead_settings.NAMESPACE if key.namespace is None else key.namespace
     sessions = ChatSession.objects.filter(namespace=namespace).filter(owner=key.owner)
+    # As the compatible routes: a read leaves out a session being deleted (policy.compat_sessions).
+    readable = ChatSession.objects.filter(namespace=namespace, delete_requested_at__isnull=True)
+    readable = readable.filter(owner=key.owner)
 
     if request.method == "GET":
-        session = sessions.filter(session_id=session_id).first()
+        session = readable.filter(session_id=session_id).first()
         if session is None:
             return _json({"messages": [], "context": None, "tokens": 0})
         size = motorhead_settings.WINDOW_SIZE + 1

@@ -55,6 +55,10 @@ LOGGERS = (
     "motorhead_django.tasks",
     "motorhead_django.langgraph",
     "motorhead_django.governance",
+    "motorhead_django.health",
+    "motorhead_django.summaries",
+    "motorhead_django.embeddings",
+    "motorhead_django.llm",
 )
 
 # Our keys' shape (models.ApiKey): the secret part goes, the prefix stays.

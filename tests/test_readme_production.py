@@ -502,7 +502,8 @@ def test_dev_py_example_worker_starts_a_worker_and_beat_that_push_to_the_embedde
     # It printed the commands it ran, with the embedded upstream's URL.
     for role in ("worker", "beat"):
         assert (
-            f"CELERY_BROKER_URL={REDIS_URL} MOTORHEAD_URL={upstream} DATABASE_URL={database_url} "
+            f"CELERY_BROKER_URL={REDIS_URL} MOTORHEAD_URL={upstream} "
+            f"MOTORHEAD_LLM_URL={upstream}/v1 DATABASE_URL={database_url} "
             f".venv/bin/celery -A example_project {role} -l info"
         ) in text
 
