@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -170,24 +171,39 @@ def schedule_summary(session_pk: int, first: int, last: int) -> None:
 def summarize_pending(self: Any, session_pk: int) -> dict[str, Any]:
     """The built-in summariser for one session (summaries.py), retried with back-off."""
     from . import summaries
+
+    return _with_llm_retries(
+        self,
+        session_pk,
+        "Summary",
+        motorhead_settings.BUILTIN_SUMMARIZER,
+        lambda: vars(summaries.summarize_pending(session_pk)),
+    )
+
+
+def _with_llm_retries(
+    task: Any, session_pk: int, what: str, config: Any, work: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run ``work`` (a call to the LLM or embeddings API); retry a transient error with back-off.
+
+    Nothing is skipped when the retries run out: the next write (or ``motorhead_summarize``)
+    resumes where the durable mark stands.
+    """
     from .llm import LLMError
 
     try:
-        result = summaries.summarize_pending(session_pk)
+        return {"session": session_pk, **work()}
     except LLMError as exc:
-        config = motorhead_settings.BUILTIN_SUMMARIZER
-        retries = self.request.retries or 0
+        retries = task.request.retries or 0
         if not exc.transient or config is None or retries >= config.RETRIES:
-            # Nothing is skipped: the next write (or motorhead_summarize) resumes here.
             logger.warning(
-                "Summary of session %s failed, left for the next write: %s", session_pk, exc
+                "%s of session %s failed, left for the next write: %s", what, session_pk, exc
             )
             return {"session": session_pk, "error": str(exc)}
         delay = min(
             motorhead_settings.RETRY_BACKOFF * 2**retries, motorhead_settings.RETRY_BACKOFF_MAX
         )
-        raise self.retry(exc=exc, countdown=delay, max_retries=config.RETRIES) from None
-    return {"session": session_pk, **vars(result)}
+        raise task.retry(exc=exc, countdown=delay, max_retries=config.RETRIES) from None
 
 
 def schedule_summarize_pending(session_pk: int) -> None:
@@ -205,23 +221,14 @@ def schedule_summarize_pending(session_pk: int) -> None:
 def embed_pending(self: Any, session_pk: int) -> dict[str, Any]:
     """Embed a session's messages that have no embedding yet (embeddings.py), with back-off."""
     from . import embeddings
-    from .llm import LLMError
 
-    try:
-        stored = embeddings.embed_pending(session_pk)
-    except LLMError as exc:
-        config = motorhead_settings.EMBEDDINGS
-        retries = self.request.retries or 0
-        if not exc.transient or config is None or retries >= config.RETRIES:
-            logger.warning(
-                "Embedding session %s failed, left for the next write: %s", session_pk, exc
-            )
-            return {"session": session_pk, "error": str(exc)}
-        delay = min(
-            motorhead_settings.RETRY_BACKOFF * 2**retries, motorhead_settings.RETRY_BACKOFF_MAX
-        )
-        raise self.retry(exc=exc, countdown=delay, max_retries=config.RETRIES) from None
-    return {"session": session_pk, "stored": stored}
+    return _with_llm_retries(
+        self,
+        session_pk,
+        "Embedding",
+        motorhead_settings.EMBEDDINGS,
+        lambda: {"stored": embeddings.embed_pending(session_pk)},
+    )
 
 
 def schedule_embed_pending(session_pk: int) -> None:
