@@ -7,9 +7,10 @@ place they reach the sync engine); ``motorhead_sync`` maps its old options onto 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO, cast
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db.models import Q
 
 from .. import memory
@@ -79,7 +80,7 @@ class SessionsCommand(BaseCommand):
                 line = f"[{len(outcomes)}/{len(keys)}] {_name(outcome.session_pk)}: {outcome.said}"
                 bar.step(line, failed=outcome.failed)
 
-            run: Any = getattr(_engine, self.verb)
+            run: Callable[[list[int], Each], None] = getattr(_engine, self.verb)
             run(keys, each)
         self.report(outcomes)
 
@@ -121,3 +122,13 @@ def named_sessions(session: str, namespace: str | None) -> list[int]:
 def _name(session_pk: int) -> str:
     session = ChatSession.objects.filter(pk=session_pk).first()
     return str(session) if session is not None else f"#{session_pk}"
+
+
+def progress_on_stderr(command: BaseCommand, total: int, verbosity: int) -> Progress:
+    """Progress for a command whose stdout is its result (an export): on stderr.
+
+    Per-session lines at ``-v 2``. A fresh wrapper of the raw stream, so the
+    lines are not styled as errors on a terminal.
+    """
+    stream = cast(TextIO, command.stderr._out)
+    return Progress(OutputWrapper(stream), total, verbosity=verbosity, item_verbosity=2)

@@ -8,8 +8,8 @@ from django.core.management.base import CommandError, CommandParser
 
 from ...conf import motorhead_settings
 from .. import _engine
-from ..base import SessionsCommand
 from .._engine import Outcome
+from ..base import SessionsCommand
 
 
 class Command(SessionsCommand):
