@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# Every test runs manage.py or Python in a subprocess of its own (seconds each).
+pytestmark = pytest.mark.slow
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
