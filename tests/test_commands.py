@@ -142,3 +142,29 @@ def test_the_alias_help_says_it_is_deprecated():
     from motorhead_django.management.commands.motorhead_sync import Command
 
     assert Command.help.startswith("Deprecated alias: use motorhead_push")
+
+
+@pytest.mark.slow  # two manage.py processes
+def test_from_the_command_line_the_alias_exits_with_the_commands_status():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | {"DEBUG": "true"}
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "manage.py", *args]
+        return subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    new, old = (
+        manage("motorhead_push", "--namespace", "ns"),
+        manage("motorhead_sync", "--namespace", "ns"),
+    )
+    assert new.returncode == old.returncode == 1
+    assert "CommandError: --namespace only goes with --session." in new.stderr
+    assert "CommandError: --namespace only goes with --session." in old.stderr
+    assert "motorhead_sync is deprecated: run motorhead_push." in old.stderr

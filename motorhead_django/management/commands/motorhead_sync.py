@@ -12,6 +12,9 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+# Django's own options, passed on as they were given.
+_COMMON = ("verbosity", "no_color", "force_color", "traceback")
+
 
 class Command(BaseCommand):
     help = (
@@ -70,7 +73,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self._check_options(options)
         mode = next((m for m in ("pull", "verify", "rehydrate") if options[m]), "push")
-        mapped = {"session": options["session"], "namespace": options["namespace"]}
+        mapped = {name: options[name] for name in ("session", "namespace", *_COMMON)}
         if mode == "push":
             mapped["include_failed"] = options["include_failed"]
         if mode == "rehydrate":
@@ -86,7 +89,6 @@ class Command(BaseCommand):
             f"motorhead_{mode}",
             stdout=self.stdout._out,
             stderr=self.stderr._out,
-            verbosity=options["verbosity"],
             **mapped,
         )
 
