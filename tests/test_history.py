@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
+from celery import Celery
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from motorhead_django import history
 from motorhead_django.models import ChatSession, SyncState, SyncStateSample
+
+from .celery_app import app as default_app
+from .workers import Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +81,21 @@ def test_a_period_is_read_in_one_query_and_thinned_to_the_last_sample_of_each_sl
     assert ages == [1385 - 60 * k for k in range(23)] + [0]
 
 
+def test_the_period_read_is_a_range_scan_of_the_taken_at_index(postgres):
+    now = timezone.now()
+    SyncStateSample.objects.bulk_create(
+        SyncStateSample(taken_at=now - timedelta(minutes=m), counts={}) for m in range(2000)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        history.samples(now - timedelta(hours=1), now)
+    (read,) = queries.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE motorhead_django_syncstatesample")
+        cursor.execute(f"EXPLAIN {read['sql']}")  # the SQL as sent, parameters inlined
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "motorhead_state_sample_taken" in plan, plan
+
+
 @pytest.mark.parametrize(
     ("seconds", "words"),
     [(300, "5 minutes"), (60, "1 minute"), (90, "90 seconds"), (7200, "2 hours")],
@@ -97,3 +118,43 @@ def test_an_empty_history_says_when_beat_records_one(settings):
 def test_an_unknown_period_is_the_default_one():
     assert history.overview("<script>").period == history.DEFAULT_PERIOD
     assert history.overview("7d").period == "7d"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_knows_the_beat_task_and_samples_the_shared_database(
+    postgres, redis_url, tmp_path
+):
+    """The worker imports only tasks.py itself: the app's ready() must register the task."""
+    make_sessions(synced=2, retrying=1)
+    queue = f"motorhead-test-{uuid.uuid4().hex[:10]}"
+    worker = Worker(
+        tmp_path,
+        "sampler",
+        broker_url=redis_url,
+        database=connection.settings_dict["NAME"],
+        motorhead={"STATE_SAMPLE_DAYS": 1},
+        queue=queue,
+        concurrency=1,
+    )
+    producer = Celery("motorhead_tests_producer")
+    producer.conf.update(broker_url=redis_url, task_always_eager=False)
+    old = SyncStateSample.objects.create(taken_at=timezone.now() - timedelta(days=2))
+    try:
+        worker.start()
+        producer.send_task("motorhead_django.sample_states", queue=queue)
+        deadline = time.monotonic() + 60
+        while not SyncStateSample.objects.exclude(pk=old.pk).exists():
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+        default_app.set_current()
+        with producer.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        producer.close()
+    (sample,) = SyncStateSample.objects.all()
+    assert (sample.counts["synced"], sample.counts["retrying"], sample.counts["failed"]) == (
+        2,
+        1,
+        0,
+    )
