@@ -99,7 +99,7 @@ def samples(since: datetime, until: datetime, points: int = MAX_POINTS) -> list[
 
 def every(seconds: float) -> str:
     """An interval in words: "5 minutes", "90 seconds", "1 hour"."""
-    whole = round(seconds)
+    whole = max(1, round(seconds))
     if whole % 3600 == 0:
         return ngettext("%d hour", "%d hours", whole // 3600) % (whole // 3600)
     if whole % 60 == 0:
@@ -133,10 +133,10 @@ def overview(period: str | None, now: datetime | None = None) -> StateHistory:
         return history
     labels = dict(SyncState.choices)
     shown = [s for s in STACK if any(point.counts.get(s, 0) for point in points)] or [STACK[-1]]
-    history.states = [(str(state), str(labels[state])) for state in shown]
+    history.states = [(state, str(labels[state])) for state in shown]
     history.chart = charts.stacked_area_chart(
         points,
-        [charts.Series(str(state), str(labels[state]), f"mh-{state}") for state in shown],
+        [charts.Series(state, str(labels[state]), f"mh-{state}") for state in shown],
         since,
         until,
         str(_("Sessions by sync state over the last %(period)s") % {"period": label}),
@@ -211,8 +211,8 @@ def check_state_sample_schedule(**kwargs: Any) -> list[CheckMessage]:
     for name, entry in entries.items():
         if not isinstance(entry, dict) or entry.get("task") != sample_states.name:
             continue
-        every_ = entry.get("schedule")
-        seconds = every_.total_seconds() if isinstance(every_, timedelta) else every_
+        schedule = entry.get("schedule")
+        seconds = schedule.total_seconds() if isinstance(schedule, timedelta) else schedule
         if _is_number(seconds) and seconds != interval:
             messages.append(
                 Warning(

@@ -98,7 +98,13 @@ def test_the_period_read_is_a_range_scan_of_the_taken_at_index(postgres):
 
 @pytest.mark.parametrize(
     ("seconds", "words"),
-    [(300, "5 minutes"), (60, "1 minute"), (90, "90 seconds"), (7200, "2 hours")],
+    [
+        (300, "5 minutes"),
+        (60, "1 minute"),
+        (90, "90 seconds"),
+        (7200, "2 hours"),
+        (0.2, "1 second"),
+    ],
 )
 def test_the_interval_in_words(seconds, words):
     assert history.every(seconds) == words
