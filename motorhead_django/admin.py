@@ -32,7 +32,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import charts, memory, pull, redaction, sync, tasks
+from . import charts, history, memory, pull, redaction, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
@@ -776,6 +776,8 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
                 str(_("Sessions by sync state")),
             ),
             "lag_chart": charts.bar_chart(charts.lag_bars(), str(_("Pending messages by age"))),
+            # Sessions by state over time (history.py): ?history=1d|7d|30d picks the period.
+            "state_history": history.overview(request.GET.get("history")),
             # Causes are read from error texts: only for those who may see them.
             "cause_chart": (
                 charts.bar_chart(causes, str(_("Failures by cause")))

@@ -10,7 +10,8 @@ class MotorheadConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, redaction  # noqa: F401  (importing checks registers them)
+        # Importing checks registers them; history registers its beat task and its checks.
+        from . import checks, history, redaction  # noqa: F401
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()

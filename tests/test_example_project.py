@@ -112,6 +112,7 @@ def test_the_settings_carry_the_beat_schedule_with_intervals_from_the_environmen
         [
             ("motorhead_django.pull_active", 300.0),
             ("motorhead_django.retention", 3600.0),  # a no-op without a retention policy
+            ("motorhead_django.sample_states", 300.0),
             ("motorhead_django.sweep", 2.0),
             ("motorhead_django.verify_active", 3600.0),
         ]
