@@ -74,7 +74,7 @@ ROLES = {"human": "Human", "ai": "AI", "system": "System", "tool": "Tool", "func
 _EMPTY = "empty"  # the type of a blob for a channel that has no value at that version
 _PAGE = 100  # checkpoints read per query by list()
 _MAX_ID = 255
-_THREAD_TABLES = (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
+_THREAD_TABLES: tuple[type[Any], ...] = (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Row = TypeVar("_Row", LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
@@ -129,7 +129,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
     def _scoped(self, model: type[_Row]) -> QuerySet[_Row]:
         """The rows of this saver's owner (None: the ownerless threads)."""
-        return model.objects.filter(owner=self.owner)  # type: ignore[attr-defined]
+        return model.objects.filter(owner=self.owner)
 
     # Reading -------------------------------------------------------------------
 
