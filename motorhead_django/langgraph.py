@@ -339,17 +339,18 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         special = [row for row in rows if row.idx < 0]  # errors, interrupts: the last one wins
         with transaction.atomic():
             LangGraphWrite.objects.bulk_create(regular, ignore_conflicts=True)
-            if special:
-                # Replaced by delete and insert: ON CONFLICT ... DO UPDATE names no
-                # partial unique index (the owner-scoped ones), so it cannot be used.
+            # Inserted when new, then overwritten: ON CONFLICT ... DO UPDATE cannot name
+            # the partial (per-owner) unique indexes. A concurrent insert makes ours wait
+            # and skip, and our update then wins, so the last write still wins.
+            LangGraphWrite.objects.bulk_create(special, ignore_conflicts=True)
+            for row in special:
                 self._scoped(LangGraphWrite).filter(
-                    thread_id=conf["thread_id"],
-                    checkpoint_ns=conf.get("checkpoint_ns", ""),
-                    checkpoint_id=conf["checkpoint_id"],
+                    thread_id=row.thread_id,
+                    checkpoint_ns=row.checkpoint_ns,
+                    checkpoint_id=row.checkpoint_id,
                     task_id=task_id,
-                    idx__in={row.idx for row in special},
-                ).delete()
-                LangGraphWrite.objects.bulk_create(special, ignore_conflicts=True)
+                    idx=row.idx,
+                ).update(channel=row.channel, type=row.type, blob=row.blob, task_path=task_path)
 
     @_db_call
     def get_delta_channel_history(

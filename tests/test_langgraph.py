@@ -18,7 +18,7 @@ pytest.importorskip("langgraph.checkpoint.conformance", reason="install the lang
 from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from langgraph.channels.delta import DeltaChannel  # noqa: E402
-from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
+from langgraph.checkpoint.base import ERROR, BaseCheckpointSaver  # noqa: E402
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
 from langgraph.checkpoint.conformance.capabilities import Capability  # noqa: E402
 from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
@@ -301,6 +301,30 @@ def test_pending_writes_come_back_in_writes_sort_key_order():
         ("task-z", "b", 2),
         ("task-z", "a", 1),
     ]
+
+
+@pytest.mark.parametrize("owned", [False, True])
+def test_a_special_write_is_replaced_a_regular_one_kept(owned, django_user_model):
+    owner = django_user_model.objects.create_user("lg-writer") if owned else None
+    saver = DjangoSaver(owner=owner)
+    config = {"configurable": {"thread_id": "lg-special", "checkpoint_ns": ""}}
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000001",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {},
+        "channel_versions": {},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    stored = saver.put(config, checkpoint, {"source": "loop", "step": 0}, {})
+    saver.put_writes(stored, [("a", "first"), (ERROR, "boom 1")], "task")
+    saver.put_writes(stored, [("a", "second"), (ERROR, "boom 2")], "task")
+    assert saver.get_tuple(stored).pending_writes == [
+        ("task", ERROR, "boom 2"),  # errors and interrupts: the last one wins
+        ("task", "a", "first"),  # a task's regular writes are kept as first written
+    ]
+    assert LangGraphWrite.objects.filter(owner=owner).count() == 2
 
 
 def test_owner_and_tool_messages_in_the_mirror(django_user_model):
