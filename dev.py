@@ -2,6 +2,7 @@
 """Set up and run motorhead-django for development: the README's two commands.
 
     python3.11 dev.py example           # the example project, synced with an embedded Motorhead
+                                        # (and an Agents SDK and a LangGraph conversation, no LLM)
     python3.11 dev.py example --worker  # the same, with a Celery worker and beat on a broker
     python3.11 dev.py test              # the whole suite, on SQLite and then on PostgreSQL
 
@@ -152,6 +153,11 @@ def example(argv: list[str]) -> int:
         # Its OpenAI-compatible /v1 routes stand in for the LLM of the built-in summariser.
         env.setdefault("MOTORHEAD_LLM_URL", env["MOTORHEAD_URL"] + "/v1")
         say(f"built-in summariser and embeddings: {env['MOTORHEAD_LLM_URL']} (test LLM)")
+    # After the upstream is up: the conversations are pushed to it like any other.
+    say("agent conversations for the admin (scripted, no LLM; kept if already there):")
+    if run(*manage, "example_agent_conversations", env=env) != 0:
+        stop(children)
+        return 1
     commands = celery_commands(env)
     if with_worker:
         say("starting the Celery worker and beat:")
@@ -180,13 +186,18 @@ def example(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for child in [web, *reversed(children)]:
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        stop([*children, web])
+
+
+def stop(children: list[subprocess.Popen[bytes] | subprocess.Popen[str]]) -> None:
+    """Stop what the example started, the last started first."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def _interrupt(signum: int, frame: object) -> None:

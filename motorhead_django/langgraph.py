@@ -9,8 +9,9 @@
 
 Checkpoints, channel values and pending writes live in their own tables, as the
 saver's serializer wrote them, so a new process (a new saver) resumes where the
-last one stopped. A thread's root ``messages`` channel is also mirrored, message
-by message, into the ``ChatSession`` whose ``session_id`` is the thread id, so
+last one stopped. Thread ids are scoped per owner, as session ids are. A thread's
+root ``messages`` channel is also mirrored, message by message, into the owner's
+``ChatSession`` whose ``session_id`` is the thread id, so
 the conversation shows in the admin and the REST API and is pushed to Motorhead
 like any other; ``delete_thread`` removes both.
 
@@ -55,6 +56,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from . import memory
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
+from .langchain import serialize
 from .models import (
     LangGraphBlob,
     LangGraphCheckpoint,
@@ -72,9 +74,10 @@ ROLES = {"human": "Human", "ai": "AI", "system": "System", "tool": "Tool", "func
 _EMPTY = "empty"  # the type of a blob for a channel that has no value at that version
 _PAGE = 100  # checkpoints read per query by list()
 _MAX_ID = 255
-_THREAD_TABLES = (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
+_THREAD_TABLES: tuple[type[Any], ...] = (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Row = TypeVar("_Row", LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
 # LangGraph's sync loop calls the saver from threads of its own, several at once.
 _SQLITE_TURN = threading.RLock()
 # Set while an async method runs its sync half in sync_to_async's thread, whose
@@ -110,16 +113,23 @@ def _db_call(method: F) -> F:
 class DjangoSaver(BaseCheckpointSaver[str]):
     """A ``BaseCheckpointSaver`` keeping LangGraph's checkpoints in Django's database.
 
-    A thread's messages are mirrored into ``owner``'s ChatSession whose id is
-    the thread id (session ids are scoped per owner; None: the ownerless
-    sessions), and ``delete_thread`` deletes that one. The checkpoints
-    themselves are keyed by thread id only, so give each user's threads ids of
-    their own.
+    Threads are scoped per owner, as sessions are: a saver made with
+    ``owner=user`` reads, lists, writes, copies, prunes and deletes only that
+    user's threads, and one without an owner only the ownerless ones, so two
+    users' threads of one id are two threads. A thread's messages are mirrored
+    into the owner's ChatSession whose id is the thread id (reached through REST
+    and the compatible routes by that owner only), and ``delete_thread``
+    deletes that one too.
     """
 
     def __init__(self, *, owner: Any = None, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)
+        memory.validate_owner(owner)  # an anonymous request.user is refused here
         self.owner = owner
+
+    def _scoped(self, model: type[_Row]) -> QuerySet[_Row]:
+        """The rows of this saver's owner (None: the ownerless threads)."""
+        return model.objects.filter(owner=self.owner)
 
     # Reading -------------------------------------------------------------------
 
@@ -127,7 +137,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names, or the thread's newest in its namespace."""
         conf = config["configurable"]
-        rows = LangGraphCheckpoint.objects.filter(
+        rows = self._scoped(LangGraphCheckpoint).filter(
             thread_id=conf["thread_id"], checkpoint_ns=conf.get("checkpoint_ns", "")
         )
         if checkpoint_id := get_checkpoint_id(config):
@@ -144,7 +154,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Matching checkpoints, newest first, read a page of ``_PAGE`` at a time."""
-        rows = _matching(config, filter, before)
+        rows = _matching(self._scoped(LangGraphCheckpoint), config, filter, before)
         cursor: tuple[str, int] | None = None
         while limit is None or limit > 0:
             page, cursor = self._page(rows, cursor, limit)
@@ -184,7 +194,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         )
         blobs: dict[tuple[str, str, str, str], tuple[str, bytes]] = {}
         for (thread_id, ns), members in groups.items():
-            for write in LangGraphWrite.objects.filter(
+            for write in self._scoped(LangGraphWrite).filter(
                 thread_id=thread_id,
                 checkpoint_ns=ns,
                 checkpoint_id__in={row.checkpoint_id for row in members},
@@ -198,12 +208,16 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             if not wanted:
                 continue
             # One query for every (channel, version) pair; a few extra rows at most.
-            for blob in LangGraphBlob.objects.filter(
-                thread_id=thread_id,
-                checkpoint_ns=ns,
-                channel__in={channel for channel, _ in wanted},
-                version__in={version for _, version in wanted},
-            ).exclude(type=_EMPTY):
+            for blob in (
+                self._scoped(LangGraphBlob)
+                .filter(
+                    thread_id=thread_id,
+                    checkpoint_ns=ns,
+                    channel__in={channel for channel, _ in wanted},
+                    version__in={version for _, version in wanted},
+                )
+                .exclude(type=_EMPTY)
+            ):
                 blobs[(thread_id, ns, blob.channel, blob.version)] = (blob.type, bytes(blob.blob))
         tuples = []
         for row in rows:
@@ -265,6 +279,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             )
             blobs.append(
                 LangGraphBlob(
+                    owner=self.owner,
                     thread_id=thread_id,
                     checkpoint_ns=ns,
                     channel=channel,
@@ -277,6 +292,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             # A (channel, version) value never changes: a second put of it is a no-op.
             LangGraphBlob.objects.bulk_create(blobs, ignore_conflicts=True)
             LangGraphCheckpoint.objects.update_or_create(
+                owner=self.owner,
                 thread_id=thread_id,
                 checkpoint_ns=ns,
                 checkpoint_id=checkpoint["id"],
@@ -307,6 +323,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             type_, data = self.serde.dumps_typed(value)
             rows.append(
                 LangGraphWrite(
+                    owner=self.owner,
                     thread_id=conf["thread_id"],
                     checkpoint_ns=conf.get("checkpoint_ns", ""),
                     checkpoint_id=conf["checkpoint_id"],
@@ -322,12 +339,18 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         special = [row for row in rows if row.idx < 0]  # errors, interrupts: the last one wins
         with transaction.atomic():
             LangGraphWrite.objects.bulk_create(regular, ignore_conflicts=True)
-            LangGraphWrite.objects.bulk_create(
-                special,
-                update_conflicts=True,
-                unique_fields=("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
-                update_fields=("channel", "type", "blob", "task_path"),
-            )
+            # Inserted when new, then overwritten: ON CONFLICT ... DO UPDATE cannot name
+            # the partial (per-owner) unique indexes. A concurrent insert makes ours wait
+            # and skip, and our update then wins, so the last write still wins.
+            LangGraphWrite.objects.bulk_create(special, ignore_conflicts=True)
+            for row in special:
+                self._scoped(LangGraphWrite).filter(
+                    thread_id=row.thread_id,
+                    checkpoint_ns=row.checkpoint_ns,
+                    checkpoint_id=row.checkpoint_id,
+                    task_id=task_id,
+                    idx=row.idx,
+                ).update(channel=row.channel, type=row.type, blob=row.blob, task_path=task_path)
 
     @_db_call
     def get_delta_channel_history(
@@ -340,7 +363,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         target = self.get_tuple(config)
         conf = config["configurable"]
         thread_id, ns = conf["thread_id"], conf.get("checkpoint_ns", "")
-        rows = LangGraphCheckpoint.objects.filter(thread_id=thread_id, checkpoint_ns=ns)
+        rows = self._scoped(LangGraphCheckpoint).filter(thread_id=thread_id, checkpoint_ns=ns)
         parents = dict(rows.values_list("checkpoint_id", "parent_checkpoint_id"))
         chain = []
         cursor = target.parent_config if target is not None else None
@@ -361,7 +384,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 for checkpoint_id, row in loaded.items()
             }
             writes: dict[str, builtins.list[LangGraphWrite]] = defaultdict(builtins.list)
-            for write in LangGraphWrite.objects.filter(
+            for write in self._scoped(LangGraphWrite).filter(
                 thread_id=thread_id,
                 checkpoint_ns=ns,
                 checkpoint_id__in=ids,
@@ -370,12 +393,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 writes[write.checkpoint_id].append(write)
             stored = {
                 (blob.channel, blob.version): blob
-                for blob in LangGraphBlob.objects.filter(
+                for blob in self._scoped(LangGraphBlob)
+                .filter(
                     thread_id=thread_id,
                     checkpoint_ns=ns,
                     channel__in=remaining,
                     version__in={str(v) for found in versions.values() for v in found.values()},
-                ).exclude(type=_EMPTY)
+                )
+                .exclude(type=_EMPTY)
             }
             for checkpoint_id in ids:
                 if not remaining or checkpoint_id not in loaded:
@@ -412,7 +437,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         """Delete the thread's checkpoints and writes, and its mirrored conversation."""
         with transaction.atomic():
             for model in _THREAD_TABLES:
-                model.objects.filter(thread_id=thread_id).delete()
+                self._scoped(model).filter(thread_id=thread_id).delete()
             # The owner's session with this id (ids are scoped per owner), as the mirror wrote it.
             session = memory.find_session(thread_id, owner=self.owner)
             if session is not None:
@@ -425,7 +450,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if not run_ids:
             return
         with transaction.atomic():
-            doomed = LangGraphCheckpoint.objects.filter(run_id__in=run_ids)
+            doomed = self._scoped(LangGraphCheckpoint).filter(run_id__in=run_ids)
             threads = set(doomed.values_list("thread_id", flat=True))
             self._delete_checkpoints(doomed)
             for thread_id in threads:
@@ -438,8 +463,8 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         with transaction.atomic():
             for model in _THREAD_TABLES:
                 manager: Any = model.objects
-                rows = builtins.list(manager.filter(thread_id=source_thread_id))
-                for row in rows:
+                rows = builtins.list(self._scoped(model).filter(thread_id=source_thread_id))
+                for row in rows:  # the copy stays the owner's
                     row.pk, row.thread_id = None, target
                 manager.bulk_create(rows, batch_size=500, ignore_conflicts=True)
             latest = self.get_tuple(_config(target, "", None))
@@ -456,9 +481,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             for thread_id in thread_ids:
                 if strategy == "delete":
                     for model in _THREAD_TABLES:
-                        model.objects.filter(thread_id=thread_id).delete()
+                        self._scoped(model).filter(thread_id=thread_id).delete()
                     continue
-                rows = LangGraphCheckpoint.objects.filter(thread_id=thread_id)
+                rows = self._scoped(LangGraphCheckpoint).filter(thread_id=thread_id)
                 keep: set[int] = set()
                 for ns in set(rows.values_list("checkpoint_ns", flat=True)):
                     keep |= self._latest_chain(rows.filter(checkpoint_ns=ns))
@@ -477,9 +502,11 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         while deltas and row is not None:
             keep.add(row.pk)
             versions = self._load(row.type, row.checkpoint)["channel_versions"]
-            stored = LangGraphBlob.objects.filter(
-                thread_id=row.thread_id, checkpoint_ns=row.checkpoint_ns
-            ).exclude(type=_EMPTY)
+            stored = (
+                self._scoped(LangGraphBlob)
+                .filter(thread_id=row.thread_id, checkpoint_ns=row.checkpoint_ns)
+                .exclude(type=_EMPTY)
+            )
             for channel in builtins.list(deltas):
                 if channel not in versions:
                     deltas.discard(channel)
@@ -496,18 +523,20 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         ):
             doomed[(thread_id, ns)].append(checkpoint_id)
         for (thread_id, ns), ids in doomed.items():
-            LangGraphWrite.objects.filter(
+            self._scoped(LangGraphWrite).filter(
                 thread_id=thread_id, checkpoint_ns=ns, checkpoint_id__in=ids
             ).delete()
-            LangGraphCheckpoint.objects.filter(
+            self._scoped(LangGraphCheckpoint).filter(
                 thread_id=thread_id, checkpoint_ns=ns, checkpoint_id__in=ids
             ).delete()
 
     def _collect_blobs(self, thread_id: str) -> None:
         """Delete the thread's channel values no remaining checkpoint refers to."""
         used = set()
-        for row in LangGraphCheckpoint.objects.filter(thread_id=thread_id).only(
-            "checkpoint_ns", "type", "checkpoint"
+        for row in (
+            self._scoped(LangGraphCheckpoint)
+            .filter(thread_id=thread_id)
+            .only("checkpoint_ns", "type", "checkpoint")
         ):
             for channel, version in self._load(row.type, row.checkpoint)[
                 "channel_versions"
@@ -515,13 +544,13 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 used.add((row.checkpoint_ns, channel, str(version)))
         unused = [
             pk
-            for pk, ns, channel, version in LangGraphBlob.objects.filter(
-                thread_id=thread_id
-            ).values_list("pk", "checkpoint_ns", "channel", "version")
+            for pk, ns, channel, version in self._scoped(LangGraphBlob)
+            .filter(thread_id=thread_id)
+            .values_list("pk", "checkpoint_ns", "channel", "version")
             if (ns, channel, version) not in used
         ]
         for start in range(0, len(unused), 500):
-            LangGraphBlob.objects.filter(pk__in=unused[start : start + 500]).delete()
+            self._scoped(LangGraphBlob).filter(pk__in=unused[start : start + 500]).delete()
 
     # The mirror ----------------------------------------------------------------
 
@@ -552,15 +581,16 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                     role = _role(message)
                     if allowed is None or role in allowed:  # others are left out of the mirror
                         seen.add(message_id)
-                        fresh.append((message_id, role, _text(message)))
+                        fresh.append((message_id, role, _text(message), _item(message)))
                 step = motorhead_settings.MAX_MESSAGES_PER_REQUEST
                 for start in range(0, len(fresh), step):
                     batch = fresh[start : start + step]
-                    pairs = [(role, text) for _, role, text in batch]
-                    rows = memory.append_messages(session, pairs)
+                    pairs = [(role, text) for _, role, text, _ in batch]
+                    items = [item for _, _, _, item in batch]
+                    rows = memory.append_messages(session, pairs, items=items)
                     LangGraphMessage.objects.bulk_create(
                         LangGraphMessage(session=session, chat_message=row, message_id=message_id)
-                        for row, (message_id, _, _) in zip(rows, batch, strict=True)
+                        for row, (message_id, *_) in zip(rows, batch, strict=True)
                     )
         except (MotorheadValidationError, DatabaseError) as exc:  # rolled back to the savepoint
             logger.warning("LangGraph thread %s: messages not mirrored: %s", thread_id, exc)
@@ -578,7 +608,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        rows = _matching(config, filter, before)  # lazy: no query yet
+        rows = _matching(
+            self._scoped(LangGraphCheckpoint), config, filter, before
+        )  # lazy: no query yet
         cursor: tuple[str, int] | None = None
         while limit is None or limit > 0:
             page, cursor = await _in_sync_thread(self._page, rows, cursor, limit)
@@ -655,11 +687,11 @@ def _config(thread_id: str, ns: str, checkpoint_id: str | None) -> RunnableConfi
 
 
 def _matching(
+    rows: QuerySet[LangGraphCheckpoint],
     config: RunnableConfig | None,
     filter: dict[str, Any] | None,
     before: RunnableConfig | None,
 ) -> QuerySet[LangGraphCheckpoint]:
-    rows = LangGraphCheckpoint.objects.all()
     conf = (config or {}).get("configurable") or {}
     if "thread_id" in conf:
         rows = rows.filter(thread_id=conf["thread_id"])
@@ -721,6 +753,18 @@ def _text(message: Any) -> str:
         parts.append(f"{call.get('name')}({json.dumps(call.get('args'), default=str)})")
     text = "\n".join(parts)
     return _storable(text)[: motorhead_settings.MAX_CONTENT_LENGTH]
+
+
+def _item(message: Any) -> dict[str, Any] | None:
+    """The message kept whole for ``ChatMessage.item``, as ``DjangoChatMessageHistory``
+    stores one (``messages_to_dict``), so ``to_langchain`` reads it back equal; None
+    for a value no JSON column holds (the checkpoint still has it exactly)."""
+    try:
+        item = serialize(message)
+        memory.validate_items([item], 1)
+    except (TypeError, ValueError, AttributeError, MotorheadValidationError):
+        return None
+    return item
 
 
 def _storable(text: str) -> str:

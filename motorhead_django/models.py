@@ -441,6 +441,17 @@ class LangGraphCheckpoint(models.Model):
     """One LangGraph checkpoint: a graph's state at one step (its channel values are blobs)."""
 
     thread_id = models.CharField(_("thread id"), max_length=255)
+    # Scoped per owner like sessions (DjangoSaver(owner=...)): a thread id names
+    # one thread of one owner. CASCADE: SET_NULL would merge it into the ownerless
+    # threads; the mirrored ChatSession outlives the account as the record.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
     checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
     checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
     parent_checkpoint_id = models.CharField(
@@ -461,10 +472,17 @@ class LangGraphCheckpoint(models.Model):
         verbose_name_plural = _("LangGraph checkpoints")
         ordering = ("thread_id", "checkpoint_ns", "-checkpoint_id")
         constraints = [
-            # Also the index behind "a thread's newest checkpoint" and its listing.
+            # Also the indexes behind "a thread's newest checkpoint" and its listing. One
+            # for ownerless threads, one per owner: NULLs are distinct in a unique index.
             models.UniqueConstraint(
                 fields=("thread_id", "checkpoint_ns", "checkpoint_id"),
+                condition=Q(owner__isnull=True),
                 name="motorhead_checkpoint_id",
+            ),
+            models.UniqueConstraint(
+                fields=("owner", "thread_id", "checkpoint_ns", "checkpoint_id"),
+                condition=Q(owner__isnull=False),
+                name="motorhead_checkpoint_id_owned",
             ),
         ]
         indexes = [
@@ -482,6 +500,15 @@ class LangGraphBlob(models.Model):
     """One version of one channel's value; checkpoints refer to it by (channel, version)."""
 
     thread_id = models.CharField(_("thread id"), max_length=255)
+    # The thread's owner, as on LangGraphCheckpoint.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
     checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
     channel = models.CharField(_("channel"), max_length=255)
     version = models.CharField(_("version"), max_length=255)
@@ -497,7 +524,13 @@ class LangGraphBlob(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=("thread_id", "checkpoint_ns", "channel", "version"),
+                condition=Q(owner__isnull=True),
                 name="motorhead_checkpoint_blob",
+            ),
+            models.UniqueConstraint(
+                fields=("owner", "thread_id", "checkpoint_ns", "channel", "version"),
+                condition=Q(owner__isnull=False),
+                name="motorhead_checkpoint_blob_owned",
             ),
         ]
 
@@ -509,6 +542,15 @@ class LangGraphWrite(models.Model):
     """A pending write of a task, stored against the checkpoint it follows."""
 
     thread_id = models.CharField(_("thread id"), max_length=255)
+    # The thread's owner, as on LangGraphCheckpoint.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
     checkpoint_ns = models.TextField(_("namespace"), blank=True, default="")
     checkpoint_id = models.CharField(_("checkpoint id"), max_length=255)
     task_id = models.CharField(_("task id"), max_length=255)
@@ -529,7 +571,13 @@ class LangGraphWrite(models.Model):
             # Also the index behind "the writes of these checkpoints".
             models.UniqueConstraint(
                 fields=("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+                condition=Q(owner__isnull=True),
                 name="motorhead_checkpoint_write",
+            ),
+            models.UniqueConstraint(
+                fields=("owner", "thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+                condition=Q(owner__isnull=False),
+                name="motorhead_checkpoint_write_owned",
             ),
         ]
 

@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from motorhead_django import memory
-from motorhead_django.models import ChatMessage, ChatSession
+from motorhead_django.models import ApiKey, ChatMessage, ChatSession
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +106,44 @@ def test_messages_append_one_or_many_and_list_in_order(api, ann):
     memory.append_messages(session, [("AI", "late")])
     rest = api.get(listed["next"]).json()
     assert [m["content"] for m in rest["results"]] == ["b", "late"]
+
+
+def test_messages_show_the_agent_item_read_only(api, ann, client, settings):
+    session = make_session(ann, "agent")
+    call = {
+        "type": "function_call",
+        "call_id": "c1",
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+    }
+    memory.append_messages(
+        session,
+        [("AI", '[function_call get_weather] {"city": "Paris"}'), ("Human", "plain")],
+        items=[call, None],
+    )
+    url = f"{API}/sessions/{session.pk}/messages/"
+    listed = api.get(url).json()["results"]
+    assert [m["item"] for m in listed] == [call, None]
+    assert listed[0]["content"] == '[function_call get_weather] {"city": "Paris"}'
+    # Read-only: a body carrying an item is refused, and nothing is stored.
+    for body in (
+        {"role": "AI", "content": "x", "item": call},
+        {"messages": [{"role": "AI", "content": "x", "item": call}]},
+    ):
+        refused = api.post(url, body, format="json")
+        assert refused.status_code == 400, refused.content
+    assert session.messages.count() == 2
+    # The compatible routes keep Motorhead's wire shape: role and content only.
+    key = ApiKey.issue(ann, "k")[1]
+    window = client.get("/motorhead/sessions/agent/memory", HTTP_X_METAL_API_KEY=key).json()
+    assert [set(m) for m in window["messages"]] == [{"role", "content"}] * 2
+    # REDACT_LOCAL: the item is not redacted by the core, so it never leaves through REST.
+    settings.MOTORHEAD = {
+        **getattr(settings, "MOTORHEAD", {}),
+        "REDACT": "motorhead_django.redact.default",
+        "REDACT_LOCAL": True,
+    }
+    assert [m["item"] for m in api.get(url).json()["results"]] == [None, None]
 
 
 @pytest.mark.parametrize(

@@ -189,3 +189,47 @@ def test_the_example_summarises_with_the_test_servers_llm(tmp_path, motorhead_se
     assert result.stdout.split()[-1] == "2"  # 15 messages, a window of 13
     assert "'Human: m0\\nHuman: m1'" in result.stdout
     assert len(motorhead_server.openai.chat_calls()) == 1
+
+
+def test_the_example_seeds_one_agent_conversation_of_each_framework_once(
+    tmp_path, motorhead_server
+):
+    """What `dev.py example` runs after the upstream is up: the admin shows both conversations."""
+    pytest.importorskip("agents", reason="install the openai-agents extra")
+    pytest.importorskip("langgraph.graph", reason="install the langgraph extra")
+    env = {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env["MOTORHEAD_URL"] = motorhead_server.url
+    assert manage("migrate", "--noinput", **env).returncode == 0
+    assert manage("example_demo_user", **env).returncode == 0
+    first = manage("example_agent_conversations", **env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "OpenAI Agents SDK session 'example-agents-sdk' (seeded, 6 messages) in the admin",
+        "LangGraph thread 'example-langgraph' (seeded, 4 messages) in the admin",
+    ]
+    again = manage("example_agent_conversations", **env)
+    assert again.returncode == 0, again.stderr
+    assert "(already there, 6 messages)" in again.stdout
+    assert "(already there, 4 messages)" in again.stdout
+    script = (
+        "from django.test import Client;"
+        "from django.contrib.auth import get_user_model;"
+        "from motorhead_django.models import ChatSession;"
+        "c = Client(HTTP_HOST='127.0.0.1');"
+        "c.force_login(get_user_model().objects.get(username='admin'));"
+        "r = c.get('/admin/motorhead_django/chatsession/'); page = r.content.decode();"
+        "print(r.status_code, all(i in page for i in ('example-agents-sdk', 'example-langgraph')));"
+        "plain = lambda s: s.messages.filter(item__isnull=True).count();"
+        "rows = ChatSession.objects.all();"
+        "print(sorted((s.session_id, s.owner.username, plain(s)) for s in rows))"
+    )
+    shown = manage("shell", "-v", "0", "-c", script, **env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "200 True",
+        "[('example-agents-sdk', 'admin', 0), ('example-langgraph', 'admin', 0)]",
+    ]
+    # Pushed to the upstream like any other conversation (tasks run eagerly here), as
+    # the readable texts: the demo user is the database's first, so its server ids are u1:.
+    assert len(motorhead_server.stored_lines("u1:example-agents-sdk")) == 6
+    assert motorhead_server.stored_lines("u1:example-langgraph")[0] == "Human: Hello, graph."

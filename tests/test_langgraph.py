@@ -15,17 +15,22 @@ from django.db import connections
 
 pytest.importorskip("langgraph.checkpoint.conformance", reason="install the langgraph extra")
 
+from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from langgraph.channels.delta import DeltaChannel  # noqa: E402
-from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
+from langgraph.checkpoint.base import ERROR, BaseCheckpointSaver  # noqa: E402
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
 from langgraph.checkpoint.conformance.capabilities import Capability  # noqa: E402
 from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
 from langgraph.types import Command, interrupt  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
 
 from motorhead_django import memory  # noqa: E402
+from motorhead_django.exceptions import MotorheadValidationError  # noqa: E402
+from motorhead_django.langchain import to_langchain  # noqa: E402
 from motorhead_django.langgraph import DjangoSaver  # noqa: E402
 from motorhead_django.models import (  # noqa: E402
+    ApiKey,
     ChatSession,
     LangGraphBlob,
     LangGraphCheckpoint,
@@ -110,6 +115,13 @@ def test_conformance_through_the_async_api(monkeypatch):
     passed = sum(result.tests_passed for result in report.results.values())
     assert passed >= 81  # the 81 tests of langgraph-checkpoint-conformance 0.0.2
     print(f"\nconformance (async API): {passed} passed")
+
+
+def test_conformance_of_a_saver_with_an_owner(monkeypatch, django_user_model):
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+    owner = django_user_model.objects.create_user("lg-conformance")
+    assert_all_passed(run_conformance(lambda: DjangoSaver(owner=owner)))
+    assert LangGraphCheckpoint.objects.filter(owner__isnull=True).count() == 0
 
 
 def test_conformance_through_the_sync_api():
@@ -291,6 +303,30 @@ def test_pending_writes_come_back_in_writes_sort_key_order():
     ]
 
 
+@pytest.mark.parametrize("owned", [False, True])
+def test_a_special_write_is_replaced_a_regular_one_kept(owned, django_user_model):
+    owner = django_user_model.objects.create_user("lg-writer") if owned else None
+    saver = DjangoSaver(owner=owner)
+    config = {"configurable": {"thread_id": "lg-special", "checkpoint_ns": ""}}
+    checkpoint = {
+        "v": 1,
+        "id": "1ef00000-0000-6000-8000-000000000001",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "channel_values": {},
+        "channel_versions": {},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
+    stored = saver.put(config, checkpoint, {"source": "loop", "step": 0}, {})
+    saver.put_writes(stored, [("a", "first"), (ERROR, "boom 1")], "task")
+    saver.put_writes(stored, [("a", "second"), (ERROR, "boom 2")], "task")
+    assert saver.get_tuple(stored).pending_writes == [
+        ("task", ERROR, "boom 2"),  # errors and interrupts: the last one wins
+        ("task", "a", "first"),  # a task's regular writes are kept as first written
+    ]
+    assert LangGraphWrite.objects.filter(owner=owner).count() == 2
+
+
 def test_owner_and_tool_messages_in_the_mirror(django_user_model):
     owner = django_user_model.objects.create_user("lg-owner")
     saver = DjangoSaver(owner=owner)
@@ -325,10 +361,13 @@ def test_owner_and_tool_messages_in_the_mirror(django_user_model):
         ("Tool", "rain"),
         ("AI", "It rains."),
     ]
-    # Session ids are scoped per owner: another user's saver mirrors into (and deletes)
-    # a session of its own, never this conversation.
+    # Each mirrored message keeps the message itself: read back equal.
+    assert [to_langchain(row) for row in memory.history(session)] == messages
+    # Thread ids are scoped per owner: another user's saver writes a thread (and a
+    # mirror) of its own under the same id, and its delete never reaches this one.
     stranger_user = django_user_model.objects.create_user("lg-stranger")
     stranger = DjangoSaver(owner=stranger_user)
+    assert stranger.get_tuple(config) is None
     stranger.put(
         config, {**checkpoint, "id": "1ef00000-0000-6000-8000-000000000009"}, {}, {"messages": 3}
     )
@@ -336,7 +375,73 @@ def test_owner_and_tool_messages_in_the_mirror(django_user_model):
     stranger.delete_thread("lg-owned")
     assert not ChatSession.objects.filter(owner=stranger_user).exists()
     assert len(mirrored("lg-owned")) == 4
+    assert saver.get_tuple(config).checkpoint["id"] == "1ef00000-0000-6000-8000-000000000003"
+    saver.delete_thread("lg-owned")
     assert not LangGraphCheckpoint.objects.filter(thread_id="lg-owned").exists()
+
+
+def test_threads_are_scoped_per_owner(django_user_model):
+    ann = django_user_model.objects.create_user("lg-ann")
+    bob = django_user_model.objects.create_user("lg-bob")
+    config = {"configurable": {"thread_id": "plans"}}
+    graphs = {who: chat_graph(DjangoSaver(owner=who)) for who in (ann, bob, None)}
+    graphs[ann].invoke({"messages": [HumanMessage("ann's secret")]}, config)
+    graphs[ann].invoke({"messages": [HumanMessage("ann again")]}, config)
+    graphs[bob].invoke({"messages": [HumanMessage("bob's")]}, config)
+    # One thread id, three threads: each saver resumes only its own owner's.
+    assert graphs[bob].get_state(config).values["messages"][-1].content == "answer 1 to bob's"
+    assert graphs[None].get_state(config).values == {}
+    assert len(graphs[ann].get_state(config).values["messages"]) == 4
+    # Listing every thread lists the owner's only.
+    listed = list(DjangoSaver(owner=bob).list(None))
+    assert len(listed) == LangGraphCheckpoint.objects.filter(owner=bob).count() == 3
+    said = {m.content for t in listed for m in t.checkpoint["channel_values"].get("messages", [])}
+    assert said == {"bob's", "answer 1 to bob's"}
+    assert list(DjangoSaver().list(None)) == []
+    # Copy, prune and run deletes stay within the owner's threads.
+    DjangoSaver(owner=bob).copy_thread("plans", "copy")
+    assert DjangoSaver(owner=ann).get_tuple({"configurable": {"thread_id": "copy"}}) is None
+    assert LangGraphCheckpoint.objects.filter(thread_id="copy", owner=bob).exists()
+    DjangoSaver(owner=bob).prune(["plans"], strategy="delete")
+    run_ids = set(LangGraphCheckpoint.objects.filter(owner=ann).values_list("run_id", flat=True))
+    DjangoSaver(owner=bob).delete_for_runs(list(run_ids))
+    assert len(graphs[ann].get_state(config).values["messages"]) == 4
+    assert graphs[bob].get_state(config).values == {}
+    # Each mirror belongs to its owner.
+    assert ChatSession.objects.get(session_id="plans", owner=ann).messages.count() == 4
+    assert ChatSession.objects.get(session_id="plans", owner=bob).messages.count() == 2
+    # An anonymous request.user is refused up front, not a TypeError in the ORM.
+    with pytest.raises(MotorheadValidationError):
+        DjangoSaver(owner=AnonymousUser())
+
+
+def test_a_mirrored_thread_is_reached_through_the_apis_by_its_owner_only(client, django_user_model):
+    ann = django_user_model.objects.create_user("lg-api-ann")
+    bob = django_user_model.objects.create_user("lg-api-bob")
+    chat_graph(DjangoSaver(owner=ann)).invoke(
+        {"messages": [HumanMessage("private plans")]}, {"configurable": {"thread_id": "t-api"}}
+    )
+    session = ChatSession.objects.get(session_id="t-api")
+    assert session.owner == ann
+    url = f"/api/sessions/{session.pk}/messages/"
+    rest = APIClient()
+    rest.force_authenticate(ann)
+    listed = rest.get(url)
+    assert listed.status_code == 200
+    assert [m["content"] for m in listed.json()["results"]] == [
+        "private plans",
+        "answer 1 to private plans",
+    ]
+    rest.force_authenticate(bob)
+    assert rest.get(url).status_code == 404
+    assert rest.get(f"/api/sessions/{session.pk}/").status_code == 404
+    # The Motorhead-compatible routes: the owner's key reads it, another key an empty session.
+    for user, expected in ((ann, ["answer 1 to private plans", "private plans"]), (bob, [])):
+        key = ApiKey.issue(user, "key")[1]
+        response = client.get("/motorhead/sessions/t-api/memory", HTTP_X_METAL_API_KEY=key)
+        assert response.status_code == 200
+        assert [m["content"] for m in response.json()["messages"]] == expected
+    assert ChatSession.objects.get(session_id="t-api", owner=ann).messages.count() == 2
 
 
 def test_admin_shows_checkpoints_read_only(admin_client):

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import memory, policy
+from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import SyncState
 
@@ -146,12 +147,42 @@ class RestRetrievalSerializer(RejectUnknownFields, RetrievalSerializer):
 # -- REST resources ------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ItemField(serializers.JSONField):
+    """``ChatMessage.item``, read-only: the message exactly as an agent framework gave it
+    (an Agents SDK item, a serialized LangChain message), null for a plain message.
+
+    With ``REDACT_LOCAL`` only redacted text may leave the database, and the memory
+    core redacts ``content``, not the item: then it is always null here.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault(
+            "help_text",
+            "The message exactly as an agent framework gave it (an Agents SDK item, a "
+            "serialized LangChain message); null for a plain message, and always null "
+            "with REDACT_LOCAL. content is its readable text.",
+        )
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        if motorhead_settings.REDACT_LOCAL:
+            return None
+        return super().get_attribute(instance)
+
+    def to_representation(self, value: Any) -> Any:
+        return None if value is None else super().to_representation(value)
+
+
 class ChatMessageSerializer(serializers.Serializer):
     """A stored message, read-only: messages are appended, never edited."""
 
     sequence = serializers.IntegerField(read_only=True)
     role = serializers.CharField(read_only=True)
     content = serializers.CharField(read_only=True)
+    item = ItemField()
     created_at = serializers.DateTimeField(read_only=True)
     origin = serializers.CharField(read_only=True)
     sync_state = serializers.CharField(read_only=True)
