@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('motorhead_django', '0010_governance'),
+        ('motorhead_django', '0011_checkpoint_owner'),
     ]
 
     operations = [
