@@ -35,10 +35,6 @@ from .models import ChatMessage, ChatSession
 #: The trigram index migration 0013 creates on PostgreSQL: its expression is what
 #: ``content__icontains`` compiles to there (``UPPER(content::text)``; the cast is a no-op).
 CONTENT_INDEX = "motorhead_message_content_trgm"
-CONTENT_INDEX_SQL = (
-    f"CREATE INDEX IF NOT EXISTS {CONTENT_INDEX} ON motorhead_django_chatmessage "
-    "USING gin (UPPER(content) gin_trgm_ops)"
-)
 #: The same for session ids, so a search never tests every session row.
 SESSION_ID_INDEX = "motorhead_session_id_trgm"
 SQLITE_FOLD = "motorhead_fold"
