@@ -474,9 +474,14 @@ def _with_activity(page: list[ChatSession]) -> list[ChatSession]:
             .values("session")
             .annotate(count=Count("pk"), last=Max("created_at"))
         )
-        figures = {row["session"]: (row["count"], row["last"]) for row in rows}
+        figures: dict[Any, tuple[int, Any]] = {
+            row["session"]: (row["count"], row["last"]) for row in rows
+        }
         for session in missing:
-            session.message_count, session.last_activity = figures.get(session.pk, (0, None))
+            # The attributes _annotated() would have set, for the serializer.
+            count, last = figures.get(session.pk, (0, None))
+            session.message_count = count  # type: ignore[attr-defined]
+            session.last_activity = last  # type: ignore[attr-defined]
     return page
 
 
