@@ -32,7 +32,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import charts, history, memory, pull, redaction, sync, tasks
+from . import charts, history, memory, pull, redaction, search, sync, tasks
 from .client import MotorheadClient
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
@@ -290,6 +290,15 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         username = get_user_model().USERNAME_FIELD
         return ("session_id", f"owner__{username}", "messages__content")
+
+    # -- search: motorhead_django.search (issue 21) ------------------------------
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ChatSession], search_term: str
+    ) -> tuple[QuerySet[ChatSession], bool]:
+        # The same fields as get_search_fields, without the message join: no duplicates.
+        username = get_user_model().USERNAME_FIELD
+        return search.admin_sessions(queryset, search_term, username), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.core.signals import request_finished, request_started
+from django.db.backends.signals import connection_created
 from django.utils.translation import gettext_lazy as _
 
 
@@ -11,13 +12,15 @@ class MotorheadConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing checks registers them; history registers its beat task and its checks.
-        from . import checks, history, redaction  # noqa: F401
+        from . import checks, history, redaction, search  # noqa: F401
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()
         request_started.connect(redaction.forget, dispatch_uid="motorhead-redaction-start")
         request_finished.connect(redaction.forget, dispatch_uid="motorhead-redaction-finish")
         _connect_metrics()
+        # SQLite's LIKE folds ASCII only: the substring search compares search.fold() there.
+        connection_created.connect(search.register_sqlite, dispatch_uid="motorhead-search-fold")
 
 
 def _connect_metrics() -> None:

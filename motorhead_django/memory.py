@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -42,6 +40,7 @@ from .models import (
     SyncState,
     server_id,
 )
+from .search import search  # the word search moved to motorhead_django.search (issue 21)
 
 logger = logging.getLogger(__name__)
 
@@ -398,65 +397,6 @@ def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[s
         {"role": m.role, "content": m.content, "dist": dist}
         for m, dist in search(session, text, limit=limit)
     ]
-
-
-def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
-    """The session's messages nearest to ``text``, nearest first, as ``(message, dist)``.
-
-    On PostgreSQL, full-text search (``SEARCH_CONFIG`` stems the words, so
-    "ordered" finds "order"): ``dist`` is ``1 - rank / (rank + 1)``. Elsewhere
-    a portable word search: ``dist`` is the share of the query's words a
-    message lacks (0 = all present). Ties go to the newest; at most the newest
-    ``_SEARCH_SCAN`` matches are read.
-    """
-    if transaction.get_connection().vendor == "postgresql":
-        return _full_text_search(session, text, limit)
-    terms = set(_words(text)[:_SEARCH_TERMS])
-    if not terms:
-        return []
-    matches = Q()
-    for term in terms:
-        matches |= Q(content__icontains=term)
-    candidates = session.messages.filter(matches).order_by("-sequence")[:_SEARCH_SCAN]
-    scored = []
-    for message in candidates:
-        dist = 1 - len(terms & set(_words(message.content))) / len(terms)
-        if dist < 1:
-            scored.append((message, round(dist, 6)))
-    scored.sort(key=lambda pair: (pair[1], -pair[0].sequence))
-    return scored[:limit]
-
-
-def _full_text_search(
-    session: ChatSession, text: str, limit: int
-) -> list[tuple[ChatMessage, float]]:
-    from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-
-    terms = _words(text)[:_SEARCH_TERMS]
-    if not terms:
-        return []
-    config = motorhead_settings.SEARCH_CONFIG
-    # Any of the words, like the portable search; more of them rank higher.
-    query = reduce(operator.or_, (SearchQuery(term, config=config) for term in terms))
-    vector = SearchVector("content", config=config)
-    candidates = (
-        session.messages.annotate(
-            # Normalisation 32 maps a rank to rank / (rank + 1): into [0, 1).
-            document=vector,
-            rank=SearchRank(vector, query, normalization=32),
-        )
-        .filter(document=query)
-        .order_by("-rank", "-sequence")[:limit]
-    )
-    return [(message, round(1 - message.rank, 6)) for message in candidates]
-
-
-_SEARCH_TERMS = 20
-_SEARCH_SCAN = 1000
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
 
 
 def initial_sync_state() -> str:

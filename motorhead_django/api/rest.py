@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -31,7 +31,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import governance, memory, policy, tasks
+from .. import governance, memory, policy, search, tasks
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadSessionExistsError
 from ..models import ChatMessage, ChatSession, MessageSyncState, ReadAudit, SyncState
@@ -198,7 +198,7 @@ class SessionListView(RestView):
 
     def get_queryset(self) -> QuerySet[ChatSession]:
         params = self.request.query_params
-        query = _annotated(self.sessions())
+        query = self.sessions()
         if "sync_state" in params:
             if params["sync_state"] not in SyncState.values:
                 choices = ", ".join(SyncState.values)
@@ -218,14 +218,13 @@ class SessionListView(RestView):
                 query = query.filter(**{lookup: _datetime(params[name], name)})
         if params.get("search"):
             text = validate_text_param("search", params["search"], max_length=1000)
-            in_messages = ChatMessage.objects.filter(
-                session=OuterRef("pk"), content__icontains=text
-            )
-            query = query.filter(Exists(in_messages) | Q(session_id__icontains=text))
+            query = search.sessions_matching(query, text)
         ordering = params.get("ordering", "-created_at")
         if ordering not in _ORDERING_VALUES:
             choices = ", ".join(_ORDERING_VALUES)
             raise exceptions.ValidationError({"ordering": [f"One of {choices}."]})
+        if ordering.lstrip("-") in _ACTIVITY:
+            query = _annotated(query)  # ordered by them: every session's are needed
         return query.order_by(ordering, "-pk")
 
     @extend_schema(
@@ -235,7 +234,7 @@ class SessionListView(RestView):
         operation_id="sessions_list",
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = _with_activity(self.paginate_queryset(self.get_queryset()) or [])
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
@@ -452,10 +451,38 @@ class SyncView(RestView):
         return Response({"status": "scheduled"}, status=status.HTTP_202_ACCEPTED)
 
 
+_ACTIVITY = ("message_count", "last_activity")
+
+
 def _annotated(query: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
     return query.annotate(
         message_count=Count("messages"), last_activity=Max("messages__created_at")
     )
+
+
+def _with_activity(page: list[ChatSession]) -> list[ChatSession]:
+    """``message_count`` and ``last_activity`` for one page, in one grouped query.
+
+    Annotating the list itself joins every message of every listed session (and
+    its ``COUNT(*)`` too); a page needs only its own sessions' figures.
+    """
+    missing = [s for s in page if not hasattr(s, "message_count")]
+    if missing:
+        rows = (
+            ChatMessage.objects.filter(session__in=[s.pk for s in missing])
+            .order_by()
+            .values("session")
+            .annotate(count=Count("pk"), last=Max("created_at"))
+        )
+        figures: dict[Any, tuple[int, Any]] = {
+            row["session"]: (row["count"], row["last"]) for row in rows
+        }
+        for session in missing:
+            # The attributes _annotated() would have set, for the serializer.
+            count, last = figures.get(session.pk, (0, None))
+            session.message_count = count  # type: ignore[attr-defined]
+            session.last_activity = last  # type: ignore[attr-defined]
+    return page
 
 
 def _update(session: ChatSession, data: dict[str, Any]) -> None:

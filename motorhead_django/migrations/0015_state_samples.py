@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('motorhead_django', '0011_checkpoint_owner'),
+        ('motorhead_django', '0013_search_indexes'),
     ]
 
     operations = [
