@@ -41,6 +41,19 @@ def _fresh_broker_breaker(monkeypatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _llm_work_in_the_test(request, monkeypatch) -> None:
+    """Eager mode hands the summariser and embeddings to a thread (tasks.hand_off_llm); tests
+    run them in their own thread so they can assert on the result (and because the in-memory
+    SQLite test database refuses a second thread's writes). ``@pytest.mark.llm_hand_off``
+    keeps the real thread (tests/test_tasks.py tests it)."""
+    if request.node.get_closest_marker("llm_hand_off"):
+        return
+    monkeypatch.setattr(
+        "motorhead_django.tasks.hand_off_llm", lambda task, pk: task.apply(args=(pk,))
+    )
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
     """Throttle counters (and the admin's health cache) live in Django's cache: start empty."""
     from django.core.cache import cache
