@@ -545,9 +545,7 @@ def test_in_eager_mode_a_write_never_waits_for_the_llm(
     assert tasks.runs_inline()
     threads = []
     hand_off = tasks.hand_off_llm
-    monkeypatch.setattr(
-        tasks, "hand_off_llm", lambda task, pk: threads.append(hand_off(task, pk))
-    )
+    monkeypatch.setattr(tasks, "hand_off_llm", lambda task, pk: threads.append(hand_off(task, pk)))
     session = memory.get_or_create_session("slow-llm")
     started = time.monotonic()
     for n in range(0, 10, 2):
