@@ -381,8 +381,11 @@ def check_vector_storage(**kwargs: Any) -> list[CheckMessage]:
                 id=_id("E051"),
             )
         )
-    engine = settings.DATABASES.get("default", {}).get("ENGINE", "")
-    if "postgresql" not in engine:
+    from django.db import connections
+
+    default = connections["default"]  # its vendor, without connecting
+    engine = default.settings_dict.get("ENGINE", "")
+    if default.vendor != "postgresql":
         errors.append(
             Error(
                 "MOTORHEAD['EMBEDDINGS']['STORAGE'] is \"pgvector\" but the default database "
