@@ -60,6 +60,8 @@ def embed_pending(session_pk: int) -> int:
     config = motorhead_settings.EMBEDDINGS
     if config is None:
         return 0
+    if ChatSession.objects.filter(pk=session_pk, delete_requested_at__isnull=False).exists():
+        return 0  # a tombstone: its vectors were erased, none is made again
     stored = 0
     pgvector = vectors.in_use()
     if pgvector:  # vectors stored before pgvector was there, or with STORAGE "portable"

@@ -690,3 +690,5 @@ def test_erasure_deletes_and_counts_the_embeddings_even_of_a_tombstone(upstream,
     assert ChatSession.objects.filter(pk=kept.pk).exists()
     assert erasure.receipt.counts["embeddings"] == 1
     assert not MessageEmbedding.objects.exists()
+    assert embeddings.embed_pending(kept.pk) == 0  # a late task makes none again
+    assert not MessageEmbedding.objects.exists()
