@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, LLM_DEFAULTS, LLM_REQUIRED
+from .conf import DEFAULTS, LLM_DEFAULTS, LLM_REQUIRED, STORAGES
 
 _NAMESPACE = "motorhead_django"
 
@@ -355,6 +355,86 @@ def check_embeddings(**kwargs: Any) -> list[CheckMessage]:
 
 
 @register(Tags.compatibility)
+def check_vector_storage(**kwargs: Any) -> list[CheckMessage]:
+    """EMBEDDINGS["STORAGE"]: a known value; "pgvector" needs its package and PostgreSQL."""
+    from . import vectors
+
+    value = (_user_settings() or {}).get("EMBEDDINGS")
+    storage = value.get("STORAGE", "auto") if isinstance(value, dict) else "auto"
+    if storage not in STORAGES:
+        return [
+            Error(
+                f"MOTORHEAD['EMBEDDINGS']['STORAGE'] must be one of {', '.join(STORAGES)}; "
+                f"got {storage!r}.",
+                id=_id("E050"),
+            )
+        ]
+    if storage != "pgvector":
+        return []
+    errors: list[CheckMessage] = []
+    if not vectors.package_available():
+        errors.append(
+            Error(
+                "MOTORHEAD['EMBEDDINGS']['STORAGE'] is \"pgvector\" but the pgvector package "
+                "is not installed.",
+                hint='pip install "motorhead-django[pgvector]"',
+                id=_id("E051"),
+            )
+        )
+    from django.db import connections
+
+    default = connections["default"]  # its vendor, without connecting
+    engine = default.settings_dict.get("ENGINE", "")
+    if default.vendor != "postgresql":
+        errors.append(
+            Error(
+                "MOTORHEAD['EMBEDDINGS']['STORAGE'] is \"pgvector\" but the default database "
+                f"is not PostgreSQL ({engine or 'none'}).",
+                hint='Use "auto" (pgvector where it is available) or "portable".',
+                id=_id("E051"),
+            )
+        )
+    return errors
+
+
+@register(Tags.database)
+def check_pgvector_database(
+    databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """With STORAGE "pgvector", the server has the extension (a check that reads the database)."""
+    from django.db import connections
+
+    from . import vectors
+
+    value = (_user_settings() or {}).get("EMBEDDINGS")
+    if not isinstance(value, dict) or value.get("STORAGE") != "pgvector":
+        return []
+    if "default" not in (databases or ()) or connections["default"].vendor != "postgresql":
+        return []  # check_vector_storage said so
+    connection = connections["default"]
+    if not vectors.extension_available(connection):
+        return [
+            Error(
+                "MOTORHEAD['EMBEDDINGS']['STORAGE'] is \"pgvector\" but this PostgreSQL server "
+                "has no vector extension.",
+                hint='Install pgvector on the server, or use "auto" or "portable".',
+                id=_id("E052"),
+            )
+        ]
+    if not vectors.has_column(connection):
+        # Not an error: migrate, which runs this check first, is what adds the column.
+        return [
+            Warning(
+                "pgvector is available but the embeddings table has no vector column yet.",
+                hint="Run migrate; if motorhead_django's migrations ran before the extension "
+                "was installed, run motorhead_django.vectors.install(connection) once.",
+                id=_id("W050"),
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
 def check_context_owner(**kwargs: Any) -> list[CheckMessage]:
     user = _user_settings() or {}
     owner = user.get("CONTEXT_OWNER", DEFAULTS["CONTEXT_OWNER"])
@@ -422,6 +502,7 @@ def _check_endpoint(name: str, value: dict[str, Any], code: str) -> list[CheckMe
         ("BATCH_TOKENS", 1),
         ("BATCH_SIZE", 1),
         ("RETRIES", 0),
+        ("EF_SEARCH", 1),
     ):
         item = value.get(number, LLM_DEFAULTS[number])
         if not isinstance(item, int) or isinstance(item, bool) or item < positive:

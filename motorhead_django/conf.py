@@ -132,7 +132,12 @@ LLM_DEFAULTS: dict[str, Any] = {
     "BATCH_SIZE": 64,
     "TIMEOUT": 60.0,
     "RETRIES": 8,
+    # Embeddings only: where vectors are searched, "auto" (pgvector when the database
+    # has it, see vectors.py), "pgvector" or "portable"; and HNSW's candidate list.
+    "STORAGE": "auto",
+    "EF_SEARCH": 200,
 }
+STORAGES = ("auto", "pgvector", "portable")
 LLM_REQUIRED = ("BASE_URL", "MODEL")
 
 
@@ -148,6 +153,8 @@ class LLMSettings:
     BATCH_SIZE: int
     TIMEOUT: float
     RETRIES: int
+    STORAGE: str = "auto"
+    EF_SEARCH: int = 200
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> LLMSettings:
@@ -161,6 +168,8 @@ class LLMSettings:
             BATCH_SIZE=int(merged["BATCH_SIZE"]),
             TIMEOUT=float(merged["TIMEOUT"]),
             RETRIES=int(merged["RETRIES"]),
+            STORAGE=str(merged["STORAGE"]),
+            EF_SEARCH=int(merged["EF_SEARCH"]),
         )
 
 

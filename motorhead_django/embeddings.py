@@ -6,9 +6,11 @@ embedding yet (``BATCH_SIZE`` texts a call to an OpenAI-compatible
 retried or duplicated task stores nothing twice. A failed call stores nothing
 and is retried with back-off; the next write picks up what is left.
 
-Retrieval is the portable path: the session's vectors (float32, unit length)
-are read and scored by exact cosine, so recall is 1.0 and the cost grows with
-the session (see docs/memory.md#retrieval for figures). ``dist`` is
+Retrieval takes one of two paths. Where PostgreSQL has pgvector (see
+:mod:`motorhead_django.vectors`), an HNSW index answers. Elsewhere, the
+portable path: the session's vectors (float32, unit length) are read and scored
+by exact cosine, so recall is 1.0 and the cost grows with the session (see
+docs/memory.md#retrieval for figures). ``dist`` is
 ``1 - cosine``, RediSearch's COSINE distance that Motorhead reports.
 """
 
@@ -22,10 +24,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connections
+from django.db import connection, connections, transaction
 from django.db.models import Count, Max, QuerySet
 
-from . import llm
+from . import llm, vectors
 from .conf import motorhead_settings
 from .models import ChatMessage, ChatSession, MessageEmbedding
 from .summaries import outgoing_text
@@ -58,7 +60,12 @@ def embed_pending(session_pk: int) -> int:
     config = motorhead_settings.EMBEDDINGS
     if config is None:
         return 0
+    if ChatSession.objects.filter(pk=session_pk, delete_requested_at__isnull=False).exists():
+        return 0  # a tombstone: its vectors were erased, none is made again
     stored = 0
+    pgvector = vectors.in_use()
+    if pgvector:  # vectors stored before pgvector was there, or with STORAGE "portable"
+        vectors.backfill(connection, session_pk)
     while True:
         rows = list(
             ChatMessage.objects.filter(session_id=session_pk, embedding__isnull=True)
@@ -68,16 +75,23 @@ def embed_pending(session_pk: int) -> int:
         if not rows:
             return stored
         texts = [outgoing_text(role, content) or " " for _, role, content in rows]
-        vectors, _tokens = llm.embed(config, texts)
-        MessageEmbedding.objects.bulk_create(
-            (
-                MessageEmbedding(
-                    message_id=pk, session_id=session_pk, vector=pack(vector), model=config.MODEL
+        found, _tokens = llm.embed(config, texts)
+        packed = [pack(vector) for vector in found]
+        with transaction.atomic():
+            MessageEmbedding.objects.bulk_create(
+                (
+                    MessageEmbedding(
+                        message_id=pk, session_id=session_pk, vector=blob, model=config.MODEL
+                    )
+                    for (pk, _, _), blob in zip(rows, packed, strict=True)
+                ),
+                ignore_conflicts=True,  # a concurrent task embedded them first
+            )
+            if pgvector:
+                vectors.store(
+                    connection,
+                    [(pk, unpack(blob)) for (pk, _, _), blob in zip(rows, packed, strict=True)],
                 )
-                for (pk, _, _), vector in zip(rows, vectors, strict=True)
-            ),
-            ignore_conflicts=True,  # a concurrent task embedded them first
-        )
         stored += len(rows)
 
 
@@ -127,7 +141,9 @@ def _dist(score: float) -> float:
 def search(session: ChatSession, text: str, *, limit: int = 10) -> list[tuple[ChatMessage, float]]:
     """The session's messages nearest to ``text`` by cosine, as ``(message, dist)``."""
     query = query_vector(text)
-    if numpy is None:
+    if vectors.in_use():
+        found = vectors.nearest(connection, [session.pk], None, query, limit)
+    elif numpy is None:
         found = nearest(MessageEmbedding.objects.filter(session=session), query, limit)
     else:
         found = _nearest_cached(session.pk, query, limit)
@@ -198,8 +214,12 @@ def search_sessions(
     sessions: QuerySet[ChatSession], text: str, *, limit: int = 10
 ) -> list[tuple[ChatMessage, float]]:
     """The nearest messages across several sessions (an owner's), nearest first."""
+    query = query_vector(text)
+    if vectors.in_use():
+        sessions_sql = sessions.values("pk").query.sql_with_params()
+        return _with_messages(vectors.nearest(connection, None, sessions_sql, query, limit))
     embeddings = MessageEmbedding.objects.filter(session__in=sessions)
-    return _with_messages(nearest(embeddings, query_vector(text), limit))
+    return _with_messages(nearest(embeddings, query, limit))
 
 
 def retrieve(session: ChatSession, text: str, *, limit: int = 10) -> list[dict[str, Any]]:

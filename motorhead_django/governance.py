@@ -25,7 +25,15 @@ from django.utils import timezone
 from . import signals
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadLegalHoldError
-from .models import ApiKey, ChatMessage, ChatSession, ErasureReceipt, LegalHold, ReadAudit
+from .models import (
+    ApiKey,
+    ChatMessage,
+    ChatSession,
+    ErasureReceipt,
+    LegalHold,
+    MessageEmbedding,
+    ReadAudit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +293,13 @@ def erase_sessions(
     from .client import get_client
 
     done = done or _quiet
-    counts = {"sessions": 0, "messages": 0, "summaries": 0, "api_keys": api_keys}
+    counts = {
+        "sessions": 0,
+        "messages": 0,
+        "summaries": 0,
+        "embeddings": 0,
+        "api_keys": api_keys,
+    }
     remote_ids: list[tuple[str, str]] = []
     waiting: list[int] = []
     held_count = 0
@@ -296,6 +310,7 @@ def erase_sessions(
             continue
         messages = session.messages.count()
         summaries = session.summaries.count()
+        vectors = session.embeddings.count()  # with pgvector, the same rows hold the vector
         if kind == ErasureReceipt.RETENTION:
             signals.pre_retention_delete.send(
                 sender=ChatSession, session=session, what="session", count=messages
@@ -306,11 +321,15 @@ def erase_sessions(
             held_count += 1
             done(f"session {session.pk} ({session}): held, kept")
             continue
+        # Vectors are derived from the content: gone now, even from a tombstone that
+        # waits for the server (the rest of its rows go when the server confirms).
+        MessageEmbedding.objects.filter(session_id=session.pk).delete()
         if not _finish_delete(session.pk, rehydrate.delete_remote):
             waiting.append(session.pk)  # the sweep keeps retrying the server
         counts["sessions"] += 1
         counts["messages"] += messages
         counts["summaries"] += summaries
+        counts["embeddings"] += vectors
         remote_ids.append((session.namespace, session.remote_id))
         done(f"session {session.pk} ({session}): deleted, {messages} message(s)")
     confirmed, detail = _read_back(remote_ids, waiting, get_client)

@@ -13,6 +13,8 @@ key does not put it in a log.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,27 +50,46 @@ def complete(config: LLMSettings, prompt: str) -> Completion:
         "max_tokens": config.MAX_TOKENS,
         "temperature": 0,
     }
-    data = _post(config, "/chat/completions", body)
-    try:
-        text = data["choices"][0]["message"]["content"] or ""
-        usage = data.get("usage") or {}
-        return Completion(str(text).strip(), int(usage.get("total_tokens") or 0))
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise LLMError(f"unexpected chat completion shape: {exc!r}", transient=False) from None
+    with _observed("summary") as spent:
+        data = _post(config, "/chat/completions", body)
+        try:
+            text = data["choices"][0]["message"]["content"] or ""
+            usage = data.get("usage") or {}
+            completion = Completion(str(text).strip(), int(usage.get("total_tokens") or 0))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise LLMError(f"unexpected chat completion shape: {exc!r}", transient=False) from None
+        spent.append(completion.total_tokens)
+    return completion
 
 
 def embed(config: LLMSettings, texts: list[str]) -> tuple[list[list[float]], int]:
     """Vectors of ``texts`` (in order) and the tokens spent."""
-    data = _post(config, "/embeddings", {"model": config.MODEL, "input": texts})
-    try:
-        items = sorted(data["data"], key=lambda item: item["index"])
-        vectors = [[float(x) for x in item["embedding"]] for item in items]
-        tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LLMError(f"unexpected embeddings shape: {exc!r}", transient=False) from None
-    if len(vectors) != len(texts):
-        raise LLMError(f"{len(vectors)} embeddings for {len(texts)} texts", transient=False)
+    with _observed("embedding") as spent:
+        data = _post(config, "/embeddings", {"model": config.MODEL, "input": texts})
+        try:
+            items = sorted(data["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+            tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LLMError(f"unexpected embeddings shape: {exc!r}", transient=False) from None
+        if len(vectors) != len(texts):
+            raise LLMError(f"{len(vectors)} embeddings for {len(texts)} texts", transient=False)
+        spent.append(tokens)
     return vectors, tokens
+
+
+@contextmanager
+def _observed(use: str) -> Iterator[list[int]]:
+    """Count the call for the metrics (a no-op while they are off): its outcome and tokens."""
+    from . import metrics
+
+    spent: list[int] = []
+    try:
+        yield spent
+    except LLMError as exc:
+        metrics.observe_llm(use, "error" if exc.transient else "failed")
+        raise
+    metrics.observe_llm(use, "ok", sum(spent))
 
 
 def _post(config: LLMSettings, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Off unless ``MOTORHEAD['METRICS']`` is true. Two kinds, for two reasons:
   worker processes run, and whichever of them is scraped; a gauge kept in
   memory would only know what its own process had seen.
 * **Events** (pushes and pulls by outcome, task latency, messages pushed,
-  retries, upstream errors by status) happen in whichever process does the
+  retries, upstream errors by status, LLM calls and tokens) happen in whichever process does the
   work, mostly Celery workers. They are counters and histograms fed by the
   signals in :mod:`motorhead_django.signals` and Celery's task signals. With
   several processes, set ``PROMETHEUS_MULTIPROC_DIR`` (a directory shared by
@@ -91,6 +91,19 @@ def instruments() -> dict[str, Any]:
             ["outcome"],
             registry=None,
         ),
+        "llm_calls": Counter(
+            "motorhead_llm_calls",
+            "Calls to the OpenAI-compatible API by use (summary: the built-in summariser, "
+            "embedding) and outcome: ok, error (a retry may fix it), failed (it will not).",
+            ["use", "outcome"],
+            registry=None,
+        ),
+        "llm_tokens": Counter(
+            "motorhead_llm_tokens",
+            "Tokens the API reported spent (usage.total_tokens), by use.",
+            ["use"],
+            registry=None,
+        ),
         "task_seconds": Histogram(
             "motorhead_task_duration_seconds",
             "Duration of the sync tasks (push, pull, resync, verify, remote delete).",
@@ -124,6 +137,16 @@ def on_push_failed(sender: Any, session: Any, error: Any, will_retry: bool, **kw
         metrics["retries"].inc()
     status = getattr(error, "status", None)
     metrics["upstream_errors"].labels(str(status) if status else "transport").inc()
+
+
+def observe_llm(use: str, outcome: str, tokens: int = 0) -> None:
+    """One call to the LLM or embeddings API (called by :mod:`motorhead_django.llm`)."""
+    if not _on():
+        return
+    metrics = instruments()
+    metrics["llm_calls"].labels(use, outcome).inc()
+    if tokens:
+        metrics["llm_tokens"].labels(use).inc(tokens)
 
 
 def on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:

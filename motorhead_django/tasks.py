@@ -208,6 +208,9 @@ def _with_llm_retries(
 
 def schedule_summarize_pending(session_pk: int) -> None:
     """Enqueue the built-in summariser; if the broker is down, the next write catches up."""
+    if runs_inline():
+        hand_off_llm(summarize_pending, session_pk)
+        return
     _enqueue(summarize_pending, session_pk, fallback="the next write catches up")
 
 
@@ -232,7 +235,54 @@ def embed_pending(self: Any, session_pk: int) -> dict[str, Any]:
 
 
 def schedule_embed_pending(session_pk: int) -> None:
+    if runs_inline():
+        hand_off_llm(embed_pending, session_pk)
+        return
     _enqueue(embed_pending, session_pk, fallback="the next write catches up")
+
+
+# -- eager mode: the LLM's work leaves the request (issue 17) ---------------------------------
+# In eager mode an enqueued task runs inside the web request that wrote, and a model
+# can take seconds (or minutes, retries included). As with pushes (hand_off), the
+# call goes to a background thread. One thread per (task, session): a write that
+# arrives while it runs asks it to go once more, instead of starting another.
+_llm_runs: dict[tuple[str, int], bool] = {}  # -> another run was asked for meanwhile
+_llm_runs_lock = threading.Lock()
+
+
+def hand_off_llm(task: Any, session_pk: int) -> threading.Thread | None:
+    """Run an LLM task (summarize_pending, embed_pending) for a session in a background thread.
+
+    None when a thread already works on it (it runs once more for this write).
+    Should the process end first, nothing is lost: the durable marks make the
+    next write or ``motorhead_summarize`` resume where the work stopped.
+    """
+    key = (task.name, session_pk)
+    with _llm_runs_lock:
+        if key in _llm_runs:
+            _llm_runs[key] = True
+            return None
+        _llm_runs[key] = False
+
+    def run() -> None:
+        try:
+            while True:
+                try:
+                    task.apply(args=(session_pk,))
+                except Exception:
+                    logger.exception("Background %s of session %s failed", task.name, session_pk)
+                with _llm_runs_lock:
+                    if not _llm_runs.get(key):
+                        break
+                    _llm_runs[key] = False
+        finally:
+            with _llm_runs_lock:
+                _llm_runs.pop(key, None)
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="motorhead-llm", daemon=True)
+    thread.start()
+    return thread
 
 
 @shared_task(name="motorhead_django.sweep", ignore_result=True)

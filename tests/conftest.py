@@ -41,6 +41,19 @@ def _fresh_broker_breaker(monkeypatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _llm_work_in_the_test(request, monkeypatch) -> None:
+    """Eager mode hands the summariser and embeddings to a thread (tasks.hand_off_llm); tests
+    run them in their own thread so they can assert on the result (and because the in-memory
+    SQLite test database refuses a second thread's writes). ``@pytest.mark.llm_hand_off``
+    keeps the real thread (tests/test_tasks.py tests it)."""
+    if request.node.get_closest_marker("llm_hand_off"):
+        return
+    monkeypatch.setattr(
+        "motorhead_django.tasks.hand_off_llm", lambda task, pk: task.apply(args=(pk,))
+    )
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
     """Throttle counters (and the admin's health cache) live in Django's cache: start empty."""
     from django.core.cache import cache
@@ -134,3 +147,78 @@ def lock_is_free_elsewhere(session_pk: int) -> bool:
     prober.start()
     prober.join()
     return answer == [True]
+
+
+def unavailable(message: str) -> None:
+    """Skip for want of something optional; under CI=true, fail."""
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true, so this is a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pgserver_database(django_db_blocker) -> Iterator[dict[str, Any]]:
+    """A PostgreSQL with pgvector from the ``pgserver`` wheel (the dev extra), migrated.
+
+    It runs from a temporary directory over a unix socket (no port), for this
+    test session only; its settings dict is what :func:`pgvector_db` connects to.
+    """
+    import shutil
+    import tempfile
+    from urllib.parse import parse_qs
+
+    from django.core.management import call_command
+
+    try:
+        import pgserver
+    except ImportError as exc:
+        unavailable(f"pgserver is not installed ({exc}): pip install -e '.[dev]'")
+    directory = tempfile.mkdtemp(prefix="motorhead-pgserver-")
+    try:
+        server = pgserver.get_server(os.path.join(directory, "data"), cleanup_mode="delete")
+        server.psql("CREATE DATABASE motorhead_pgvector;")
+    except Exception as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        unavailable(f"pgserver's PostgreSQL did not start ({exc})")
+    socket_dir = parse_qs(urlsplit(server.get_uri()).query)["host"][0]
+    database = {"NAME": "motorhead_pgvector", "USER": "postgres", "HOST": socket_dir}
+    with _default_database(database), django_db_blocker.unblock():
+        call_command("migrate", verbosity=0, interactive=False)
+    yield database
+    server.cleanup()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def _default_database(overrides: dict[str, Any]) -> Iterator[None]:
+    """Point the ``default`` alias at another PostgreSQL for a while."""
+    from django.db.utils import load_backend
+
+    previous = connections["default"]
+    engine = "django.db.backends.postgresql"
+    settings_dict = {
+        **previous.settings_dict,
+        "ENGINE": engine,
+        "PASSWORD": "",
+        "PORT": "",
+        "OPTIONS": {},
+        **overrides,
+    }
+    replacement = load_backend(engine).DatabaseWrapper(settings_dict, "default")
+    connections["default"] = replacement
+    try:
+        yield
+    finally:
+        replacement.close()
+        connections["default"] = previous
+
+
+@pytest.fixture
+def pgvector_db(pgserver_database, django_db_blocker) -> Iterator[None]:
+    """The test's default database is pgserver's (pgvector installed), rolled back after."""
+    from django.db import transaction
+
+    with _default_database(pgserver_database), django_db_blocker.unblock():
+        with transaction.atomic():
+            yield
+            transaction.set_rollback(True)

@@ -178,6 +178,9 @@ def test_the_example_summarises_with_the_test_servers_llm(tmp_path, motorhead_se
         "from motorhead_django import memory;"
         "s = memory.get_or_create_session('demo');"
         "memory.append_messages(s, [('Human', f'm{n}') for n in range(15)]);"
+        # Eager mode: the summary is made in a background thread (tasks.hand_off_llm).
+        "import threading;"
+        "[t.join(30) for t in threading.enumerate() if t.name == 'motorhead-llm'];"
         "s.refresh_from_db();"
         "print(repr(s.context), s.tokens, s.summarized_through)"
     )

@@ -23,6 +23,7 @@ from motorhead_django.models import (
     ChatSession,
     ErasureReceipt,
     LegalHold,
+    MessageEmbedding,
     ReadAudit,
     SummaryVersion,
 )
@@ -363,7 +364,13 @@ def test_erasing_a_user_everywhere_prints_a_receipt_confirmed_by_the_server(upst
     out = io.StringIO()
     call_command("motorhead_erase", "--user", "ann", stdout=out)
     receipt = json.loads(out.getvalue())
-    assert receipt["counts"] == {"sessions": 2, "messages": 3, "summaries": 1, "api_keys": 1}
+    assert receipt["counts"] == {
+        "sessions": 2,
+        "messages": 3,
+        "summaries": 1,
+        "embeddings": 0,
+        "api_keys": 1,
+    }
     assert receipt["server_confirmed"] is True and receipt["subject"] == f"user:{ann.pk}"
     expected = hashlib.sha256(f"/{one.remote_id}\nns/{two.remote_id}".encode()).hexdigest()
     assert receipt["ids_sha256"] == expected
@@ -654,3 +661,34 @@ def test_what_the_built_in_summariser_and_embeddings_send_is_redacted(settings):
     settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default"}
     sent = summaries.outgoing_text("Human", "mail ann@example.com")
     assert "ann@example.com" not in sent and sent.startswith("mail ")
+
+
+def test_erasure_deletes_and_counts_the_embeddings_even_of_a_tombstone(upstream, settings):
+    """Issue 19: embeddings are erased and counted; they go at once, not with the tombstone."""
+    from motorhead_django import embeddings
+
+    ann = make_user("ann")
+    one = make_session("one", owner=ann, pairs=[("Human", "a"), ("AI", "b"), ("Human", "c")])
+    two = make_session("two", owner=ann, pairs=[("Human", "d")])
+    kept = make_session("kept", pairs=[("Human", "e")])
+    settings.MOTORHEAD = {
+        **settings.MOTORHEAD,
+        "EMBEDDINGS": {"BASE_URL": upstream.openai_url, "MODEL": "e"},
+    }
+    for session in (one, two, kept):
+        embeddings.embed_pending(session.pk)  # (the on-commit task needs a committed write)
+    assert MessageEmbedding.objects.count() == 5
+    for session in (one, two, kept):
+        sync.push_session(session.pk)
+    erasure = governance.erase_user(ann)
+    assert erasure.receipt.counts["embeddings"] == 4
+    assert set(MessageEmbedding.objects.values_list("session_id", flat=True)) == {kept.pk}
+    # The server away: the session stays a tombstone, its embeddings do not.
+    upstream.stop()
+    erasure = governance.erase_session(kept)
+    assert erasure.receipt.server_confirmed is False
+    assert ChatSession.objects.filter(pk=kept.pk).exists()
+    assert erasure.receipt.counts["embeddings"] == 1
+    assert not MessageEmbedding.objects.exists()
+    assert embeddings.embed_pending(kept.pk) == 0  # a late task makes none again
+    assert not MessageEmbedding.objects.exists()

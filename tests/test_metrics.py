@@ -135,3 +135,40 @@ def test_counters_move_while_real_workers_push(
     # The first scrape that saw pushes saw them part-way, with messages still pending.
     pushed, pending = seen_during[-1]
     assert 0 < pushed < 160 and pending > 0, seen_during
+
+
+def test_llm_calls_and_tokens_move_with_the_summariser_and_embeddings(
+    client, motorhead_server_factory, settings, monkeypatch
+):
+    """Issue 20: the built-in summariser's calls by outcome, and the tokens the API reported."""
+    from motorhead_django import embeddings, summaries
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    llm = motorhead_server_factory(seed=5)
+    endpoint = {"BASE_URL": llm.openai_url, "MODEL": "m"}
+    settings.MOTORHEAD = {
+        "METRICS": True,
+        "WINDOW_SIZE": 2,
+        "SUMMARIZER": endpoint,
+        "EMBEDDINGS": endpoint,
+    }
+    session = memory.get_or_create_session("summarised")
+    memory.append_messages(session, [("Human", f"line {n}") for n in range(8)])
+    before = scrape(client)
+    llm.llm_faults.fail_next(1)
+    with pytest.raises(Exception, match="500"):
+        summaries.summarize_pending(session.pk)
+    summaries.summarize_pending(session.pk)
+    embeddings.embed_pending(session.pk)
+    after = scrape(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("motorhead_llm_calls_total", use="summary", outcome="error") == 1
+    assert moved("motorhead_llm_calls_total", use="summary", outcome="ok") >= 1
+    assert moved("motorhead_llm_tokens_total", use="summary") == llm.openai.total_tokens("chat")
+    assert moved("motorhead_llm_calls_total", use="embedding", outcome="ok") >= 1
+    assert moved("motorhead_llm_tokens_total", use="embedding") > 0
+    session.refresh_from_db()
+    assert session.tokens == moved("motorhead_llm_tokens_total", use="summary") > 0

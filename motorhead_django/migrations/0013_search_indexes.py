@@ -39,7 +39,7 @@ def drop(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("motorhead_django", "0011_checkpoint_owner"),
+        ("motorhead_django", "0012_embedding_vector"),
     ]
 
     operations = [
