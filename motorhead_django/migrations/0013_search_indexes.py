@@ -17,7 +17,7 @@ INDEXES = {
 
 
 def create(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
+    if schema_editor.connection.vendor != "postgresql" or not _trgm_available(schema_editor):
         return
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for index, (model, column) in INDEXES.items():
@@ -28,6 +28,14 @@ def create(apps, schema_editor):
         # Statistics of the new expression: without them the planner guesses how many rows
         # match and, on a large table, picks plans that take seconds (measured at 1M rows).
         schema_editor.execute(f"ANALYZE {table}")
+
+
+def _trgm_available(schema_editor):
+    # A server built without contrib (pgserver's, say) has no pg_trgm: the search stays
+    # correct there, as a plain scan, rather than failing the migration.
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
+        return cursor.fetchone() is not None
 
 
 def drop(apps, schema_editor):
