@@ -32,16 +32,8 @@ from .exceptions import (
     MotorheadSessionExistsError,
     MotorheadValidationError,
 )
-from .models import (
-    MOVED_ID,
-    OWNED_ID,
-    ChatMessage,
-    ChatSession,
-    MessageOrigin,
-    MessageSyncState,
-    SyncState,
-    server_id,
-)
+from .models import MOVED_ID, OWNED_ID, ChatMessage, ChatSession, server_id
+from .states import MessageOrigin, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 

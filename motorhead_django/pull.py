@@ -29,22 +29,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import memory, redact, redaction, signals
+from . import memory, redact, redaction, signals, states
 from .client import Memory as RemoteMemory
 from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
 from .locks import locked_session
-from .models import (
-    ChatMessage,
-    ChatSession,
-    MessageOrigin,
-    MessageSyncState,
-    SummaryVersion,
-    SyncState,
-    parse_server_id,
-)
+from .models import ChatMessage, ChatSession, SummaryVersion, parse_server_id
 from .querysets import ChatMessageQuerySet
+from .states import MessageOrigin, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +226,7 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
         result.drift = comparison.describe(with_extras=False)
         if result.skipped:
             pass  # nothing can be said about drift until the push settled its batch
-        elif result.drift and locked.sync_state in (SyncState.SYNCED, SyncState.DRIFTED):
+        elif result.drift and locked.sync_state in states.MIRRORED:
             updates.update(sync_state=SyncState.DRIFTED, drift=result.drift)
         elif not result.drift and locked.sync_state == SyncState.DRIFTED:
             updates.update(sync_state=SyncState.SYNCED, drift="")
@@ -309,7 +302,7 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
     with locked_session(session_pk) as (_, session):
         if session is None or session.inflight_through is not None:
             return ""
-        if session.sync_state not in (SyncState.SYNCED, SyncState.DRIFTED):
+        if session.sync_state not in states.MIRRORED:
             return ""  # pending work first: the push is about to change the window
         remote = (client or get_client()).get_memory(session.remote_id)
         window = [(m.role, m.content) for m in remote.chronological]
@@ -330,9 +323,8 @@ def active_sessions(limit: int | None = None) -> list[int]:
     """Synced or drifted sessions written within ``ACTIVE_PERIOD``, least recently pulled first."""
     since = timezone.now() - timedelta(seconds=motorhead_settings.ACTIVE_PERIOD)
     query = (
-        ChatSession.objects.filter(
-            sync_state__in=(SyncState.SYNCED, SyncState.DRIFTED), updated_at__gte=since
-        )
+        ChatSession.objects.mirrored()
+        .filter(updated_at__gte=since)
         .order_by(F("last_pulled_at").asc(nulls_first=True), "pk")
         .values_list("pk", flat=True)
     )

@@ -26,7 +26,8 @@ from .client import MotorheadClient, get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, is_retryable
 from .locks import locked_session
-from .models import ChatSession, MessageSyncState, SyncState
+from .models import ChatSession
+from .states import MessageSyncState, SyncState
 from .sync import backoff_delay, send_window
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,7 @@ def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: De
 def due_deletions(limit: int | None = None) -> list[int]:
     """Tombstones whose remote delete is due (served by a partial index)."""
     query = (
-        ChatSession.objects.filter(delete_requested_at__isnull=False)
-        .exclude(sync_state=SyncState.FAILED)
+        ChatSession.objects.to_delete_remotely()
         .attempt_due()
         .order_by("next_attempt_at", "pk")
     )

@@ -65,7 +65,8 @@ from .exceptions import (
     may_have_applied,
 )
 from .locks import PushLocks, locked_session
-from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
+from .models import ChatMessage, ChatSession
+from .states import MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 
@@ -1045,8 +1046,7 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
 
 def due_sessions(limit: int | None = None) -> list[int]:
     """Primary keys of sessions whose push is due (served by a partial index)."""
-    query = ChatSession.objects.due().order_by("next_attempt_at", "pk")
-    query = query.exclude(sync_state=SyncState.DELETING)
+    query = ChatSession.objects.to_push().attempt_due().order_by("next_attempt_at", "pk")
     keys = query.values_list("pk", flat=True)
     return list(keys[:limit] if limit else keys)
 
@@ -1061,9 +1061,7 @@ def drain(
     """Push every pending session now, ignoring back-off times (for the command)."""
     if session_pks is None:
         session_pks = list(
-            ChatSession.objects.pending()
-            .exclude(sync_state=SyncState.DELETING)
-            .order_by("pk")
+            ChatSession.objects.to_push().order_by("pk")
             .values_list("pk", flat=True)
         )
     results: list[PushResult] = []

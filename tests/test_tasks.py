@@ -102,7 +102,7 @@ class Rig:
         """Sweep every second until no session and no message is pending."""
         deadline = time.monotonic() + timeout
         while True:
-            pending_sessions = ChatSession.objects.pending().count()
+            pending_sessions = ChatSession.objects.with_work().count()
             pending_messages = ChatMessage.objects.pending().count()
             if pending_sessions == 0 and pending_messages == 0:
                 return
