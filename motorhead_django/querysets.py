@@ -51,7 +51,7 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         return self.filter(delete_requested_at__isnull=False).exclude(sync_state=SyncState.FAILED)
 
     def to_rehydrate(self) -> ChatSessionQuerySet:
-        """Sessions the server no longer mirrors (drifted): a rehydration or resync restores them."""
+        """Sessions the server no longer mirrors (drifted): rehydrate or resync restores them."""
         return self.filter(sync_state=SyncState.DRIFTED)
 
     def mirrored(self) -> ChatSessionQuerySet:

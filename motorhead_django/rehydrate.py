@@ -132,10 +132,6 @@ def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: De
 
 def due_deletions(limit: int | None = None) -> list[int]:
     """Tombstones whose remote delete is due (served by a partial index)."""
-    query = (
-        ChatSession.objects.to_delete_remotely()
-        .attempt_due()
-        .order_by("next_attempt_at", "pk")
-    )
+    query = ChatSession.objects.to_delete_remotely().attempt_due().order_by("next_attempt_at", "pk")
     keys = query.values_list("pk", flat=True)
     return list(keys[:limit] if limit else keys)

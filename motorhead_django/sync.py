@@ -1061,8 +1061,7 @@ def drain(
     """Push every pending session now, ignoring back-off times (for the command)."""
     if session_pks is None:
         session_pks = list(
-            ChatSession.objects.to_push().order_by("pk")
-            .values_list("pk", flat=True)
+            ChatSession.objects.to_push().order_by("pk").values_list("pk", flat=True)
         )
     results: list[PushResult] = []
     client = client or get_client()

@@ -22,7 +22,6 @@ from . import memory, pull, rehydrate, sync
 from .conf import motorhead_settings
 from .exceptions import MotorheadConfigurationError, MotorheadError, SessionDrifted
 from .models import ChatMessage, ChatSession
-from .states import MessageSyncState
 from .schedule import BEAT_SCHEDULE  # noqa: F401  (re-exported: import it from .schedule)
 
 logger = logging.getLogger(__name__)
@@ -386,11 +385,11 @@ def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
 
 
 def _has_pending(session_pk: int) -> bool:
-    return ChatMessage.objects.filter(session_id=session_pk, sync_state=MessageSyncState.PENDING).exists()
+    return ChatMessage.objects.filter(session_id=session_pk).pending().exists()
 
 
 def _pending_count(session_pk: int) -> int:
-    return ChatMessage.objects.filter(session_id=session_pk, sync_state=MessageSyncState.PENDING).count()
+    return ChatMessage.objects.filter(session_id=session_pk).pending().count()
 
 
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:

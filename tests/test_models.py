@@ -112,7 +112,7 @@ def test_due_and_pending_sessions():
 
 
 def test_querysets_say_which_work_they_select():
-    """``to_push`` leaves tombstones to their delete; ``to_delete_remotely`` leaves given-up ones."""
+    """``to_push`` leaves tombstones to their delete, ``to_delete_remotely`` given-up ones."""
     now = timezone.now()
     make_session(session_id="synced", sync_state=SyncState.SYNCED)
     make_session(session_id="drifted", sync_state=SyncState.DRIFTED)
