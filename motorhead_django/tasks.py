@@ -18,7 +18,7 @@ from celery import shared_task
 from django.db import connections
 from django.utils import timezone
 
-from . import memory, pull, rehydrate, sync
+from . import memory, outbox, pull, rehydrate, sync
 from .conf import motorhead_settings
 from .exceptions import MotorheadConfigurationError, MotorheadError, SessionDrifted
 from .models import ChatMessage, ChatSession
@@ -393,7 +393,14 @@ def _pending_count(session_pk: int) -> int:
 
 
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
-    """Enqueue a push; never raises: if the broker is down, the sweep catches up."""
+    """Enqueue a push; never raises: if the broker is down, the sweep catches up.
+
+    Inside :func:`motorhead_django.outbox.suspended` nothing is enqueued: the
+    automatic pushes after a write and a push's follow-ups (its retry, the
+    work that arrived meanwhile) wait for the sweep or ``motorhead_push``.
+    """
+    if outbox.is_suspended():
+        return
     _enqueue(push_session, session_pk, eta=eta)
 
 

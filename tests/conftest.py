@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection, connections
 
-from motorhead_django import locks
+from motorhead_django import locks, outbox
 
 from . import celery_app  # noqa: F401  (the current Celery app: eager unless a test says not)
 
@@ -49,7 +49,14 @@ def _fresh_throttles() -> None:
 
 
 @pytest.fixture
-def upstream_factory(motorhead_server_factory, settings, monkeypatch):
+def no_autopush() -> Iterator[None]:
+    """No automatic push after a write: a test pushes when it says so (deletes still go)."""
+    with outbox.suspended():
+        yield
+
+
+@pytest.fixture
+def upstream_factory(motorhead_server_factory, settings, no_autopush):
     """Start a test server as the configured upstream; pushes run only when a test says so.
 
     ``start(window_size=12, motorhead=None, **server_options)``: ``motorhead``
@@ -68,7 +75,6 @@ def upstream_factory(motorhead_server_factory, settings, monkeypatch):
             "COMPACTION_TIMEOUT": 5.0,
             **(motorhead or {}),
         }
-        monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
         return server
 
     return start

@@ -356,10 +356,9 @@ def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_fact
 @pytest.mark.django_db
 @pytest.mark.parametrize("pull_after_push", [True, False])
 def test_the_push_task_pulls_afterwards_unless_told_not_to(
-    motorhead_server, settings, monkeypatch, pull_after_push
+    motorhead_server, settings, no_autopush, pull_after_push
 ):
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": pull_after_push}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     session = memory.get_or_create_session("then-pull")
     memory.append_messages(session, [("Human", "ours")])
     motorhead_server.preload("then-pull", [("AI", "theirs")])
@@ -369,10 +368,9 @@ def test_the_push_task_pulls_afterwards_unless_told_not_to(
 
 
 @pytest.mark.django_db
-def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
+def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch, no_autopush):
     """Due sessions go out in push_sessions tasks of at most PASS_SIZE (inline here: eager mode)."""
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     sessions = [memory.get_or_create_session(f"swept-{n}") for n in range(3)]
     for session in sessions:
         memory.append_messages(session, [("Human", f"hello from {session.session_id}")])
@@ -396,7 +394,7 @@ def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
 
 @pytest.mark.django_db
 def test_push_task_results_say_what_was_sent_and_what_is_still_pending(
-    motorhead_server, settings, monkeypatch
+    motorhead_server, settings, no_autopush
 ):
     settings.MOTORHEAD = {
         "URL": motorhead_server.url,
@@ -405,7 +403,6 @@ def test_push_task_results_say_what_was_sent_and_what_is_still_pending(
         "CONNECT_TIMEOUT": 0.5,
         "READ_TIMEOUT": 0.5,
     }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     session = memory.get_or_create_session("results")
     memory.append_messages(session, [("Human", "one"), ("AI", "two")])
     result = tasks.push_session(session.pk)
@@ -494,7 +491,7 @@ def test_in_eager_mode_a_write_never_waits_for_the_servers_compaction(
 
 
 @pytest.mark.django_db
-def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypatch):
+def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypatch, no_autopush):
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
     monkeypatch.setattr(tasks, "runs_inline", lambda: False)
     seen = []
@@ -503,7 +500,6 @@ def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypa
         sync, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
     )
     session = memory.get_or_create_session("worker")
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     memory.append_messages(session, [("Human", "hi")])
     assert tasks.push_session(session.pk)["state"] == SyncState.SYNCED
     assert seen == [{"client": None, "wait": True}]
