@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection, connections
 
-from motorhead_django import locks, outbox
+from motorhead_django import outbox
+from motorhead_django.engine import locks
 
 from . import celery_app  # noqa: F401  (the current Celery app: eager unless a test says not)
 
@@ -103,12 +104,12 @@ def postgres() -> None:
 
 @contextmanager
 def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
-    """A session's push lock held by another thread, on its own database connection."""
+    """A session's session lock held by another thread, on its own database connection."""
     taken, done = threading.Event(), threading.Event()
 
     def hold() -> None:
         try:
-            with locks.session_push_lock(session_pk) as acquired:
+            with locks.session_lock(session_pk) as acquired:
                 assert acquired
                 taken.set()
                 done.wait(10)
@@ -126,12 +127,12 @@ def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
 
 
 def lock_is_free_elsewhere(session_pk: int) -> bool:
-    """Whether another worker (a thread with its own connection) could take the push lock now."""
+    """Whether another worker (a thread with its own connection) could take the session lock now."""
     answer = []
 
     def probe() -> None:
         try:
-            with locks.session_push_lock(session_pk) as acquired:
+            with locks.session_lock(session_pk) as acquired:
                 answer.append(acquired)
         finally:
             connections.close_all()

@@ -21,7 +21,8 @@ import pytest
 from celery import Celery
 from django.db import connection
 
-from motorhead_django import memory, sync, tasks
+from motorhead_django import engine, memory, tasks
+from motorhead_django.engine import passes
 from motorhead_django.exceptions import SessionDrifted
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
@@ -374,17 +375,17 @@ def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch, no_
     sessions = [memory.get_or_create_session(f"swept-{n}") for n in range(3)]
     for session in sessions:
         memory.append_messages(session, [("Human", f"hello from {session.session_id}")])
-    passes: list[list[int]] = []
-    push_sessions = sync.push_sessions
+    seen: list[list[int]] = []
+    push_sessions = passes.push_sessions
 
     def spy(keys, **kwargs):
-        passes.append(list(keys))
+        seen.append(list(keys))
         return push_sessions(keys, **kwargs)
 
-    monkeypatch.setattr(sync, "PASS_SIZE", 2)
-    monkeypatch.setattr(sync, "push_sessions", spy)
+    monkeypatch.setattr(engine, "PASS_SIZE", 2)
+    monkeypatch.setattr(passes, "push_sessions", spy)
     assert tasks.sweep() == {"pushes": 3, "deletes": 0}
-    assert passes == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
+    assert seen == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
     for session in sessions:
         assert motorhead_server.stored_messages(session.session_id) == [
             {"role": "Human", "content": f"hello from {session.session_id}"}
@@ -495,9 +496,9 @@ def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypa
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
     monkeypatch.setattr(tasks, "runs_inline", lambda: False)
     seen = []
-    push = sync.push_sessions
+    push = passes.push_sessions
     monkeypatch.setattr(
-        sync, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
+        passes, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
     )
     session = memory.get_or_create_session("worker")
     memory.append_messages(session, [("Human", "hi")])
@@ -511,7 +512,7 @@ def test_the_periodic_verify_names_each_drifted_session(upstream):
     for name in ("left", "right", "kept"):
         sessions[name] = memory.get_or_create_session(name)
         memory.append_messages(sessions[name], [("Human", f"{name} here")])
-        sync.push_session(sessions[name].pk)
+        passes.push_session(sessions[name].pk)
     upstream.store.delete("left", None)
     upstream.store.delete("right", None)
     with pytest.raises(SessionDrifted) as caught:
