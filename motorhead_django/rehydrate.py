@@ -1,0 +1,10 @@
+"""Temporary: the old import path of rehydration and remote deletes, until callers use the engine.
+
+Not part of the design: every name here lives in :mod:`motorhead_django.engine`
+(docs/architecture.md); the merge repoints the callers and deletes this file.
+"""
+
+from .engine.deletion import delete_remote
+from .engine.rehydration import rehydrate_session
+
+__all__ = ["delete_remote", "rehydrate_session"]
