@@ -16,7 +16,6 @@ import math
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
@@ -26,6 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import outbox, redact
+from .client import Memory
 from .conf import motorhead_settings
 from .exceptions import (
     MotorheadSessionDeletingError,
@@ -40,19 +40,6 @@ logger = logging.getLogger(__name__)
 MessageInput = Mapping[str, Any] | tuple[str, str] | ChatMessage
 
 _UNSET: Any = object()
-
-
-@dataclass(frozen=True)
-class Memory:
-    """A session's memory as Motorhead shapes it: the newest window, newest first."""
-
-    messages: tuple[ChatMessage, ...]
-    context: str | None
-    tokens: int
-
-    @property
-    def chronological(self) -> tuple[ChatMessage, ...]:
-        return tuple(reversed(self.messages))
 
 
 def create_session(
@@ -287,7 +274,7 @@ def set_context(session: ChatSession, context: str | None) -> None:
     session.refresh_from_db()
 
 
-def get_memory(session: ChatSession, window: int | None = None) -> Memory:
+def get_memory(session: ChatSession, window: int | None = None) -> Memory[ChatMessage]:
     """The newest ``window`` messages (default: the server's ``WINDOW_SIZE + 1``)."""
     size = motorhead_settings.WINDOW_SIZE + 1 if window is None else window
     newest = tuple(session.messages.order_by("-sequence")[:size])

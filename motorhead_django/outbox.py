@@ -51,7 +51,8 @@ def is_suspended() -> bool:
 
 
 def _task_function(name: str) -> Callable[..., Any]:
-    return import_string(f"{_TASKS}.{name}")  # type: ignore[no-any-return]
+    function: Callable[..., Any] = import_string(f"{_TASKS}.{name}")
+    return function
 
 
 def push(session_pk: int, eta: datetime | None = None) -> None:
@@ -61,6 +62,11 @@ def push(session_pk: int, eta: datetime | None = None) -> None:
     follow-ups), so one that a test put in its place sees every call.
     """
     _task_function("schedule_push")(session_pk, **({"eta": eta} if eta else {}))
+
+
+def pull(session_pk: int) -> None:
+    """Enqueue a pull of the session (a user asked for the server's side); never raises."""
+    _task_function("schedule_pull")(session_pk)
 
 
 def delete_remotely(session_pk: int) -> None:

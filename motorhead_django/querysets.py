@@ -11,7 +11,7 @@ from django.utils import timezone
 from . import states
 from .states import MessageSyncState, SyncState
 
-if TYPE_CHECKING:  # the models import this module: only type checkers follow this arrow back
+if TYPE_CHECKING:  # the models import this module: only type checkers look back at them
     from .models import ApiKey, ChatMessage, ChatSession  # noqa: F401  (named in strings below)
 
 
@@ -24,12 +24,6 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         if user is None or not user.is_authenticated:
             return self.none()
         return self.filter(owner=user)
-
-    def visible_to(self, user: Any, action: str = "view") -> ChatSessionQuerySet:
-        """Sessions ``user`` may ``view``/``change``/``delete`` (:mod:`motorhead_django.policy`)."""
-        from .policy import visible_to
-
-        return visible_to(user, action, self)  # type: ignore[return-value]
 
     def with_work(self) -> ChatSessionQuerySet:
         """Sessions with sync work left: a push, a settling, a rebuild or a remote delete.

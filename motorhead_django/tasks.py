@@ -386,6 +386,11 @@ def delete_session(session_pk: int) -> bool:
     return result.done
 
 
+def schedule_pull(session_pk: int) -> None:
+    """Enqueue a pull; never raises: if the broker is down, the next pull catches up."""
+    _enqueue(pull_session, session_pk)
+
+
 def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
     """Enqueue a remote delete; never raises: if the broker is down, the sweep catches up."""
     _enqueue(delete_session, session_pk, eta=eta)

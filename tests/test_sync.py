@@ -904,10 +904,22 @@ def test_a_compaction_that_never_comes_times_out_and_is_retried(upstream_factory
     upstream = upstream_factory(window_size=4, motorhead={"COMPACTION_TIMEOUT": 0.3})
     upstream.faults.summarizer_fails = True
     session = write("stuck", 8)
-    result = passes.push_session(session.pk)
+    failures: list[Exception] = []
+
+    def failed(sender, session, error, will_retry, **kwargs):
+        failures.append(error)
+
+    signals.push_failed.connect(failed)
+    try:
+        result = passes.push_session(session.pk)
+    finally:
+        signals.push_failed.disconnect(failed)
     assert result.pushed == 5 and result.state == SyncState.RETRYING
     assert "without compacting them" in result.error and "MOTORHEAD_MAX_WINDOW_SIZE" in result.error
-    assert is_retryable(CompactionTimeout("slow"))
+    # It is exceptions.CompactionTimeout, naming the session; a retry may fix it.
+    [error] = failures
+    assert isinstance(error, CompactionTimeout) and error.session_id == "stuck"
+    assert is_retryable(error)
     assert upstream.stored_messages("stuck") == local(session)[:5]
 
 

@@ -274,7 +274,7 @@ def import_sessions(
     )
     return Result(
         "import",
-        None,
+        0,
         done=not run.stopped,
         outcome=run.stopped or f"imported {run.imported}, skipped {run.skipped}",
         sessions=run.imported,

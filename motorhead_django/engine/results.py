@@ -17,7 +17,7 @@ class Scope(enum.Enum):
 
 @dataclass(frozen=True)
 class Result:
-    """What one engine operation did for one session (or, for an import, for a namespace list).
+    """What one engine operation did for one session (or, for an import, for its namespaces).
 
     ``done`` says whether the operation did what it was asked (sent, pulled,
     rebuilt, deleted); ``outcome`` says it in words. ``pending`` counts the
@@ -26,7 +26,7 @@ class Result:
     """
 
     action: str  # "push", "pull", "resync", "verify", "rehydrate", "delete", "import"
-    session_pk: int | None
+    session_pk: int  # 0 for an import, which is about namespaces, not one session
     done: bool = False
     outcome: str = ""
     pushed: int = 0  # messages the server confirmed
