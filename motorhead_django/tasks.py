@@ -246,9 +246,7 @@ def sweep(limit: int | None = None) -> dict[str, int]:
     # Not due again until well after this sweep, so a slow queue is not
     # flooded with copies of the same push.
     later = timezone.now() + timedelta(seconds=motorhead_settings.SWEEP_INTERVAL * 2)
-    ChatSession.objects.filter(pk__in=keys + deletions, next_attempt_at__isnull=True).update(
-        next_attempt_at=later
-    )
+    engine.defer(keys + deletions, later)
     # In passes: a pass shares its bookkeeping between its sessions (see engine.push_pass).
     for start in range(0, len(keys), engine.PASS_SIZE):
         _enqueue(push_sessions, keys[start : start + engine.PASS_SIZE])

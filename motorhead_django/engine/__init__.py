@@ -18,6 +18,7 @@ the guarantees.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count
@@ -30,6 +31,7 @@ from . import deletion as _delete
 from . import imports as _imports
 from . import passes as _passes
 from . import pulling as _pull
+from . import records
 from . import rehydration as _rehydrate
 from . import resyncing as _resync
 from . import verifying as _verify
@@ -40,6 +42,7 @@ __all__ = [
     "Result",
     "Scope",
     "active_sessions",
+    "defer",
     "delete",
     "due_deletions",
     "due_pushes",
@@ -281,6 +284,11 @@ def import_sessions(
         error=run.stopped,
         notes=tuple(run.refused),
     )
+
+
+def defer(sessions: Iterable[int], until: datetime) -> None:
+    """Not due again before ``until``: the sweep's hold on what it just enqueued."""
+    records.defer_attempts(sessions, until)
 
 
 def due_pushes(limit: int | None = None) -> list[int]:

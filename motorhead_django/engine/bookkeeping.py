@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, transaction
 from django.db.models import (
     Case,
     CharField,
@@ -33,7 +32,8 @@ from .. import redaction, signals
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadError, is_retryable
 from ..models import ChatMessage, ChatSession
-from ..states import MessageSyncState, SyncState
+from ..states import SyncState
+from . import records
 from .pacing import backoff_delay
 from .results import PushResult
 
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from .pusher import _Pusher
 
 logger = logging.getLogger(__name__)
-
-# Messages marked synced per statement (a bound on its parameters).
-_UPDATE_BATCH = 5000
 
 
 def record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
@@ -86,14 +83,10 @@ def record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:
     finished = [p for p in pushers if p.finished and p.crash is None]
     if finished:
         rows.update(_state_updates(finished, now))
-    ids = [m.pk for p in confirmed for m in p.chunk[: p.confirmed]]
-    for start in range(0, len(ids), _UPDATE_BATCH):
-        ChatMessage.objects.filter(pk__in=ids[start : start + _UPDATE_BATCH]).update(
-            sync_state=MessageSyncState.SYNCED, synced_at=now
-        )
+    records.mark_messages_synced([m.pk for p in confirmed for m in p.chunk[: p.confirmed]], now)
     # Should we stop before the sessions' update, a mark is left over synced
     # messages: the next run finds nothing pending under it, and clears it.
-    update_sessions([p.session.pk for p in pushers], rows)
+    records.update_sessions([p.session.pk for p in pushers], rows)
     return [pusher.recorded(now) for pusher in pushers]
 
 
@@ -160,29 +153,6 @@ def _state_updates(pushers: list[_Pusher], now: datetime) -> dict[str, Any]:
     }
 
 
-def update_sessions(keys: list[int], fields: dict[str, Any]) -> None:
-    """Update many sessions' rows in one statement, never waiting for a row while holding others.
-
-    A row a writer holds (``append_messages`` updates the session first) is
-    skipped by that statement and updated on its own afterwards, holding
-    nothing else: waiting for it while holding the others could deadlock
-    with a transaction that writes to several sessions.
-    """
-    features = connections[ChatSession.objects.db].features
-    if not features.has_select_for_update_skip_locked:  # SQLite locks the whole database anyway
-        ChatSession.objects.filter(pk__in=keys).update(**fields)
-        return
-    with transaction.atomic():
-        rows = ChatSession.objects.filter(pk__in=keys).select_for_update(
-            skip_locked=True, no_key=features.has_select_for_no_key_update
-        )
-        free = set(rows.values_list("pk", flat=True))
-        ChatSession.objects.filter(pk__in=free).update(**fields)
-    for pk in keys:
-        if pk not in free:
-            ChatSession.objects.filter(pk=pk).update(**fields)
-
-
 def group_by_value(pairs: Iterable[tuple[int, Any]]) -> dict[Any, list[int]]:
     """Session keys grouped by a value, for one ``WHEN pk IN (...)`` per value."""
     groups: dict[Any, list[int]] = {}
@@ -224,9 +194,7 @@ def failure(
 
 
 def record_failure(session: ChatSession, exc: MotorheadError, result: PushResult) -> None:
-    ChatSession.objects.filter(pk=session.pk).update(
-        **failure(session, exc, result, timezone.now())
-    )
+    records.update_session(session.pk, **failure(session, exc, result, timezone.now()))
     report_failure(session, exc, result)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from ..conf import motorhead_settings
 from ..exceptions import MotorheadError, is_retryable
 from ..models import ChatSession
 from ..states import SyncState
+from . import records
 from .locks import locked_session
 from .pacing import backoff_delay
 
@@ -51,7 +53,7 @@ def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> 
         except MotorheadError as exc:
             _record_delete_failure(session, exc, result)
             return result
-        session.delete()  # the messages and summaries go with it (CASCADE)
+        records.drop(session)
         result.deleted = True
     return result
 
@@ -59,7 +61,7 @@ def delete_remote(session_pk: int, *, client: MotorheadClient | None = None) -> 
 def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: DeleteResult) -> None:
     attempts = session.sync_attempts + 1
     result.error = redaction.error_text(exc)
-    updates: dict[str, object] = {"sync_attempts": attempts, "last_error": result.error}
+    updates: dict[str, Any] = {"sync_attempts": attempts, "last_error": result.error}
     if is_retryable(exc):
         # Unlike a push, a delete never gives up on a transient error: the
         # tombstone waits for the server however long it is away.
@@ -68,7 +70,7 @@ def _record_delete_failure(session: ChatSession, exc: MotorheadError, result: De
         updates["next_attempt_at"] = result.retry_at
     else:
         updates.update(sync_state=SyncState.FAILED, next_attempt_at=None)
-    ChatSession.objects.filter(pk=session.pk).update(**updates)
+    records.update_session(session.pk, **updates)
     logger.warning("Remote delete of %s failed (attempt %d): %s", session, attempts, result.error)
 
 
@@ -95,8 +97,7 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
             client.delete_memory(session.remote_id, namespace=session.namespace or None)
         except MotorheadError as exc:
             return redaction.error_text(exc)
-        ChatSession.objects.filter(pk=session_pk).update(
-            sync_state=SyncState.DRIFTED,
-            drift="deleted on the server by an operator; resync or rehydrate to restore it",
+        records.mark_drifted(
+            session_pk, "deleted on the server by an operator; resync or rehydrate to restore it"
         )
     return ""

@@ -33,7 +33,7 @@ from .. import signals
 from ..client import MotorheadClient, get_client
 from ..conf import motorhead_settings
 from ..models import ChatMessage, ChatSession
-from . import bookkeeping
+from . import bookkeeping, records
 from .locks import SessionLocks
 from .pusher import _Pusher
 from .results import PushResult
@@ -129,7 +129,7 @@ def _mark_first_segments(pushers: list[_Pusher]) -> None:
     if not marks:
         return
     groups = bookkeeping.group_by_value(marks.items())
-    bookkeeping.update_sessions(
+    records.update_sessions(
         list(marks),
         {"inflight_through": Case(*(When(pk__in=k, then=Value(v)) for v, k in groups.items()))},
     )

@@ -21,6 +21,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -33,7 +34,8 @@ from ..conf import motorhead_settings
 from ..exceptions import MotorheadError
 from ..models import ChatMessage, ChatSession, SummaryVersion
 from ..querysets import ChatMessageQuerySet
-from ..states import MessageOrigin, MessageSyncState, SyncState
+from ..states import MessageSyncState, SyncState
+from . import records
 from .compare import Comparison, compare
 from .locks import locked_session
 from .settle import Pair
@@ -127,7 +129,7 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
                 comparison.through = _synced(locked).newest(1)[-1].sequence
             elif comparison.through:
                 comparison.through = tail[-1].sequence
-        updates: dict[str, object] = {"last_pulled_at": now}
+        updates: dict[str, Any] = {"last_pulled_at": now}
         if motorhead_settings.SUMMARIZES_LOCALLY:
             pass  # CONTEXT_OWNER "local": the built-in summariser writes context and tokens
         elif remote.context is not None and not locked.context_pending:
@@ -148,7 +150,7 @@ def _apply(session: ChatSession, remote: RemoteMemory, result: PullResult) -> li
             updates.update(sync_state=SyncState.DRIFTED, drift=result.drift)
         elif not result.drift and locked.sync_state == SyncState.DRIFTED:
             updates.update(sync_state=SyncState.SYNCED, drift="")
-        ChatSession.objects.filter(pk=session.pk).update(**updates)
+        records.update_session(session.pk, **updates)
     session.refresh_from_db()
     result.added = len(added)
     return added
@@ -170,29 +172,17 @@ def _insert(
     def shift(sequence: int) -> int:  # inserted messages that go before this local one
         return sum(len(groups[a]) for a in anchors if a < sequence)
 
-    later = session.messages.filter(sequence__gt=anchors[0])
-    moving = list(later.order_by("sequence"))
-    if moving:
-        later.update(sequence=F("sequence") + _PARKING_OFFSET)
-        for message in moving:
-            message.sequence += shift(message.sequence)
-        ChatMessage.objects.bulk_update(moving, ["sequence"])
+    moving = list(session.messages.filter(sequence__gt=anchors[0]).order_by("sequence"))
+    for message in moving:
+        message.sequence += shift(message.sequence)
     rows = [
-        ChatMessage(
-            session=session,
-            sequence=anchor + shift(anchor) + offset,
-            role=role,
-            content=content,
-            origin=MessageOrigin.REMOTE,
-            sync_state=MessageSyncState.SYNCED,
-            synced_at=now,
-        )
+        (anchor + shift(anchor) + offset, role, content)
         for anchor in anchors
         for offset, (role, content) in enumerate(groups[anchor], start=1)
     ]
-    ChatMessage.objects.bulk_create(rows)
-    ChatSession.objects.filter(pk=session.pk).update(last_sequence=F("last_sequence") + len(rows))
-    return rows
+    return records.insert_remote_messages(
+        session, rows, moving, after=anchors[0], parking=_PARKING_OFFSET, now=now
+    )
 
 
 def _record_summary(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
@@ -21,8 +22,8 @@ from .. import redact, redaction
 from ..client import MotorheadClient, get_client
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadError
-from ..models import ChatSession
 from ..states import MessageSyncState, SyncState
+from . import records
 from .locks import locked_session
 from .pacing import send_window
 
@@ -55,13 +56,13 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
             send_window(client, session, pairs, session.context)
         except MotorheadError as exc:
             result.error = redaction.error_text(exc)
-            ChatSession.objects.filter(pk=session_pk).update(last_error=result.error)
+            records.update_session(session_pk, last_error=result.error)
             logger.warning("Rehydration of %s failed: %s", session, result.error)
             return result
         result.sent = len(pairs)
         result.context_sent = bool(pairs) and session.context is not None
         result.pending = session.messages.pending().exists()
-        updates: dict[str, object] = {
+        updates: dict[str, Any] = {
             "sync_state": SyncState.PENDING if result.pending else SyncState.SYNCED,
             "drift": "",
             # The server now holds none of a batch in flight: it is sent again.
@@ -76,5 +77,5 @@ def rehydrate_session(session_pk: int, *, client: MotorheadClient | None = None)
             updates["context_pending"] = Case(
                 When(context=session.context, then=Value(False)), default=F("context_pending")
             )
-        ChatSession.objects.filter(pk=session_pk).update(**updates)
+        records.update_session(session_pk, **updates)
     return result

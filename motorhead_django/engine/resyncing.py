@@ -5,9 +5,7 @@ from __future__ import annotations
 from ..client import MotorheadClient, get_client
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadError
-from ..models import ChatSession
-from ..states import MessageSyncState, SyncState
-from . import bookkeeping
+from . import bookkeeping, records
 from .locks import locked_session
 from .passes import push_session
 from .results import PushResult
@@ -36,8 +34,5 @@ def resync_session(session_pk: int, *, client: MotorheadClient | None = None) ->
             bookkeeping.record_failure(session, exc, result)
             return result
         # The server starts empty: its summary comes from the history, not from ours.
-        session.messages.update(sync_state=MessageSyncState.PENDING, synced_at=None)
-        ChatSession.objects.filter(pk=session_pk).update(
-            sync_state=SyncState.PENDING, inflight_through=None, context_pending=False
-        )
+        records.mark_all_pending(session)
     return push_session(session_pk, client=client)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import signals, states
 from ..client import MotorheadClient, get_client
 from ..models import ChatSession
-from ..states import SyncState
+from . import records
 from .compare import compare
 from .locks import locked_session
 from .pulling import _synced
@@ -34,11 +35,11 @@ def verify_session(session_pk: int, *, client: MotorheadClient | None = None) ->
         drift = compare(window, _synced(session).newest(len(window) + 1)).describe(with_extras=True)
         now = timezone.now()
         if drift:
-            ChatSession.objects.filter(pk=session_pk, sync_state=session.sync_state).update(
-                sync_state=SyncState.DRIFTED, drift=drift, last_pulled_at=now
+            records.mark_drifted(
+                session_pk, drift, only_if=Q(sync_state=session.sync_state), last_pulled_at=now
             )
             logger.warning("Session %s drifted: %s", session, drift)
             signals.drift_found.send(sender=ChatSession, session=session, drift=drift)
         else:
-            ChatSession.objects.filter(pk=session_pk).update(last_pulled_at=now)
+            records.update_session(session_pk, last_pulled_at=now)
     return drift
