@@ -40,7 +40,8 @@ from .results import PushResult
 if TYPE_CHECKING:
     from .pusher import _Pusher
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.sync")
 
 
 def record(pushers: list[_Pusher]) -> list[list[ChatMessage]]:

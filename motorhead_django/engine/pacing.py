@@ -18,7 +18,8 @@ from ..exceptions import MotorheadError, WindowTooLarge
 from ..models import ChatSession
 from .settle import Pair
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.sync")
 
 # Server windows already probed in this process: (url, WINDOW_SIZE) -> the server's is larger.
 _probed_windows: dict[tuple[str, int], bool] = {}

@@ -40,7 +40,8 @@ from .compare import Comparison, compare
 from .locks import locked_session
 from .settle import Pair
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.pull")
 
 # Renumbered rows pass through this range, clear of every real sequence, so the
 # (session, sequence) unique constraint holds after each statement.

@@ -25,7 +25,8 @@ from .pacing import check_server_window, send_window
 from .results import PushResult
 from .settle import Pair, WindowState, _is_over, landed_count
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.sync")
 
 
 class _Deferred(Exception):

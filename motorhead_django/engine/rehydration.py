@@ -27,7 +27,8 @@ from . import records
 from .locks import locked_session
 from .pacing import send_window
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.rehydrate")
 
 
 @dataclass

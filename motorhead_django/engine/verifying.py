@@ -15,7 +15,8 @@ from .compare import compare
 from .locks import locked_session
 from .pulling import _synced
 
-logger = logging.getLogger(__name__)
+# The name operators' logging settings know, and redaction.LOGGERS filters.
+logger = logging.getLogger("motorhead_django.pull")
 
 
 def verify_session(session_pk: int, *, client: MotorheadClient | None = None) -> str:
