@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
@@ -52,16 +52,23 @@ class Message:
     content: str
 
 
-@dataclass(frozen=True)
-class Memory:
-    """What ``GET /sessions/{id}/memory`` returns: newest message first."""
+M = TypeVar("M")
 
-    messages: tuple[Message, ...]
+
+@dataclass(frozen=True)
+class Memory(Generic[M]):
+    """A session's memory as Motorhead shapes it: the newest window, newest message first.
+
+    One shape for both sides: ``GET /sessions/{id}/memory`` gives ``Memory[Message]``,
+    :func:`motorhead_django.memory.get_memory` gives ``Memory[ChatMessage]``.
+    """
+
+    messages: tuple[M, ...]
     context: str | None
     tokens: int
 
     @property
-    def chronological(self) -> tuple[Message, ...]:
+    def chronological(self) -> tuple[M, ...]:
         return tuple(reversed(self.messages))
 
 
@@ -172,7 +179,7 @@ class MotorheadClient:
             raise self._shape_error("GET", "/sessions", "a sessions answer that is not a list")
         return data
 
-    def get_memory(self, session_id: str) -> Memory:
+    def get_memory(self, session_id: str) -> Memory[Message]:
         """``GET /sessions/{id}/memory``: the newest ``window + 1`` messages, newest first."""
         path = self._memory_path(session_id)
         data = self._json("GET", path, session_id=session_id)

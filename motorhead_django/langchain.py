@@ -33,7 +33,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages import ChatMessage as RoleMessage
 
-from . import memory
+from . import engine, memory
 from .conf import motorhead_settings
 from .models import ChatMessage, ChatSession
 
@@ -105,7 +105,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 
     def clear(self) -> None:
         """Delete the conversation here, and on the server when ``DELETE_REMOTE`` says so."""
-        memory.delete_session(self.session)
+        engine.delete(self.session)
         self._session = None
 
     async def aget_messages(self) -> list[BaseMessage]:

@@ -15,7 +15,6 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -23,43 +22,23 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import redact
+from . import outbox, redact
+from .client import Memory
 from .conf import motorhead_settings
 from .exceptions import (
     MotorheadSessionDeletingError,
     MotorheadSessionExistsError,
     MotorheadValidationError,
 )
-from .models import (
-    MOVED_ID,
-    OWNED_ID,
-    ChatMessage,
-    ChatSession,
-    MessageOrigin,
-    MessageSyncState,
-    SyncState,
-    server_id,
-)
-from .search import search  # the word search moved to motorhead_django.search (issue 21)
+from .models import MOVED_ID, OWNED_ID, ChatMessage, ChatSession, server_id
+from .search import search  # the word search lives in motorhead_django.search (issue 21)
+from .states import MessageOrigin, MessageSyncState, SyncState
 
 logger = logging.getLogger(__name__)
 
 MessageInput = Mapping[str, Any] | tuple[str, str] | ChatMessage
 
 _UNSET: Any = object()
-
-
-@dataclass(frozen=True)
-class Memory:
-    """A session's memory as Motorhead shapes it: the newest window, newest first."""
-
-    messages: tuple[ChatMessage, ...]
-    context: str | None
-    tokens: int
-
-    @property
-    def chronological(self) -> tuple[ChatMessage, ...]:
-        return tuple(reversed(self.messages))
 
 
 def create_session(
@@ -256,18 +235,18 @@ def append_messages(
             for offset, (role, content) in enumerate(pairs)
         )
         if motorhead_settings.EMBEDDINGS is not None:
-            transaction.on_commit(lambda: _schedule_embed_pending(session.pk))
+            outbox.embed_pending_after_commit(session.pk)
         if motorhead_settings.SUMMARIZES_LOCALLY:
             # The built-in summariser: it finds what left the window from its high-water mark.
-            transaction.on_commit(lambda: _schedule_summarize_pending(session.pk))
+            outbox.summarize_pending_after_commit(session.pk)
         if pushing:
-            transaction.on_commit(lambda: _schedule_push(session.pk))
+            outbox.push_after_commit(session.pk)
         elif motorhead_settings.SUMMARIZER and not motorhead_settings.SYNC_ENABLED:
             # Local-only: the messages this write pushes out of the window are summarised.
             keep = motorhead_settings.WINDOW_SIZE + 1
             low, high = max(1, first - keep), session.last_sequence - keep
             if high >= low:
-                transaction.on_commit(lambda: _schedule_summary(session.pk, low, high))
+                outbox.summary_after_commit(session.pk, low, high)
     return rows
 
 
@@ -289,12 +268,12 @@ def set_context(session: ChatSession, context: str | None) -> None:
             query.filter(delete_requested_at__isnull=True).update(
                 sync_state=_pending_state(), next_attempt_at=None
             )
-            transaction.on_commit(lambda: _schedule_push(session.pk))
+            outbox.push_after_commit(session.pk)
         query.update(updated_at=timezone.now(), **updates)
     session.refresh_from_db()
 
 
-def get_memory(session: ChatSession, window: int | None = None) -> Memory:
+def get_memory(session: ChatSession, window: int | None = None) -> Memory[ChatMessage]:
     """The newest ``window`` messages (default: the server's ``WINDOW_SIZE + 1``)."""
     size = motorhead_settings.WINDOW_SIZE + 1 if window is None else window
     newest = tuple(session.messages.order_by("-sequence")[:size])
@@ -332,7 +311,7 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     }
     with transaction.atomic():
         ChatSession.objects.filter(pk=session.pk).update(**tombstone)
-        transaction.on_commit(lambda: _schedule_delete(session.pk))
+        outbox.delete_after_commit(session.pk)
     # Not re-read: with eager Celery the row is already gone once the block commits.
     for field, value in tombstone.items():
         setattr(session, field, value)
@@ -410,36 +389,6 @@ def _pending_state() -> Case:
         When(sync_state=SyncState.IN_DOUBT, then=Value(SyncState.IN_DOUBT)),
         default=Value(SyncState.PENDING),
     )
-
-
-def _schedule_push(session_pk: int) -> None:
-    from . import tasks
-
-    tasks.schedule_push(session_pk)
-
-
-def _schedule_summary(session_pk: int, first: int, last: int) -> None:
-    from . import tasks
-
-    tasks.schedule_summary(session_pk, first, last)
-
-
-def _schedule_summarize_pending(session_pk: int) -> None:
-    from . import tasks
-
-    tasks.schedule_summarize_pending(session_pk)
-
-
-def _schedule_embed_pending(session_pk: int) -> None:
-    from . import tasks
-
-    tasks.schedule_embed_pending(session_pk)
-
-
-def _schedule_delete(session_pk: int) -> None:
-    from . import tasks
-
-    tasks.schedule_delete(session_pk)
 
 
 def _as_pair(message: MessageInput) -> tuple[str, str]:

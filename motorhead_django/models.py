@@ -19,32 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import states
 from .querysets import ApiKeyQuerySet, ChatMessageQuerySet, ChatSessionQuerySet
-
-
-class SyncState(models.TextChoices):
-    """Where a session stands with the upstream server."""
-
-    PENDING = "pending", _("Pending")  # local work waits to be pushed
-    SYNCED = "synced", _("Synced")
-    RETRYING = "retrying", _("Retrying")  # a transient failure; a retry is scheduled
-    FAILED = "failed", _("Failed")  # gave up: needs an operator
-    DRIFTED = "drifted", _("Drifted")  # the server's window disagrees with ours
-    # An ambiguous write the server's answer could not settle: the server's copy
-    # is rebuilt from ours before anything more is sent (see docs/sync.md).
-    IN_DOUBT = "in_doubt", _("In doubt")
-    DELETING = "deleting", _("Deleting")  # tombstone until the server confirms
-    LOCAL = "local", _("Local only")  # never synced (no server configured)
-
-
-class MessageOrigin(models.TextChoices):
-    LOCAL = "local", _("Written here")
-    REMOTE = "remote", _("Found on the server")
-
-
-class MessageSyncState(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    SYNCED = "synced", _("Synced")
+from .states import MessageOrigin, MessageSyncState, SyncState
 
 
 class ChatSession(models.Model):
@@ -191,7 +168,7 @@ class ChatSession(models.Model):
             # idle sweep never scans the (many) synced sessions.
             models.Index(
                 fields=("next_attempt_at",),
-                condition=Q(sync_state__in=("pending", "retrying", "in_doubt", "deleting")),
+                condition=Q(sync_state__in=states.ACTIVE),
                 name="motorhead_session_due",
             ),
             models.Index(fields=("sync_state",), name="motorhead_session_state"),
@@ -292,7 +269,7 @@ class ChatMessage(models.Model):
             # What the push still has to send, in order, per session.
             models.Index(
                 fields=("session", "sequence"),
-                condition=Q(sync_state="pending"),
+                condition=Q(sync_state=MessageSyncState.PENDING),
                 name="motorhead_message_pending",
             ),
         ]

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from .models import ApiKey, ChatMessage, ChatSession  # noqa: F401  (named in strings below)
+from . import states
+from .states import MessageSyncState, SyncState
 
-# States in which a session still has work for the sync engine.
-ACTIVE_SYNC_STATES = ("pending", "retrying", "in_doubt", "deleting")
+if TYPE_CHECKING:  # the models import this module: only type checkers look back at them
+    from .models import ApiKey, ChatMessage, ChatSession  # noqa: F401  (named in strings below)
 
 
 class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
@@ -25,19 +25,32 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
             return self.none()
         return self.filter(owner=user)
 
-    def visible_to(self, user: Any, action: str = "view") -> ChatSessionQuerySet:
-        """Sessions ``user`` may ``view``/``change``/``delete`` (:mod:`motorhead_django.policy`)."""
-        from .policy import visible_to
+    def with_work(self) -> ChatSessionQuerySet:
+        """Sessions with sync work left: a push, a settling, a rebuild or a remote delete.
 
-        return visible_to(user, action, self)  # type: ignore[return-value]
-
-    def pending(self) -> ChatSessionQuerySet:
-        """Sessions with sync work left (served by a partial index)."""
-        return self.filter(sync_state__in=ACTIVE_SYNC_STATES)
+        Served by the partial index ``motorhead_session_due``.
+        """
+        return self.filter(sync_state__in=states.ACTIVE)
 
     def due(self, now: datetime | None = None) -> ChatSessionQuerySet:
-        """Pending sessions whose next attempt time has come."""
-        return self.pending().attempt_due(now)
+        """Sessions with work left whose next attempt time has come (pushes and remote deletes)."""
+        return self.with_work().attempt_due(now)
+
+    def to_push(self) -> ChatSessionQuerySet:
+        """Sessions with messages or a context to send (not tombstones: their delete owns them)."""
+        return self.with_work().exclude(sync_state=SyncState.DELETING)
+
+    def to_delete_remotely(self) -> ChatSessionQuerySet:
+        """Tombstones whose remote delete has not given up."""
+        return self.filter(delete_requested_at__isnull=False).exclude(sync_state=SyncState.FAILED)
+
+    def to_rehydrate(self) -> ChatSessionQuerySet:
+        """Sessions the server no longer mirrors (drifted): rehydrate or resync restores them."""
+        return self.filter(sync_state=SyncState.DRIFTED)
+
+    def mirrored(self) -> ChatSessionQuerySet:
+        """Sessions the server is believed to mirror (synced, or drifted and not yet restored)."""
+        return self.filter(sync_state__in=states.MIRRORED)
 
     def attempt_due(self, now: datetime | None = None) -> ChatSessionQuerySet:
         """Sessions with no next attempt time, or one that has come (pushes and remote deletes)."""
@@ -47,7 +60,7 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         )
 
     def failed(self) -> ChatSessionQuerySet:
-        return self.filter(sync_state="failed")
+        return self.filter(sync_state=SyncState.FAILED)
 
 
 class ChatMessageQuerySet(models.QuerySet["ChatMessage"]):
@@ -56,7 +69,7 @@ class ChatMessageQuerySet(models.QuerySet["ChatMessage"]):
 
     def pending(self) -> ChatMessageQuerySet:
         """Messages written here that the server has not confirmed yet."""
-        return self.filter(sync_state="pending")
+        return self.filter(sync_state=MessageSyncState.PENDING)
 
     def newest(self, count: int) -> list[ChatMessage]:
         """The newest ``count`` messages, oldest first (one indexed query)."""

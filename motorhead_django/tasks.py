@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over :mod:`motorhead_django.sync`, ``pull`` and ``rehydrate``.
+"""Celery tasks: thin wrappers over the engine's interface (:mod:`motorhead_django.engine`).
 
 The beat schedule lives in :mod:`motorhead_django.schedule`, which settings
 can import (this module imports the models and cannot be imported from
@@ -18,9 +18,9 @@ from celery import shared_task
 from django.db import connections
 from django.utils import timezone
 
-from . import memory, pull, rehydrate, sync
+from . import engine, memory, outbox
 from .conf import motorhead_settings
-from .exceptions import MotorheadConfigurationError, MotorheadError, SessionDrifted
+from .exceptions import MotorheadConfigurationError, SessionDrifted
 from .models import ChatMessage, ChatSession
 from .schedule import BEAT_SCHEDULE  # noqa: F401  (re-exported: import it from .schedule)
 
@@ -38,7 +38,7 @@ _broker_down_until = 0.0
 @shared_task(
     name="motorhead_django.push_session",
     # Late ack: a worker killed mid-push leaves the task to be redelivered;
-    # the push is idempotent (see sync.py), so running it twice is safe.
+    # the push is idempotent (see engine/passes.py), so running it twice is safe.
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -49,7 +49,7 @@ def push_session(session_pk: int) -> dict[str, Any]:
     # Run inline (eager mode), this is a web request's push: it never waits on
     # the server's compaction; what would have to wait is handed off.
     inline = runs_inline()
-    return _follow_up(sync.push_session(session_pk, wait=not inline), inline=inline)
+    return _follow_up(engine.push(session_pk, wait=not inline), inline=inline)
 
 
 @shared_task(
@@ -64,7 +64,7 @@ def push_sessions(session_pks: list[int]) -> dict[str, Any]:
     inline = runs_inline()
     results = [
         _follow_up(result, inline=inline)
-        for result in sync.push_sessions(session_pks, wait=not inline)
+        for result in engine.push_pass(session_pks, wait=not inline)
     ]
     return {
         "sessions": len(results),
@@ -93,7 +93,7 @@ def _require_url(what: str, session_pks: list[int]) -> None:
     raise SyncNotConfigured(message)
 
 
-def _follow_up(result: sync.PushResult, *, inline: bool = False) -> dict[str, Any]:
+def _follow_up(result: engine.Result, *, inline: bool = False) -> dict[str, Any]:
     """After a session's push: pull it, and enqueue its retry or the work that arrived meanwhile."""
     if result.deferred:
         # It stopped where it would have waited: a thread finishes it (or the sweep).
@@ -103,7 +103,7 @@ def _follow_up(result: sync.PushResult, *, inline: bool = False) -> dict[str, An
     pulled = False
     if result.pushed and not result.error and motorhead_settings.PULL_AFTER_PUSH:
         # The server's side back: its summary, what other clients wrote.
-        pulled = not pull.pull_session(result.session_pk).busy
+        pulled = not engine.pull(result.session_pk).busy
     if result.retry_at is not None:
         schedule_push(result.session_pk, eta=result.retry_at)
     elif result.more or (pulled and _pending_count(result.session_pk)):
@@ -112,7 +112,7 @@ def _follow_up(result: sync.PushResult, *, inline: bool = False) -> dict[str, An
     return _summary(result)
 
 
-def _summary(result: sync.PushResult) -> dict[str, Any]:
+def _summary(result: engine.Result) -> dict[str, Any]:
     return {
         "session": result.session_pk,
         "pushed": result.pushed,
@@ -138,7 +138,7 @@ def hand_off(session_pks: list[int]) -> threading.Thread:
         try:
             keys = session_pks
             while keys:
-                results = sync.push_sessions(keys)
+                results = engine.push_pass(keys)
                 keys = [r.session_pk for r in results if r.more and not r.error]
         except Exception:
             logger.exception("Background push of session(s) %s failed", session_pks)
@@ -289,19 +289,17 @@ def hand_off_llm(task: Any, session_pk: int) -> threading.Thread | None:
 def sweep(limit: int | None = None) -> dict[str, int]:
     """Enqueue every due push and remote delete; says how many sessions of each."""
     limit = limit or motorhead_settings.SWEEP_LIMIT
-    keys = sync.due_sessions(limit)
-    deletions = rehydrate.due_deletions(limit)
+    keys = engine.due_pushes(limit)
+    deletions = engine.due_deletions(limit)
     if not keys and not deletions:
         return {"pushes": 0, "deletes": 0}
     # Not due again until well after this sweep, so a slow queue is not
     # flooded with copies of the same push.
     later = timezone.now() + timedelta(seconds=motorhead_settings.SWEEP_INTERVAL * 2)
-    ChatSession.objects.filter(pk__in=keys + deletions, next_attempt_at__isnull=True).update(
-        next_attempt_at=later
-    )
-    # In passes: a pass shares its bookkeeping between its sessions (see sync.push_sessions).
-    for start in range(0, len(keys), sync.PASS_SIZE):
-        _enqueue(push_sessions, keys[start : start + sync.PASS_SIZE])
+    engine.defer(keys + deletions, later)
+    # In passes: a pass shares its bookkeeping between its sessions (see engine.push_pass).
+    for start in range(0, len(keys), engine.PASS_SIZE):
+        _enqueue(push_sessions, keys[start : start + engine.PASS_SIZE])
     for pk in deletions:
         schedule_delete(pk)
     return {"pushes": len(keys), "deletes": len(deletions)}
@@ -314,15 +312,18 @@ def sweep(limit: int | None = None) -> dict[str, int]:
     ignore_result=True,
 )
 def pull_session(session_pk: int) -> dict[str, Any]:
-    result = pull.pull_session(session_pk)
-    if not result.busy and _has_pending(session_pk):
+    result = engine.pull(session_pk)
+    if not result.busy and result.pending:
         schedule_push(session_pk)
+    skipped = next(
+        (n.removeprefix("skipped: ") for n in result.notes if n.startswith("skipped")), ""
+    )
     return {
         "session": session_pk,
-        "added": result.added,
+        "added": result.pulled,
         "drift": result.drift,
         "busy": result.busy,
-        "skipped": result.skipped,
+        "skipped": skipped,
         "error": result.error,
     }
 
@@ -330,7 +331,7 @@ def pull_session(session_pk: int) -> dict[str, Any]:
 @shared_task(name="motorhead_django.pull_active", ignore_result=True)
 def pull_active(limit: int | None = None) -> dict[str, int]:
     """Enqueue a pull for every active session (see ACTIVE_PERIOD); says how many."""
-    keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
+    keys = engine.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
     enqueued = sum(1 for pk in keys if _enqueue(pull_session, pk))
     return {"sessions": len(keys), "enqueued": enqueued}
 
@@ -338,7 +339,7 @@ def pull_active(limit: int | None = None) -> dict[str, int]:
 @shared_task(name="motorhead_django.resync_session", acks_late=True, ignore_result=True)
 def resync_session(session_pk: int) -> dict[str, Any]:
     _require_url("resync session", [session_pk])
-    result = sync.resync_session(session_pk)
+    result = engine.resync(session_pk)
     if result.retry_at is not None:
         schedule_push(session_pk, eta=result.retry_at)
     elif result.busy:  # a push holds the session: resync once it is done, not never
@@ -353,15 +354,17 @@ def resync_session(session_pk: int) -> dict[str, Any]:
 
 @shared_task(name="motorhead_django.delete_on_server", acks_late=True, ignore_result=True)
 def delete_on_server(session_pk: int) -> str:
-    return sync.delete_on_server(session_pk)
+    """Delete the server's copy and keep ours; returns an error text or ""."""
+    result = engine.delete(session_pk, scope=engine.Scope.REMOTE)
+    return result.error or ("busy: a worker is pushing this session" if result.busy else "")
 
 
 @shared_task(name="motorhead_django.import_sessions", ignore_result=True)
 def import_sessions(namespaces: list[str]) -> int:
-    result = pull.import_sessions(namespaces)
-    if result.stopped:
-        logger.warning("Import %s; the next run resumes there.", result.stopped)
-    return result.imported
+    result = engine.import_sessions(namespaces)
+    if result.error:
+        logger.warning("Import %s; the next run resumes there.", result.error)
+    return result.sessions
 
 
 def schedule_import(namespaces: list[str]) -> bool:
@@ -382,11 +385,11 @@ def runs_inline() -> bool:
 @shared_task(name="motorhead_django.verify_session", acks_late=True, ignore_result=True)
 def verify_session(session_pk: int) -> str:
     """Verify one session; raises :class:`SessionDrifted` naming it when it drifted."""
-    try:
-        drift = pull.verify_session(session_pk)
-    except MotorheadError as exc:  # the next scheduled verify tries again
-        logger.warning("Could not verify session %s: %s", session_pk, exc)
+    result = engine.verify(session_pk)
+    if result.error:  # the next scheduled verify tries again
+        logger.warning("Could not verify session %s: %s", session_pk, result.error)
         return ""
+    drift = result.drift
     if drift:
         session = ChatSession.objects.filter(pk=session_pk).first()
         raise SessionDrifted({str(session or f"#{session_pk}"): drift})
@@ -401,7 +404,7 @@ def verify_active(limit: int | None = None) -> dict[str, int]:
     naming its session). Run inline (eager mode), the sessions are verified
     here and one :class:`SessionDrifted` names every drifted session.
     """
-    keys = pull.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
+    keys = engine.active_sessions(limit or motorhead_settings.SWEEP_LIMIT)
     if not runs_inline():
         enqueued = sum(1 for pk in keys if _enqueue(verify_session, pk))
         return {"sessions": len(keys), "enqueued": enqueued}
@@ -423,10 +426,17 @@ def verify_active(limit: int | None = None) -> dict[str, int]:
     ignore_result=True,
 )
 def delete_session(session_pk: int) -> bool:
-    result = rehydrate.delete_remote(session_pk)
+    if not ChatSession.objects.filter(pk=session_pk, delete_requested_at__isnull=False).exists():
+        return False  # only a tombstone's remote delete is this task's (BOTH would make one)
+    result = engine.delete(session_pk, scope=engine.Scope.BOTH)
     if result.retry_at is not None:
         schedule_delete(session_pk, eta=result.retry_at)
-    return result.deleted
+    return result.done
+
+
+def schedule_pull(session_pk: int) -> None:
+    """Enqueue a pull; never raises: if the broker is down, the next pull catches up."""
+    _enqueue(pull_session, session_pk)
 
 
 def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
@@ -434,16 +444,19 @@ def schedule_delete(session_pk: int, eta: datetime | None = None) -> None:
     _enqueue(delete_session, session_pk, eta=eta)
 
 
-def _has_pending(session_pk: int) -> bool:
-    return ChatMessage.objects.filter(session_id=session_pk, sync_state="pending").exists()
-
-
 def _pending_count(session_pk: int) -> int:
-    return ChatMessage.objects.filter(session_id=session_pk, sync_state="pending").count()
+    return ChatMessage.objects.filter(session_id=session_pk).pending().count()
 
 
 def schedule_push(session_pk: int, eta: datetime | None = None) -> None:
-    """Enqueue a push; never raises: if the broker is down, the sweep catches up."""
+    """Enqueue a push; never raises: if the broker is down, the sweep catches up.
+
+    Inside :func:`motorhead_django.outbox.suspended` nothing is enqueued: the
+    automatic pushes after a write and a push's follow-ups (its retry, the
+    work that arrived meanwhile) wait for the sweep or ``motorhead_push``.
+    """
+    if outbox.is_suspended():
+        return
     _enqueue(push_session, session_pk, eta=eta)
 
 

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection, connections
 
-from motorhead_django import locks
+from motorhead_django import outbox
+from motorhead_django.engine import locks
 
 from . import celery_app  # noqa: F401  (the current Celery app: eager unless a test says not)
 
@@ -62,7 +63,14 @@ def _fresh_throttles() -> None:
 
 
 @pytest.fixture
-def upstream_factory(motorhead_server_factory, settings, monkeypatch):
+def no_autopush() -> Iterator[None]:
+    """No automatic push after a write: a test pushes when it says so (deletes still go)."""
+    with outbox.suspended():
+        yield
+
+
+@pytest.fixture
+def upstream_factory(motorhead_server_factory, settings, no_autopush):
     """Start a test server as the configured upstream; pushes run only when a test says so.
 
     ``start(window_size=12, motorhead=None, **server_options)``: ``motorhead``
@@ -81,7 +89,6 @@ def upstream_factory(motorhead_server_factory, settings, monkeypatch):
             "COMPACTION_TIMEOUT": 5.0,
             **(motorhead or {}),
         }
-        monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
         return server
 
     return start
@@ -110,12 +117,12 @@ def postgres() -> None:
 
 @contextmanager
 def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
-    """A session's push lock held by another thread, on its own database connection."""
+    """A session's session lock held by another thread, on its own database connection."""
     taken, done = threading.Event(), threading.Event()
 
     def hold() -> None:
         try:
-            with locks.session_push_lock(session_pk) as acquired:
+            with locks.session_lock(session_pk) as acquired:
                 assert acquired
                 taken.set()
                 done.wait(10)
@@ -133,12 +140,12 @@ def lock_held_elsewhere(session_pk: int) -> Iterator[None]:
 
 
 def lock_is_free_elsewhere(session_pk: int) -> bool:
-    """Whether another worker (a thread with its own connection) could take the push lock now."""
+    """Whether another worker (a thread with its own connection) could take the session lock now."""
     answer = []
 
     def probe() -> None:
         try:
-            with locks.session_push_lock(session_pk) as acquired:
+            with locks.session_lock(session_pk) as acquired:
                 answer.append(acquired)
         finally:
             connections.close_all()

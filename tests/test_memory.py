@@ -8,7 +8,7 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
-from motorhead_django import memory
+from motorhead_django import memory, outbox
 from motorhead_django.exceptions import MotorheadSessionExistsError, MotorheadValidationError
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
@@ -114,6 +114,24 @@ def test_with_sync_on_messages_are_pending_and_a_push_is_scheduled_on_commit(
     assert list(session.messages.pending().values_list("sequence", flat=True)) == [1]
 
 
+def test_a_suspended_outbox_enqueues_no_push_and_keeps_the_messages_pending(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
+    enqueued: list[tuple] = []
+    monkeypatch.setattr("motorhead_django.tasks._enqueue", lambda *a, **k: enqueued.append(a))
+    session = memory.get_or_create_session("quiet")
+    with outbox.suspended(), django_capture_on_commit_callbacks(execute=True):
+        memory.append_messages(session, [("Human", "hi")])
+        memory.set_context(session, "a summary")
+    assert enqueued == []
+    assert list(session.messages.pending().values_list("sequence", flat=True)) == [1]
+    assert not outbox.is_suspended()
+    with django_capture_on_commit_callbacks(execute=True):
+        memory.append_messages(session, [("Human", "again")])
+    assert [args[1] for args in enqueued] == [session.pk]  # on again once the block is left
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_get_consecutive_sequences(postgres):
     session = memory.get_or_create_session("race")
@@ -172,9 +190,8 @@ def test_local_summarizer_folds_in_what_leaves_the_window(
 
 
 def test_no_local_summary_without_the_setting_or_with_a_server(
-    settings, django_capture_on_commit_callbacks, monkeypatch
+    settings, django_capture_on_commit_callbacks, no_autopush
 ):
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
     for config in (
         {"WINDOW_SIZE": 2},
         {"WINDOW_SIZE": 2, "URL": "http://127.0.0.1:9", "SUMMARIZER": "tests.test_memory.x"},
@@ -195,11 +212,10 @@ def test_delete_in_local_only_mode_deletes_at_once():
 
 
 def test_retrieval_uses_the_servers_long_term_memory_when_it_is_on(
-    settings, motorhead_server_factory, monkeypatch
+    settings, motorhead_server_factory, no_autopush
 ):
     server = motorhead_server_factory(long_term_memory=True)
     settings.MOTORHEAD = {"URL": server.url, "LONG_TERM_MEMORY": True}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
     session = memory.get_or_create_session("ltm_session")
     # Only the server knows these (another client wrote them): the answer must come from it.
     server.preload("ltm_session", [])
@@ -210,11 +226,10 @@ def test_retrieval_uses_the_servers_long_term_memory_when_it_is_on(
 
 
 def test_retrieval_falls_back_to_a_local_search_when_the_server_fails(
-    settings, motorhead_server_factory, monkeypatch, caplog
+    settings, motorhead_server_factory, no_autopush, caplog
 ):
     server = motorhead_server_factory(long_term_memory=True)
     settings.MOTORHEAD = {"URL": server.url, "LONG_TERM_MEMORY": True}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
     # Motorhead answers 500 for ids with punctuation (its RediSearch query breaks).
     session = memory.get_or_create_session("9b2e-uuid-like")
     memory.append_messages(session, [("Human", "I would like green tea"), ("AI", "Sure")])

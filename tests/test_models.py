@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from motorhead_django import policy
 from motorhead_django.models import ChatMessage, ChatSession, MessageOrigin, SyncState
 
 pytestmark = pytest.mark.django_db
@@ -103,12 +104,42 @@ def test_due_and_pending_sessions():
         next_attempt_at=now + timedelta(minutes=5),
     )
     make_session(session_id="failed", sync_state=SyncState.FAILED)
-    assert set(ChatSession.objects.pending().values_list("session_id", flat=True)) == {
+    assert set(ChatSession.objects.with_work().values_list("session_id", flat=True)) == {
         "new",
         "later",
     }
     assert list(ChatSession.objects.due(now).values_list("session_id", flat=True)) == ["new"]
     assert list(ChatSession.objects.failed().values_list("session_id", flat=True)) == ["failed"]
+
+
+def test_querysets_say_which_work_they_select():
+    """``to_push`` leaves tombstones to their delete, ``to_delete_remotely`` given-up ones."""
+    now = timezone.now()
+    make_session(session_id="synced", sync_state=SyncState.SYNCED)
+    make_session(session_id="drifted", sync_state=SyncState.DRIFTED)
+    make_session(session_id="pending", sync_state=SyncState.PENDING)
+    make_session(session_id="doubt", sync_state=SyncState.IN_DOUBT)
+    make_session(session_id="tomb", sync_state=SyncState.DELETING, delete_requested_at=now)
+    make_session(session_id="gave-up", sync_state=SyncState.FAILED, delete_requested_at=now)
+
+    def ids(query):
+        return set(query.values_list("session_id", flat=True))
+
+    sessions = ChatSession.objects
+    assert ids(sessions.with_work()) == {"pending", "doubt", "tomb"}
+    assert ids(sessions.to_push()) == {"pending", "doubt"}
+    assert ids(sessions.to_delete_remotely()) == {"tomb"}
+    assert ids(sessions.to_rehydrate()) == {"drifted"}
+    assert ids(sessions.mirrored()) == {"synced", "drifted"}
+
+
+def test_states_keep_their_stored_values():
+    """The states moved to ``states.py``; the values in the database did not change."""
+    from motorhead_django import models, states
+
+    assert models.SyncState is states.SyncState
+    assert [s.value for s in states.ACTIVE] == ["pending", "retrying", "in_doubt", "deleting"]
+    assert states.SyncState.IN_DOUBT.label == "In doubt"
 
 
 def test_owned_by():
@@ -121,9 +152,9 @@ def test_owned_by():
     assert list(ChatSession.objects.owned_by(alice).values_list("session_id", flat=True)) == ["a"]
     # Being staff grants nothing by itself (issue 13): only a permission widens the view.
     assert ChatSession.objects.owned_by(staff).count() == 0
-    assert ChatSession.objects.visible_to(staff).count() == 0
+    assert policy.visible_to(staff).count() == 0
     assert ChatSession.objects.owned_by(AnonymousUser()).count() == 0
-    assert ChatSession.objects.visible_to(AnonymousUser()).count() == 0
+    assert policy.visible_to(AnonymousUser()).count() == 0
 
 
 def test_owner_deletion_keeps_the_conversation():

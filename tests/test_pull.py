@@ -6,7 +6,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from motorhead_django import memory, pull, signals, sync
+from motorhead_django import memory, signals
+from motorhead_django.engine import compare, imports, passes, pulling, verifying
 from motorhead_django.models import (
     ChatMessage,
     ChatSession,
@@ -32,15 +33,15 @@ def local(session: ChatSession) -> list[dict[str, str]]:
 def test_remote_messages_interleaved_with_ours_come_back_in_order_once(upstream):
     session = memory.get_or_create_session("mixed")
     say(session, "m1", "m2")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.preload("mixed", [("AI", "r1"), ("AI", "r2")])  # another client, directly
     say(session, "m3")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.preload("mixed", [("AI", "r3")])
     say(session, "m4")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
 
-    first = pull.pull_session(session.pk)
+    first = pulling.pull_session(session.pk)
     assert first.added == 3 and first.drift == ""
     assert local(session) == upstream.stored_messages("mixed")
     origins = {m.content: m.origin for m in memory.history(session)}
@@ -49,13 +50,13 @@ def test_remote_messages_interleaved_with_ours_come_back_in_order_once(upstream)
     session.refresh_from_db()
     assert session.last_sequence == 7 and session.last_pulled_at is not None
     # A second pull finds nothing new, and so does a pull after more of both.
-    assert pull.pull_session(session.pk).added == 0
+    assert pulling.pull_session(session.pk).added == 0
     upstream.preload("mixed", [("AI", "r4")])
     say(session, "m5")  # pending: not on the server yet
-    assert pull.pull_session(session.pk).added == 1
+    assert pulling.pull_session(session.pk).added == 1
     contents = [m["content"] for m in local(session)]
     assert contents[-2:] == ["r4", "m5"]  # ours moved after it: that is where it will land
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     assert local(session) == upstream.stored_messages("mixed")
     assert sorted(m.sequence for m in memory.history(session)) == list(range(1, 10))
 
@@ -63,7 +64,7 @@ def test_remote_messages_interleaved_with_ours_come_back_in_order_once(upstream)
 def test_a_brand_new_session_on_the_server_comes_in_whole(upstream):
     upstream.preload("theirs", [("Human", "q"), ("AI", "a")], context="they talked")
     session = memory.get_or_create_session("theirs")
-    result = pull.pull_session(session.pk)
+    result = pulling.pull_session(session.pk)
     assert result.added == 2
     session.refresh_from_db()
     assert local(session) == upstream.stored_messages("theirs")
@@ -74,9 +75,9 @@ def test_compaction_summary_and_tokens_come_in_and_every_version_is_kept(upstrea
     session = memory.get_or_create_session("summ")
     for round_ in range(3):
         say(session, *[f"r{round_} n{n}" for n in range(13)])
-        sync.push_session(session.pk)
+        passes.push_session(session.pk)
         upstream.wait_for_compactions()
-        pull.pull_session(session.pk)
+        pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.context == upstream.context("summ") and session.context
     assert session.tokens == upstream.tokens("summ") > 0
@@ -85,20 +86,20 @@ def test_compaction_summary_and_tokens_come_in_and_every_version_is_kept(upstrea
     assert [v.tokens for v in versions] == sorted(v.tokens for v in versions)
     assert versions[0].through_sequence < versions[-1].through_sequence <= session.last_sequence
     # Pulling an unchanged server records nothing new.
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     assert session.summaries.count() == 3
 
 
 def test_null_context_keeps_a_real_summary_and_none_is_kept_as_said(upstream):
     session = memory.get_or_create_session("nulls")
     memory.append_messages(session, [("Human", "hi")], context="ours")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.store.contexts.pop("nulls")  # the server lost only its summary
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.context == "ours"
     upstream.store.set_context("nulls", "NONE")
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.context == "NONE"
     assert SummaryVersion.objects.filter(session=session, context="NONE").count() == 1
@@ -107,10 +108,10 @@ def test_null_context_keeps_a_real_summary_and_none_is_kept_as_said(upstream):
 def test_a_local_context_not_pushed_yet_wins(upstream):
     session = memory.get_or_create_session("mine")
     say(session, "hi")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.store.set_context("mine", "theirs")
     memory.set_context(session, "newer here")
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.context == "newer here" and session.context_pending
 
@@ -118,9 +119,9 @@ def test_a_local_context_not_pushed_yet_wins(upstream):
 def test_wiped_server_is_drift(upstream):
     session = memory.get_or_create_session("gone")
     say(session, "a", "b")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.wipe()
-    result = pull.pull_session(session.pk)
+    result = pulling.pull_session(session.pk)
     assert "wiped" in result.drift
     session.refresh_from_db()
     assert session.sync_state == SyncState.DRIFTED and "wiped" in session.drift
@@ -138,12 +139,12 @@ def test_verify_reports_missing_and_extra_messages(upstream):
         extra = memory.get_or_create_session("extra")
         say(extra, "a")
         for session in (fine, lost, extra):
-            sync.push_session(session.pk)
+            passes.push_session(session.pk)
         del upstream.store.lists["lost"][1]  # "b" vanished on the server
         upstream.preload("extra", [("AI", "not from us")])
-        assert pull.verify_session(fine.pk) == ""
-        assert "1 local message(s) missing" in pull.verify_session(lost.pk)
-        assert "1 message(s) on the server not in the local history" in pull.verify_session(
+        assert verifying.verify_session(fine.pk) == ""
+        assert "1 local message(s) missing" in verifying.verify_session(lost.pk)
+        assert "1 message(s) on the server not in the local history" in verifying.verify_session(
             extra.pk
         )
     finally:
@@ -160,7 +161,7 @@ def test_pending_in_flight_sessions_are_left_to_the_push(upstream):
     say(session, "a")
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=1)
     upstream.preload("busy", [("Human", "a")])
-    result = pull.pull_session(session.pk)
+    result = pulling.pull_session(session.pk)
     assert result.skipped == "in flight" and result.added == 0
 
 
@@ -175,16 +176,16 @@ def test_compare_places_extras_by_their_neighbours():
         return [("H", c) for c in contents]
 
     ours = msgs("a", "b", "c")
-    assert pull.compare(pairs("a", "b", "c"), ours).extras == []
-    assert pull.compare(pairs("b", "x", "c", "y"), ours).extras == [
+    assert compare.compare(pairs("a", "b", "c"), ours).extras == []
+    assert compare.compare(pairs("b", "x", "c", "y"), ours).extras == [
         (2, ("H", "x")),
         (3, ("H", "y")),
     ]
-    assert pull.compare(pairs("x", "c"), ours).extras == [(2, ("H", "x"))]
-    assert pull.compare(pairs("a", "c"), ours).missing == 1
-    assert pull.compare([], ours).wiped
+    assert compare.compare(pairs("x", "c"), ours).extras == [(2, ("H", "x"))]
+    assert compare.compare(pairs("a", "c"), ours).missing == 1
+    assert compare.compare([], ours).wiped
     # Nothing in common: appended after ours, reported.
-    unrelated = pull.compare(pairs("p", "q"), ours)
+    unrelated = compare.compare(pairs("p", "q"), ours)
     assert unrelated.extras == [(3, ("H", "p")), (3, ("H", "q"))] and not unrelated.overlap
 
 
@@ -194,14 +195,14 @@ def test_listing_beyond_the_hundredth_page_is_refused(upstream):
     from motorhead_django.client import get_client
 
     with pytest.raises(Exception, match="at most 100 pages"):
-        list(pull.remote_session_ids(get_client(), None, size=1))
-    assert sum(len(p) for p in pull.remote_session_ids(get_client(), None, size=2)) == 101
+        list(imports.remote_session_ids(get_client(), None, size=1))
+    assert sum(len(p) for p in imports.remote_session_ids(get_client(), None, size=2)) == 101
 
 
 def test_motorhead_sync_pull_and_verify(upstream, capsys):
     session = memory.get_or_create_session("cmd")
     say(session, "hi")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.preload("cmd", [("AI", "hello")])
     call_command("motorhead_sync", "--pull")
     assert "1 new message(s)" in capsys.readouterr().out
@@ -216,7 +217,7 @@ def test_motorhead_sync_pull_and_verify(upstream, capsys):
 def test_a_langchain_style_reader_sees_the_pulled_window(upstream):
     session = memory.get_or_create_session("reader")
     say(session, "one", "two")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     data = requests.get(f"{upstream.url}/sessions/reader/memory", timeout=5).json()
     assert [m["content"] for m in reversed(data["messages"])] == ["one", "two"]
 
@@ -278,22 +279,22 @@ def test_a_pull_waits_its_turn_behind_a_push(upstream):
     session = memory.get_or_create_session("locked")
     with lock_held_elsewhere(session.pk):
         upstream.preload("locked", [("AI", "meanwhile")])
-        result = pull.pull_session(session.pk)
+        result = pulling.pull_session(session.pk)
         assert result.busy and result.added == 0
-    assert pull.pull_session(session.pk).added == 1
+    assert pulling.pull_session(session.pk).added == 1
 
 
 def test_a_zero_token_count_never_replaces_ours(upstream):
     session = memory.get_or_create_session("count")
     memory.append_messages(session, [("Human", "hi")])
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     ChatSession.objects.filter(pk=session.pk).update(tokens=120)
     upstream.store.set_context("count", "a summary")
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.tokens == 120 and session.context == "a summary"
     upstream.store.tokens["count"] = 30
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     assert session.tokens == 30
 
@@ -308,7 +309,7 @@ def test_pulls_and_concurrent_writers_keep_one_unbroken_order(upstream, postgres
 
     session = memory.get_or_create_session("busy-pull")
     say(session, "m1", "m2")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -332,7 +333,7 @@ def test_pulls_and_concurrent_writers_keep_one_unbroken_order(upstream, postgres
         while len(progress) <= n and thread.is_alive():  # pending rows exist: they must move
             time.sleep(0.001)
         upstream.preload("busy-pull", [("AI", f"f{n}")])
-        moved += pull.pull_session(session.pk).added
+        moved += pulling.pull_session(session.pk).added
     stop.set()
     thread.join(30)
     assert errors == [] and moved == 10
@@ -344,7 +345,7 @@ def test_pulls_and_concurrent_writers_keep_one_unbroken_order(upstream, postgres
     assert contents[:12] == ["m1", "m2"] + [f"f{n}" for n in range(10)]
     written = contents[12:]
     assert written == [c for n in range(len(written) // 2) for c in (f"w{n}", f"w{n}'")]
-    assert sync.push_session(session.pk).error == ""
+    assert passes.push_session(session.pk).error == ""
     upstream.wait_for_compactions()
     stored = upstream.stored_messages("busy-pull")
     assert stored and local(session)[-len(stored) :] == stored
@@ -364,10 +365,10 @@ def test_a_window_the_database_cannot_store_is_refused_whole_not_half_written(
 ):
     session = memory.get_or_create_session("odd")
     say(session, "ours")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.preload("odd", [("AI", "theirs"), (role, content)], context=context)
 
-    result = pull.pull_session(session.pk)
+    result = pulling.pull_session(session.pk)
 
     assert result.error == result.refused
     assert result.refused.startswith("the server's window holds text this database cannot store (")

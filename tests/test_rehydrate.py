@@ -9,7 +9,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from motorhead_django import memory, pull, rehydrate, sync, tasks
+from motorhead_django import memory, tasks
+from motorhead_django.engine import deletion, passes, pulling, rehydration, verifying
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
 pytestmark = pytest.mark.django_db
@@ -36,9 +37,9 @@ def test_a_wiped_server_is_found_drifted_and_rehydrated(upstream, capsys):
     session = memory.get_or_create_session("talk", namespace="team")
     for n in range(3):
         memory.append_messages(session, [("Human", f"q{n}-{k}") for k in range(13)])
-        sync.push_session(session.pk)
+        passes.push_session(session.pk)
         upstream.wait_for_compactions()
-    pull.pull_session(session.pk)
+    pulling.pull_session(session.pk)
     session.refresh_from_db()
     summary = session.context
     assert summary and session.summaries.count() >= 1
@@ -64,17 +65,17 @@ def test_a_wiped_server_is_found_drifted_and_rehydrated(upstream, capsys):
     assert upstream.context("talk") == summary
     session.refresh_from_db()
     assert session.sync_state == SyncState.SYNCED and session.drift == ""
-    assert pull.verify_session(session.pk) == ""
+    assert verifying.verify_session(session.pk) == ""
 
 
 def test_rehydrating_twice_does_not_duplicate(upstream):
     session = memory.get_or_create_session("twice")
     memory.append_messages(session, [("Human", "a"), ("AI", "b")])
-    sync.push_session(session.pk)
-    rehydrate.rehydrate_session(session.pk)
+    passes.push_session(session.pk)
+    rehydration.rehydrate_session(session.pk)
     upstream.faults.fail_next(1, mode="apply_then_drop", methods={"POST"})
-    assert rehydrate.rehydrate_session(session.pk).error
-    assert rehydrate.rehydrate_session(session.pk).sent == 2
+    assert rehydration.rehydrate_session(session.pk).error
+    assert rehydration.rehydrate_session(session.pk).sent == 2
     assert upstream.stored_messages("twice") == [
         {"role": "Human", "content": "a"},
         {"role": "AI", "content": "b"},
@@ -86,7 +87,7 @@ def test_delete_while_the_server_is_down_completes_when_it_is_back(
 ):
     session = memory.get_or_create_session("bye", namespace="ns")
     memory.append_messages(session, [("Human", "hi")])
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     assert upstream.sessions("ns") == ["bye"]
     upstream.stop()
     with django_capture_on_commit_callbacks(execute=True):
@@ -114,9 +115,9 @@ def test_a_push_finishing_after_the_delete_request_does_not_cancel_it(upstream):
     session = memory.get_or_create_session("race")
     memory.append_messages(session, [("Human", "hi")])
     memory.delete_session(session)  # on_commit never runs here: the task is not sent
-    sync.push_session(session.pk)  # a push that was already queued
-    assert rehydrate.due_deletions() == [session.pk]
-    assert rehydrate.delete_remote(session.pk).deleted
+    passes.push_session(session.pk)  # a push that was already queued
+    assert deletion.due_deletions() == [session.pk]
+    assert deletion.delete_remote(session.pk).deleted
     assert not ChatSession.objects.exists() and upstream.stored_messages("race") == []
 
 
@@ -124,7 +125,7 @@ def test_a_push_finishing_after_the_delete_request_does_not_cancel_it(upstream):
 def test_local_only_delete_leaves_the_server_alone(upstream, settings, how):
     session = memory.get_or_create_session("keep")
     memory.append_messages(session, [("Human", "hi")])
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     if how == "argument":
         memory.delete_session(session, remote=False)
     else:
@@ -152,7 +153,7 @@ def test_verify_reports_an_unreachable_server(upstream, capsys):
 
     session = memory.get_or_create_session("far")
     memory.append_messages(session, [("Human", "hi")])
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.stop()
     with pytest.raises(CommandError, match="1 session"):
         call_command("motorhead_sync", "--verify")
@@ -166,7 +167,7 @@ def test_rehydrate_one_session_by_id(upstream, capsys):
     one = memory.get_or_create_session("one", namespace="ns")
     memory.append_messages(one, [("Human", "a")], context="about a")
     for session in (kept, one):
-        sync.push_session(session.pk)
+        passes.push_session(session.pk)
     upstream.wipe()
     call_command("motorhead_sync", "--rehydrate", "--session", "one", "--namespace", "ns")
     assert "1 message(s) and the summary" in capsys.readouterr().out

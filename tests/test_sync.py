@@ -12,10 +12,11 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from motorhead_django import memory, signals, sync
+from motorhead_django import memory, signals
+from motorhead_django.engine import pacing, passes, pusher, settle
+from motorhead_django.engine.settle import landed_prefix
 from motorhead_django.exceptions import CompactionTimeout, is_retryable
 from motorhead_django.models import ChatSession, SyncState
-from motorhead_django.sync import landed_prefix
 
 from .conftest import lock_held_elsewhere, lock_is_free_elsewhere
 
@@ -39,7 +40,7 @@ def local(session: ChatSession) -> list[dict[str, str]]:
 
 def test_push_sends_everything_in_order_and_marks_it_synced(upstream):
     session = write("s1", 5)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.pushed == 5 and result.state == SyncState.SYNCED
     assert upstream.stored_messages("s1") == local(session)
     session.refresh_from_db()
@@ -47,14 +48,14 @@ def test_push_sends_everything_in_order_and_marks_it_synced(upstream):
     assert not session.messages.pending().exists()
     # Nothing left: a second push sends nothing.
     before = len(upstream.requests)
-    assert sync.push_session(session.pk).pushed == 0
+    assert passes.push_session(session.pk).pushed == 0
     assert [r.method for r in upstream.requests[before:]] == []
 
 
 def test_context_goes_with_the_next_batch(upstream):
     session = memory.get_or_create_session("ctx")
     memory.append_messages(session, [("Human", "hi")], context="an earlier summary")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     assert upstream.context("ctx") == "an earlier summary"
     session.refresh_from_db()
     assert not session.context_pending
@@ -63,7 +64,7 @@ def test_context_goes_with_the_next_batch(upstream):
 def test_batches_are_never_empty_or_larger_than_batch_size(upstream, settings):
     settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 4}
     session = write("sizes", 10)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     posts = [r for r in upstream.requests if r.method == "POST"]
     sizes = [len(__import__("json").loads(r.body)["messages"]) for r in posts]
     assert sizes and all(1 <= size <= 4 for size in sizes) and sum(sizes) == 10
@@ -74,7 +75,7 @@ def test_backlog_is_paced_so_every_message_is_summarised(upstream_factory):
     """With a slow summariser, a backlog still passes through it whole, and nothing is dropped."""
     server = upstream_factory(6, {"COMPACTION_TIMEOUT": 10.0}, compaction_delay=0.2)
     session = write("backlog", 40)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.pushed == 40
     server.wait_for_compactions()
     assert server.dropped_lines("backlog") == []
@@ -107,12 +108,12 @@ def test_an_unpaced_backlog_would_lose_messages(motorhead_server_factory):
 def test_failed_attempts_back_off_then_succeed(upstream):
     session = write("flaky", 3)
     upstream.faults.fail_next(2, mode="error", methods={"POST"})
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.state == SyncState.RETRYING and first.retry_at is not None
     session.refresh_from_db()
     assert session.sync_attempts == 1 and "500" in session.last_error
-    sync.push_session(session.pk)
-    final = sync.push_session(session.pk)
+    passes.push_session(session.pk)
+    final = passes.push_session(session.pk)
     assert final.state == SyncState.SYNCED
     session.refresh_from_db()
     assert session.sync_attempts == 0 and session.last_error == ""
@@ -123,15 +124,15 @@ def test_gives_up_after_max_retries(upstream, settings):
     settings.MOTORHEAD = settings.MOTORHEAD | {"MAX_RETRIES": 1}
     session = write("down", 1)
     upstream.faults.fail_rate = 1.0
-    assert sync.push_session(session.pk).state == SyncState.RETRYING
-    assert sync.push_session(session.pk).state == SyncState.FAILED
+    assert passes.push_session(session.pk).state == SyncState.RETRYING
+    assert passes.push_session(session.pk).state == SyncState.FAILED
 
 
 def test_a_client_error_fails_at_once_with_the_servers_message(motorhead_server_factory, settings):
     server = motorhead_server_factory(hosted=True, api_key="right", client_id="c")
     settings.MOTORHEAD = {"URL": server.url, "API_KEY": "wrong", "CLIENT_ID": "c"}
     session = write("auth", 1)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.state == SyncState.FAILED and result.retry_at is None
     session.refresh_from_db()
     assert "401" in session.last_error and "wrong" not in session.last_error
@@ -141,7 +142,7 @@ def test_a_client_error_fails_at_once_with_the_servers_message(motorhead_server_
 def test_applied_then_failed_is_not_sent_twice(upstream, mode):
     session = write("ambiguous", 4)
     upstream.faults.fail_next(1, mode=mode, methods={"POST"})
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.state == SyncState.SYNCED
     assert result.resolved == ["seq 1-4: landed"]
     assert upstream.stored_messages("ambiguous") == local(session)
@@ -150,12 +151,12 @@ def test_applied_then_failed_is_not_sent_twice(upstream, mode):
 def test_failed_before_applying_is_sent_again(upstream):
     session = write("lost", 4)
     upstream.faults.fail_next(1, mode="drop", methods={"POST"})
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.resolved == ["seq 1-4: not applied"] and first.state == SyncState.RETRYING
     session.refresh_from_db()
     # A slow server could still apply it: the retry looks at the window again first.
     assert session.inflight_through == 4
-    second = sync.push_session(session.pk)
+    second = passes.push_session(session.pk)
     assert second.resolved == ["seq 1-4: not applied"] and second.state == SyncState.SYNCED
     assert upstream.stored_messages("lost") == local(session)
 
@@ -165,9 +166,9 @@ def test_a_timed_out_write_that_landed_is_not_duplicated(upstream, settings):
     session = write("slow", 2)
     upstream.faults.latency = 0.6
     upstream.faults.methods = {"POST"}
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     upstream.faults.clear()
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     assert upstream.stored_messages("slow") == local(session)
 
 
@@ -176,7 +177,7 @@ def test_a_crash_after_sending_is_settled_from_the_window(upstream):
     session = write("crash", 3)
     upstream.preload("crash", local(session))
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=3)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 1-3: landed"] and result.pushed == 3
     assert upstream.stored_messages("crash") == local(session)
 
@@ -184,7 +185,7 @@ def test_a_crash_after_sending_is_settled_from_the_window(upstream):
 def test_a_crash_before_sending_is_sent_again(upstream):
     session = write("crash2", 3)
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=3)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 1-3: not applied"]
     assert upstream.stored_messages("crash2") == local(session)
 
@@ -205,8 +206,8 @@ def test_signals_around_each_step(upstream):
     try:
         session = write("sig", 2)
         upstream.faults.fail_next(1, mode="error", methods={"POST"})
-        sync.push_session(session.pk)
-        sync.push_session(session.pk)
+        passes.push_session(session.pk)
+        passes.push_session(session.pk)
     finally:
         signals.pre_push.disconnect(receivers[0])
         signals.post_push.disconnect(receivers[1])
@@ -279,7 +280,7 @@ def test_one_mark_and_one_confirmation_per_segment_whatever_the_batches(upstream
         settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": batch_size}
         session = write(f"cost-{batch_size}", 12)
         with CaptureQueriesContext(connection) as queries:
-            result = sync.push_session(session.pk)
+            result = passes.push_session(session.pk)
         assert result.pushed == 12 and result.batches == 12 // batch_size
         updates[batch_size] = sum(q["sql"].startswith("UPDATE") for q in queries.captured_queries)
     assert updates[2] == updates[6] <= 4
@@ -291,7 +292,7 @@ def test_a_crash_in_the_middle_of_a_segment_resends_only_what_did_not_land(upstr
     # The worker died after three of the segment's five POSTs landed.
     upstream.preload("half", local(session)[:6])
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=10)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 1-10: landed through seq 6"]
     assert result.pushed == 10 and result.state == SyncState.SYNCED
     assert upstream.stored_messages("half") == local(session)
@@ -308,9 +309,9 @@ def test_a_failure_in_the_middle_of_a_segment(upstream, settings, mode, resolved
     settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
     session = write("mid", 10)
     upstream.faults.fail_next(1, mode=mode, methods={"POST"}, after=2)
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.resolved == resolved
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     assert upstream.stored_messages("mid") == local(session)
 
 
@@ -319,7 +320,7 @@ def test_a_client_error_mid_segment_keeps_what_was_answered(upstream, settings):
     settings.MOTORHEAD = settings.MOTORHEAD | {"BATCH_SIZE": 2}
     session = write("denied", 6)
     upstream.faults.fail_next(1, mode="reject", methods={"POST"}, after=2)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.pushed == 4 and result.state == SyncState.FAILED and result.resolved == []
     assert [r.method for r in upstream.requests] == ["GET", "POST", "POST", "POST"]
     session.refresh_from_db()
@@ -337,11 +338,11 @@ def test_a_write_during_the_push_leaves_the_session_pending(upstream):
 
     signals.post_push.connect(write_more)
     try:
-        first = sync.push_session(session.pk)
+        first = passes.push_session(session.pk)
     finally:
         signals.post_push.disconnect(write_more)
     assert first.pushed == 2 and first.state == SyncState.PENDING and first.more
-    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert passes.push_session(session.pk).state == SyncState.SYNCED
     assert upstream.stored_messages("busy") == local(session)
 
 
@@ -369,7 +370,7 @@ def test_a_pass_costs_the_same_statements_for_one_session_or_twelve(upstream, se
     for size in (1, 12):
         keys = [write(f"pass{size}-{n}", 8).pk for n in range(size)]
         with CaptureQueriesContext(connection) as queries:
-            results = sync.push_sessions(keys)
+            results = passes.push_sessions(keys)
         assert [r.state for r in results] == [SyncState.SYNCED] * size
         assert sum(r.batches for r in results) == 2 * size
         counts[size] = len(queries.captured_queries)
@@ -380,7 +381,7 @@ def test_a_pass_pushes_other_sessions_while_one_waits_for_its_compaction(upstrea
     server = upstream_factory(4, {"BATCH_SIZE": 2}, compaction_delay=0.3)
     slow, quick = write("slow-compaction", 8), write("no-compaction", 2)
     started = time.monotonic()
-    sync.push_sessions([slow.pk, quick.pk])
+    passes.push_sessions([slow.pk, quick.pk])
     paths = [r.path for r in server.requests_for("POST")]
     # The quick session's POST came before the slow one's second segment.
     first_quick = paths.index("/sessions/no-compaction/memory")
@@ -395,7 +396,7 @@ def test_a_busy_or_failing_session_does_not_hold_up_the_pass(upstream):
     busy, failing, fine = write("p-busy", 2), write("p-failing", 2), write("p-fine", 2)
     upstream.faults.fail_next(1, mode="reject", methods={"POST"}, after=0)
     with lock_held_elsewhere(busy.pk):  # another worker is pushing it
-        results = sync.push_sessions([failing.pk, busy.pk, fine.pk])
+        results = passes.push_sessions([failing.pk, busy.pk, fine.pk])
     by_key = {r.session_pk: r for r in results}
     assert by_key[busy.pk].busy and by_key[busy.pk].pushed == 0
     assert by_key[failing.pk].state == SyncState.FAILED and "400" in by_key[failing.pk].error
@@ -405,10 +406,10 @@ def test_a_busy_or_failing_session_does_not_hold_up_the_pass(upstream):
 
 
 def test_a_backlog_longer_than_a_chunk_is_pushed_in_one_run(upstream, settings, monkeypatch):
-    monkeypatch.setattr(sync, "_READ_CHUNK", 5)
+    monkeypatch.setattr(pusher._Pusher, "READ_CHUNK", 5)
     settings.MOTORHEAD = settings.MOTORHEAD | {"WINDOW_SIZE": 100, "BATCH_SIZE": 3}
     session = write("long", 12)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.pushed == 12 and result.state == SyncState.SYNCED and not result.more
     assert upstream.stored_messages("long") == local(session)
 
@@ -418,11 +419,11 @@ def test_when_the_window_cannot_be_read_after_an_ambiguous_post_the_mark_stays(u
     session = write("unsettled", 4)
     upstream.faults.fail_next(1, mode="apply_then_drop", methods={"POST"}, after=1)
     upstream.faults.fail_next(1, mode="error", methods={"GET"}, after=1)
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.pushed == 2 and first.state == SyncState.RETRYING
     session.refresh_from_db()
     assert session.inflight_through == 4  # seq 3-4 may be on the server
-    second = sync.push_session(session.pk)
+    second = passes.push_session(session.pk)
     assert second.resolved == ["seq 3-4: landed"] and second.state == SyncState.SYNCED
     assert applied_lines(upstream, "unsettled") == local(session)
 
@@ -434,14 +435,14 @@ def test_passes_through_a_faulty_server_apply_every_message_once(
 ):
     """30% of requests fail and 10% fail after applying; passes run until nothing is pending."""
     server = upstream_factory(window, {"BATCH_SIZE": 4, "MAX_RETRIES": 10_000}, seed=window)
-    monkeypatch.setattr(sync, "PASS_SIZE", 7)
+    monkeypatch.setattr(passes, "PASS_SIZE", 7)
     sessions = [write(f"faulty-{n}", 20) for n in range(30)]
     server.faults.fail_rate, server.faults.apply_then_fail_rate = 0.3, 0.1
     for _ in range(100):
-        sync.drain()
-        if not ChatSession.objects.pending().exists():
+        passes.drain()
+        if not ChatSession.objects.with_work().exists():
             break
-    assert not ChatSession.objects.pending().exists()
+    assert not ChatSession.objects.with_work().exists()
     assert {"error", "drop", "apply_then_error", "apply_then_drop"} <= {
         r.fault for r in server.requests if r.fault
     }
@@ -463,7 +464,7 @@ def test_a_session_that_finishes_is_released_while_the_pass_goes_on(upstream_fac
 
     signals.pre_push.connect(on_pre_push)
     try:
-        results = sync.push_sessions([long.pk, short.pk])
+        results = passes.push_sessions([long.pk, short.pk])
     finally:
         signals.pre_push.disconnect(on_pre_push)
     assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
@@ -486,7 +487,7 @@ def test_one_segment_at_a_time_is_marked_in_flight(upstream_factory):
 
     signals.pre_push.connect(on_pre_push)
     try:
-        assert sync.push_session(session.pk).state == SyncState.SYNCED
+        assert passes.push_session(session.pk).state == SyncState.SYNCED
     finally:
         signals.pre_push.disconnect(on_pre_push)
     assert len(in_doubt) > 5 and max(in_doubt) <= 5
@@ -504,14 +505,14 @@ def test_an_error_that_is_not_the_servers_stops_the_pass_and_keeps_what_landed(u
     signals.pre_push.connect(on_pre_push)
     try:
         with pytest.raises(RuntimeError, match="a receiver's bug"):
-            sync.push_sessions([broken.pk, waiting.pk])
+            passes.push_sessions([broken.pk, waiting.pk])
     finally:
         signals.pre_push.disconnect(on_pre_push)
     broken.refresh_from_db()
     assert list(broken.messages.pending().values_list("sequence", flat=True)) == [3, 4, 5, 6]
     assert broken.inflight_through is not None  # kept: the next run looks first
     assert lock_is_free_elsewhere(broken.pk) and lock_is_free_elsewhere(waiting.pk)
-    results = sync.push_sessions([broken.pk, waiting.pk])
+    results = passes.push_sessions([broken.pk, waiting.pk])
     assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
     for session in (broken, waiting):
         assert applied_lines(upstream, session.session_id) == local(session)
@@ -520,7 +521,7 @@ def test_an_error_that_is_not_the_servers_stops_the_pass_and_keeps_what_landed(u
 def test_a_context_changed_during_a_long_backlog_goes_with_the_next_chunk(
     upstream_factory, monkeypatch
 ):
-    monkeypatch.setattr(sync, "_READ_CHUNK", 4)
+    monkeypatch.setattr(pusher._Pusher, "READ_CHUNK", 4)
     server = upstream_factory(100, {"BATCH_SIZE": 2})
     session = memory.get_or_create_session("ctx-backlog")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(8)], context="first")
@@ -531,7 +532,7 @@ def test_a_context_changed_during_a_long_backlog_goes_with_the_next_chunk(
 
     signals.post_push.connect(on_post_push)
     try:
-        assert sync.push_session(session.pk).pushed == 8
+        assert passes.push_session(session.pk).pushed == 8
     finally:
         signals.post_push.disconnect(on_post_push)
     contexts = [json.loads(r.body).get("context") for r in server.requests_for("POST")]
@@ -561,7 +562,7 @@ def test_a_pass_does_not_deadlock_with_a_transaction_writing_to_two_sessions(pos
     thread = threading.Thread(target=writer)
     thread.start()
     assert holding.wait(10)
-    results = sync.push_sessions([first.pk, second.pk])
+    results = passes.push_sessions([first.pk, second.pk])
     thread.join()
     assert errors == []
     assert [r.state for r in results] == [SyncState.SYNCED, SyncState.SYNCED]
@@ -583,12 +584,12 @@ def test_a_pass_stopped_early_keeps_the_marks_it_has_not_settled(upstream):
     signals.pre_push.connect(on_pre_push)
     try:
         with pytest.raises(RuntimeError):
-            sync.push_sessions([broken.pk, crashed_before.pk])
+            passes.push_sessions([broken.pk, crashed_before.pk])
     finally:
         signals.pre_push.disconnect(on_pre_push)
     crashed_before.refresh_from_db()
     assert crashed_before.inflight_through == 2
-    result = sync.push_session(crashed_before.pk)
+    result = passes.push_session(crashed_before.pk)
     assert result.resolved == ["seq 1-2: landed"] and result.state == SyncState.SYNCED
     assert upstream.stored_messages("was-in-flight") == local(crashed_before)
 
@@ -611,26 +612,26 @@ def server_holds_exactly_ours(server, session: ChatSession) -> bool:
 def test_a_repetitive_conversation_a_500_that_did_not_apply_is_sent_again(upstream):
     """The window's content fits both outcomes; its length says the batch did not land."""
     session = say_ok("oks", 4)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
     upstream.faults.fail_next(1, mode="error", methods={"POST"})
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
     session.refresh_from_db()
     assert session.inflight_through is None  # the request was over: nothing left to settle
     assert list(session.messages.pending().values_list("sequence", flat=True)) == [5, 6]
     assert upstream.stored_messages("oks") == local(session)[:4]  # not marked synced
-    assert sync.drain([session.pk])[0].state == SyncState.SYNCED
+    assert passes.drain([session.pk])[0].state == SyncState.SYNCED
     assert server_holds_exactly_ours(upstream, session)
 
 
 @pytest.mark.parametrize("mode", ["apply_then_error", "apply_then_drop"])
 def test_a_repetitive_conversation_a_write_that_applied_is_not_sent_twice(upstream, mode):
     session = say_ok("oks-landed", 4)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
     upstream.faults.fail_next(1, mode=mode, methods={"POST"})
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 5-6: landed"] and result.state == SyncState.SYNCED
     assert server_holds_exactly_ours(upstream, session)
 
@@ -639,14 +640,14 @@ def test_a_repetitive_conversation_a_write_that_started_a_compaction(upstream_fa
     """The batch that fills the window landed: the compaction it started (more tokens) says so."""
     upstream = upstream_factory(window_size=6)
     session = say_ok("oks-compact", 4)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.append_messages(session, [("Human", "ok"), ("AI", "ok"), ("Human", "ok")])
     upstream.faults.fail_next(1, mode="apply_then_error", methods={"POST"})
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 5-7: landed"]
     upstream.wait_for_compactions()
     assert upstream.tokens("oks-compact") > 0
-    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert passes.push_session(session.pk).state == SyncState.SYNCED
     # Nothing sent twice.
     posted = [len(json.loads(r.body)["messages"]) for r in upstream.requests_for("POST")]
     assert sum(posted) == 7
@@ -656,14 +657,14 @@ def test_a_repetitive_conversation_a_dropped_write_is_in_doubt_then_rebuilt(upst
     """A dropped connection: the server may still apply it, so the next run looks again;
     with no length to compare, the content cannot tell, and the server's copy is rebuilt."""
     session = say_ok("oks-drop", 4)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
     upstream.faults.fail_next(1, mode="drop", methods={"POST"})
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.resolved == ["seq 5-6: not applied"] and first.state == SyncState.RETRYING
     session.refresh_from_db()
     assert session.inflight_through == 6
-    second = sync.push_session(session.pk)
+    second = passes.push_session(session.pk)
     assert second.resolved == ["seq 5-6: rebuilt on the server (2 outcomes fit the window)"]
     assert second.state == SyncState.SYNCED
     assert server_holds_exactly_ours(upstream, session)
@@ -674,7 +675,7 @@ def test_a_killed_run_in_a_repetitive_conversation_is_rebuilt_not_guessed(upstre
     session = say_ok("oks-crash", 6)
     upstream.preload("oks-crash", local(session)[:4], context="the server's summary")
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=6)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["seq 1-6: rebuilt on the server (2 outcomes fit the window)"]
     assert result.state == SyncState.SYNCED
     assert [r.method for r in upstream.requests] == ["GET", "DELETE", "POST"]
@@ -688,14 +689,14 @@ def test_an_in_doubt_session_whose_rebuild_failed_rebuilds_before_sending_more(u
     upstream.preload("oks-doubt", local(session)[:2])
     ChatSession.objects.filter(pk=session.pk).update(inflight_through=4)
     upstream.faults.fail_next(1, mode="error", methods={"DELETE"})
-    first = sync.push_session(session.pk)
+    first = passes.push_session(session.pk)
     assert first.state == SyncState.IN_DOUBT and first.retry_at is not None
     session.refresh_from_db()
     assert session.sync_state == SyncState.IN_DOUBT and session.inflight_through == 4
     assert ChatSession.objects.due(first.retry_at).filter(pk=session.pk).exists()  # swept
     memory.append_messages(session, [("Human", "ok")])
     before = len(upstream.requests)
-    second = sync.push_session(session.pk)
+    second = passes.push_session(session.pk)
     # No read to settle by content: rebuilt first, then the new message.
     assert [r.method for r in upstream.requests[before:]] == ["DELETE", "POST", "POST"]
     assert second.state == SyncState.SYNCED and second.pushed == 5
@@ -710,9 +711,9 @@ def test_a_faulty_server_and_a_repetitive_conversation_apply_every_message_once(
     for _ in range(4):
         for session in sessions:
             memory.append_messages(session, [("Human", "ok"), ("AI", "ok")])
-            sync.push_session(session.pk)
+            passes.push_session(session.pk)
     upstream.faults.clear()
-    for result in sync.drain([s.pk for s in sessions]):
+    for result in passes.drain([s.pk for s in sessions]):
         assert result.state == SyncState.SYNCED, result
     for session in sessions:
         assert server_holds_exactly_ours(upstream, session)
@@ -739,9 +740,9 @@ def pairs(texts: str) -> tuple[tuple[str, str], ...]:
 )
 def test_landed_count_distinct_messages(before, after, tokens_after, landed):
     earlier, batch = list(pairs("ab")), list(pairs("cd"))
-    observed = sync.landed_count(
-        None if before is None else sync.WindowState(*before),
-        sync.WindowState(len(after), tokens_after, pairs(after)),
+    observed = settle.landed_count(
+        None if before is None else settle.WindowState(*before),
+        settle.WindowState(len(after), tokens_after, pairs(after)),
         earlier,
         batch,
         window=6,
@@ -751,14 +752,14 @@ def test_landed_count_distinct_messages(before, after, tokens_after, landed):
 
 def test_landed_count_after_a_compaction_our_batch_started():
     """Five on the server, our two took it past the window of 6: compacted to half + 1."""
-    observed = sync.landed_count(
-        sync.WindowState(5, 0),
-        sync.WindowState(4, 7, pairs("defg")),
+    observed = settle.landed_count(
+        settle.WindowState(5, 0),
+        settle.WindowState(4, 7, pairs("defg")),
         list(pairs("abcde")),
         list(pairs("fg")),
         window=6,
     )
-    assert observed == sync.Observed(2, "content and a compaction since")
+    assert observed == settle.Observed(2, "content and a compaction since")
 
 
 @pytest.mark.parametrize(
@@ -775,9 +776,9 @@ def test_landed_count_after_a_compaction_our_batch_started():
 )
 def test_landed_count_repetitive_messages(before, length, tokens_after, landed):
     """A conversation that repeats itself: the content never tells, the rest may."""
-    observed = sync.landed_count(
-        None if before is None else sync.WindowState(*before),
-        sync.WindowState(length, tokens_after, pairs("o" * length)),
+    observed = settle.landed_count(
+        None if before is None else settle.WindowState(*before),
+        settle.WindowState(length, tokens_after, pairs("o" * length)),
         list(pairs("oooo")),
         list(pairs("oo")),
         window=5,
@@ -790,11 +791,11 @@ def test_landed_count_repetitive_messages(before, length, tokens_after, landed):
 
 def test_a_context_change_alone_is_pending_until_pushed(upstream):
     session = write("ctx-only", 3)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.set_context(session, "a summary written here")
     session.refresh_from_db()
     assert session.sync_state == SyncState.PENDING and session.context_pending
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.resolved == ["rebuilt on the server (context changed)"]
     assert result.state == SyncState.SYNCED and result.pushed == 0
     assert upstream.context("ctx-only") == "a summary written here"
@@ -807,7 +808,7 @@ def test_a_context_change_is_scheduled_for_a_push(
     upstream, monkeypatch, django_capture_on_commit_callbacks
 ):
     session = write("ctx-scheduled", 1)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     scheduled = []
     monkeypatch.setattr(
         "motorhead_django.tasks.schedule_push", lambda pk, eta=None: scheduled.append(pk)
@@ -820,25 +821,25 @@ def test_a_context_change_is_scheduled_for_a_push(
 def test_a_context_on_a_session_without_messages_waits_for_its_first(upstream):
     session = memory.get_or_create_session("ctx-empty")
     memory.set_context(session, "nothing to carry it yet")
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.state == SyncState.PENDING and upstream.requests == []
     memory.append_messages(session, [("Human", "hi")])
-    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert passes.push_session(session.pk).state == SyncState.SYNCED
     assert upstream.context("ctx-empty") == "nothing to carry it yet"
 
 
 def test_a_context_changed_again_during_the_push_stays_pending(upstream, monkeypatch):
     session = write("ctx-race", 2)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.set_context(session, "first")
-    real = sync.send_window
+    real = pusher.send_window
 
     def change_meanwhile(*args, **kwargs):
         real(*args, **kwargs)
         ChatSession.objects.filter(pk=session.pk).update(context="second", context_pending=True)
 
-    monkeypatch.setattr(sync, "send_window", change_meanwhile)
-    result = sync.push_session(session.pk)
+    monkeypatch.setattr(pusher, "send_window", change_meanwhile)
+    result = passes.push_session(session.pk)
     assert result.state == SyncState.PENDING
     session.refresh_from_db()
     assert session.context_pending and session.sync_state == SyncState.PENDING
@@ -854,7 +855,7 @@ def test_a_server_window_larger_than_window_size_is_reported_at_once(
     upstream.preload("big", [("Human", f"old {n}") for n in range(16)])
     session = write("big", 4)
     started = time.monotonic()
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert time.monotonic() - started < 1.0  # no wait for a compaction that never comes
     assert result.state == SyncState.FAILED and result.pushed == 0
     assert "the server returned 16 messages, more than WINDOW_SIZE + 1 = 13" in result.error
@@ -871,7 +872,7 @@ def test_a_server_window_larger_than_window_size_is_reported_at_once(
 @pytest.fixture
 def fresh_probe(monkeypatch):
     """Forget the server windows probed so far (a later server may reuse a port)."""
-    monkeypatch.setattr(sync, "_probed_windows", {})
+    monkeypatch.setattr(pacing, "_probed_windows", {})
 
 
 def test_a_larger_server_window_on_a_fresh_session_is_found_by_a_probe(
@@ -881,7 +882,7 @@ def test_a_larger_server_window_on_a_fresh_session_is_found_by_a_probe(
     upstream = upstream_factory(window_size=20, motorhead={"WINDOW_SIZE": 12})
     session = write("fresh", 40)
     started = time.monotonic()
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert time.monotonic() - started < 1.0
     assert result.state == SyncState.FAILED and result.pushed == 13
     assert "14 messages of a probe session, more than WINDOW_SIZE + 1 = 13" in result.error
@@ -889,14 +890,14 @@ def test_a_larger_server_window_on_a_fresh_session_is_found_by_a_probe(
     # Once per process and server: the next session is told at once.
     other = write("fresh-2", 20)
     before = len(upstream.requests)
-    assert sync.push_session(other.pk).state == SyncState.FAILED
+    assert passes.push_session(other.pk).state == SyncState.FAILED
     assert not any("probe" in r.path for r in upstream.requests[before:])
 
 
 def test_a_matching_server_window_passes_the_probe_once(upstream_factory, fresh_probe):
     upstream = upstream_factory(window_size=12, compaction_delay=0.2)  # so the push waits
     for name in ("p1", "p2"):
-        assert sync.push_session(write(name, 20).pk).state == SyncState.SYNCED
+        assert passes.push_session(write(name, 20).pk).state == SyncState.SYNCED
     probes = {r.path for r in upstream.requests_for("DELETE") if "window-probe" in r.path}
     assert len(probes) == 1 and sorted(upstream.sessions()) == ["p1", "p2"]
 
@@ -905,10 +906,22 @@ def test_a_compaction_that_never_comes_times_out_and_is_retried(upstream_factory
     upstream = upstream_factory(window_size=4, motorhead={"COMPACTION_TIMEOUT": 0.3})
     upstream.faults.summarizer_fails = True
     session = write("stuck", 8)
-    result = sync.push_session(session.pk)
+    failures: list[Exception] = []
+
+    def failed(sender, session, error, will_retry, **kwargs):
+        failures.append(error)
+
+    signals.push_failed.connect(failed)
+    try:
+        result = passes.push_session(session.pk)
+    finally:
+        signals.push_failed.disconnect(failed)
     assert result.pushed == 5 and result.state == SyncState.RETRYING
     assert "without compacting them" in result.error and "MOTORHEAD_MAX_WINDOW_SIZE" in result.error
-    assert is_retryable(CompactionTimeout("slow"))
+    # It is exceptions.CompactionTimeout, naming the session; a retry may fix it.
+    [error] = failures
+    assert isinstance(error, CompactionTimeout) and error.session_id == "stuck"
+    assert is_retryable(error)
     assert upstream.stored_messages("stuck") == local(session)[:5]
 
 
@@ -922,14 +935,14 @@ def test_a_push_that_may_not_wait_stops_where_it_would_and_leaves_the_rest_pendi
     upstream = upstream_factory(compaction_delay=0.5)
     session = write("eager", 40)
     started = time.monotonic()
-    result = sync.push_session(session.pk, wait=False)
+    result = passes.push_session(session.pk, wait=False)
     elapsed = time.monotonic() - started
     assert elapsed < 0.4 and result.deferred and result.pushed == 13
     session.refresh_from_db()
     assert session.sync_state == SyncState.PENDING and session.inflight_through is None
     assert session.messages.pending().count() == 27 and session.next_attempt_at is None
     # The next run that may wait finishes it, every message through the summariser.
-    assert sync.push_session(session.pk).state == SyncState.SYNCED
+    assert passes.push_session(session.pk).state == SyncState.SYNCED
     upstream.wait_for_compactions()
     assert upstream.dropped_lines("eager") == []
 
@@ -954,7 +967,7 @@ def test_motorhead_sync_refuses_options_that_mean_nothing_together(upstream, opt
 
 def test_motorhead_sync_verify_in_step_exits_zero(upstream, capsys):
     session = write("verified", 2)
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     call_command("motorhead_sync", "--verify")
     assert "verified: in step" in capsys.readouterr().out
 
@@ -972,9 +985,9 @@ def test_motorhead_sync_pushes_sessions_in_doubt(upstream, capsys):
 def test_a_context_cleared_here_is_cleared_on_the_server(upstream):
     session = memory.get_or_create_session("ctx-cleared")
     memory.append_messages(session, [("Human", "hi")], context="an old summary")
-    sync.push_session(session.pk)
+    passes.push_session(session.pk)
     memory.set_context(session, None)
-    result = sync.push_session(session.pk)
+    result = passes.push_session(session.pk)
     assert result.state == SyncState.SYNCED
     assert upstream.context("ctx-cleared") is None and upstream.stored_messages("ctx-cleared") == [
         {"role": "Human", "content": "hi"}

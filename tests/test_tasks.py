@@ -21,7 +21,8 @@ import pytest
 from celery import Celery
 from django.db import connection
 
-from motorhead_django import memory, sync, tasks
+from motorhead_django import engine, memory, tasks
+from motorhead_django.engine import passes
 from motorhead_django.exceptions import SessionDrifted
 from motorhead_django.models import ChatMessage, ChatSession, SyncState
 
@@ -107,7 +108,7 @@ class Rig:
         """Sweep every second until no session and no message is pending."""
         deadline = time.monotonic() + timeout
         while True:
-            pending_sessions = ChatSession.objects.pending().count()
+            pending_sessions = ChatSession.objects.with_work().count()
             pending_messages = ChatMessage.objects.pending().count()
             if pending_sessions == 0 and pending_messages == 0:
                 return
@@ -361,10 +362,9 @@ def test_a_wiped_server_is_found_by_the_scheduled_verify_and_rehydrated(rig_fact
 @pytest.mark.django_db
 @pytest.mark.parametrize("pull_after_push", [True, False])
 def test_the_push_task_pulls_afterwards_unless_told_not_to(
-    motorhead_server, settings, monkeypatch, pull_after_push
+    motorhead_server, settings, no_autopush, pull_after_push
 ):
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": pull_after_push}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     session = memory.get_or_create_session("then-pull")
     memory.append_messages(session, [("Human", "ours")])
     motorhead_server.preload("then-pull", [("AI", "theirs")])
@@ -374,24 +374,23 @@ def test_the_push_task_pulls_afterwards_unless_told_not_to(
 
 
 @pytest.mark.django_db
-def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
+def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch, no_autopush):
     """Due sessions go out in push_sessions tasks of at most PASS_SIZE (inline here: eager mode)."""
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     sessions = [memory.get_or_create_session(f"swept-{n}") for n in range(3)]
     for session in sessions:
         memory.append_messages(session, [("Human", f"hello from {session.session_id}")])
-    passes: list[list[int]] = []
-    push_sessions = sync.push_sessions
+    seen: list[list[int]] = []
+    push_sessions = passes.push_sessions
 
     def spy(keys, **kwargs):
-        passes.append(list(keys))
+        seen.append(list(keys))
         return push_sessions(keys, **kwargs)
 
-    monkeypatch.setattr(sync, "PASS_SIZE", 2)
-    monkeypatch.setattr(sync, "push_sessions", spy)
+    monkeypatch.setattr(engine, "PASS_SIZE", 2)
+    monkeypatch.setattr(passes, "push_sessions", spy)
     assert tasks.sweep() == {"pushes": 3, "deletes": 0}
-    assert passes == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
+    assert seen == [[sessions[0].pk, sessions[1].pk], [sessions[2].pk]]
     for session in sessions:
         assert motorhead_server.stored_messages(session.session_id) == [
             {"role": "Human", "content": f"hello from {session.session_id}"}
@@ -401,7 +400,7 @@ def test_the_sweep_pushes_in_passes(motorhead_server, settings, monkeypatch):
 
 @pytest.mark.django_db
 def test_push_task_results_say_what_was_sent_and_what_is_still_pending(
-    motorhead_server, settings, monkeypatch
+    motorhead_server, settings, no_autopush
 ):
     settings.MOTORHEAD = {
         "URL": motorhead_server.url,
@@ -410,7 +409,6 @@ def test_push_task_results_say_what_was_sent_and_what_is_still_pending(
         "CONNECT_TIMEOUT": 0.5,
         "READ_TIMEOUT": 0.5,
     }
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     session = memory.get_or_create_session("results")
     memory.append_messages(session, [("Human", "one"), ("AI", "two")])
     result = tasks.push_session(session.pk)
@@ -499,16 +497,15 @@ def test_in_eager_mode_a_write_never_waits_for_the_servers_compaction(
 
 
 @pytest.mark.django_db
-def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypatch):
+def test_the_push_task_on_a_worker_may_wait(motorhead_server, settings, monkeypatch, no_autopush):
     settings.MOTORHEAD = {"URL": motorhead_server.url, "PULL_AFTER_PUSH": False}
     monkeypatch.setattr(tasks, "runs_inline", lambda: False)
     seen = []
-    push = sync.push_sessions
+    push = passes.push_sessions
     monkeypatch.setattr(
-        sync, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
+        passes, "push_sessions", lambda keys, **kw: seen.append(kw) or push(keys, **kw)
     )
     session = memory.get_or_create_session("worker")
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     memory.append_messages(session, [("Human", "hi")])
     assert tasks.push_session(session.pk)["state"] == SyncState.SYNCED
     assert seen == [{"client": None, "wait": True}]
@@ -520,7 +517,7 @@ def test_the_periodic_verify_names_each_drifted_session(upstream):
     for name in ("left", "right", "kept"):
         sessions[name] = memory.get_or_create_session(name)
         memory.append_messages(sessions[name], [("Human", f"{name} here")])
-        sync.push_session(sessions[name].pk)
+        passes.push_session(sessions[name].pk)
     upstream.store.delete("left", None)
     upstream.store.delete("right", None)
     with pytest.raises(SessionDrifted) as caught:

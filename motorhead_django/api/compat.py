@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import memory, policy
+from .. import engine, memory, policy
 from ..conf import motorhead_settings
 from ..models import ApiKey, ChatSession
 from .authentication import ApiKeyAuthentication
@@ -177,7 +177,7 @@ class MemoryView(CompatView):
         # Always 200, like the server: unknown ids and other owners' ids alike.
         session = self.session_or_none(request, session_id)
         if session is not None:
-            memory.delete_session(session)
+            engine.delete(session)
         return Response({"status": "Ok"})
 
 

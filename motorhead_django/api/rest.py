@@ -31,7 +31,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import governance, memory, policy, search, tasks
+from .. import engine, governance, memory, outbox, policy, search
 from ..conf import motorhead_settings
 from ..exceptions import MotorheadSessionExistsError
 from ..models import ChatMessage, ChatSession, MessageSyncState, ReadAudit, SyncState
@@ -294,7 +294,7 @@ class SessionDetailView(RestView):
 
     @extend_schema(tags=_TAGS, responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:
-        memory.delete_session(self.get_session())
+        engine.delete(self.get_session())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -445,9 +445,9 @@ class SyncView(RestView):
         if session.sync_state == SyncState.DELETING:
             raise exceptions.ValidationError({"detail": ["The session is being deleted."]})
         if body.validated_data["action"] == "pull":
-            tasks.schedule(tasks.pull_session, session.pk)
+            outbox.pull(session.pk)
         else:
-            tasks.schedule_push(session.pk)
+            outbox.push(session.pk)
         return Response({"status": "scheduled"}, status=status.HTTP_202_ACCEPTED)
 
 

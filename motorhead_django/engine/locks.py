@@ -1,4 +1,7 @@
-"""One pusher per session, across worker processes and machines.
+"""The session lock: one sync step per session at a time, across processes and machines.
+
+Every engine step that talks to the server for a session (a push, pull,
+verify, resync, rehydration or remote delete) holds it, so none interleave.
 
 On PostgreSQL a session-level advisory lock: it is held by the database
 connection, so a worker killed with SIGKILL releases it when the server drops
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 if TYPE_CHECKING:
-    from .models import ChatSession
+    from ..models import ChatSession
 
 # High bits that mark our keys in pg_locks, so they do not collide with other
 # apps' advisory locks on small integers.
@@ -29,14 +32,14 @@ _local_locks_guard = threading.Lock()
 
 
 @contextmanager
-def session_push_lock(session_pk: int, using: str = "default") -> Iterator[bool]:
-    """Try to take the push lock of one session; yields whether it was taken."""
-    with PushLocks(using) as locks:
+def session_lock(session_pk: int, using: str = "default") -> Iterator[bool]:
+    """Try to take one session's lock; yields whether it was taken."""
+    with SessionLocks(using) as locks:
         yield session_pk in locks.acquire([session_pk])
 
 
-class PushLocks:
-    """The push locks of many sessions, taken together and released in groups.
+class SessionLocks:
+    """The locks of many sessions, taken together and released in groups.
 
     On PostgreSQL one statement takes any number of them and one releases a
     group, so a push pass shares this cost between its sessions. Leaving the
@@ -83,7 +86,7 @@ class PushLocks:
             for pk in keys:
                 _local_locks[pk].release()
 
-    def __enter__(self) -> PushLocks:
+    def __enter__(self) -> SessionLocks:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -92,13 +95,13 @@ class PushLocks:
 
 @contextmanager
 def locked_session(session_pk: int) -> Iterator[tuple[bool, ChatSession | None]]:
-    """The session's push lock, and the session read under it: ``(acquired, session)``.
+    """The session's lock, and the session read under it: ``(acquired, session)``.
 
     ``session`` is None when the lock was not taken (nothing is read then) or
     the row is gone. Every sync step that talks to the server for one session
     goes through here, so none of them interleave and none acts on a stale row.
     """
-    from .models import ChatSession
+    from ..models import ChatSession
 
-    with session_push_lock(session_pk) as acquired:
+    with session_lock(session_pk) as acquired:
         yield acquired, ChatSession.objects.filter(pk=session_pk).first() if acquired else None
