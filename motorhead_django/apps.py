@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.core.signals import request_finished, request_started
 from django.utils.translation import gettext_lazy as _
@@ -9,8 +11,13 @@ class MotorheadConfig(AppConfig):
     # Pinned so that our migrations do not depend on the host project's setting.
     default_auto_field = "django.db.models.BigAutoField"
 
+    def import_models(self) -> None:
+        super().import_models()
+        # The admin's job model lives in its own module (models.py is the core's).
+        import_module(f"{self.name}.job_models")
+
     def ready(self) -> None:
-        from . import checks, redaction  # noqa: F401  (importing checks registers them)
+        from . import checks, jobs, redaction  # noqa: F401  (registers checks and the job task)
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()

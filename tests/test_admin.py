@@ -139,7 +139,7 @@ def test_transcript_is_chronological_and_marks_the_window(admin_client, settings
 
 
 def test_a_long_history_shows_the_newest_messages_and_counts_the_rest(admin_client, monkeypatch):
-    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 3)
+    monkeypatch.setattr("motorhead_django.admin.sessions.TRANSCRIPT_LIMIT", 3)
     session = memory.get_or_create_session("long")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(10)])
     page = admin_client.get(change_url(session)).content.decode()
@@ -421,7 +421,7 @@ def test_the_state_filter_offers_in_doubt(admin_client):
 
 
 def test_a_transcript_beyond_the_limit_pages_back_to_its_start(admin_client, monkeypatch):
-    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 4)
+    monkeypatch.setattr("motorhead_django.admin.sessions.TRANSCRIPT_LIMIT", 4)
     session = memory.get_or_create_session("paged")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(1, 11)])  # sequences 1..10
     page = admin_client.get(change_url(session)).content.decode()

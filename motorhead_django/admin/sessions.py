@@ -1,9 +1,11 @@
-"""Admin: browse sessions, read and extend conversations, see and drive the sync.
+"""Admin for sessions: browse them, read and extend conversations, see and drive the sync.
 
 Read-mostly on purpose: history is never edited here (it is the record), new
 messages and context changes go through the memory core like any other write,
-and the sync actions call the sync core (inline when Celery runs eagerly,
-through the broker otherwise).
+and the sync actions go through :mod:`.actions` (inline when Celery runs
+eagerly, through the broker or a background job otherwise). The actions are in
+:mod:`.session_actions`, the overview page in :mod:`.overview`, holds, export
+and erasure in :mod:`.governance`.
 """
 
 from __future__ import annotations
@@ -13,52 +15,27 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connections
-from django.db.models import Count, Min, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
-from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
-from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
-from . import charts, memory, pull, redaction, sync, tasks
-from .client import MotorheadClient
-from .conf import motorhead_settings
-from .exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
-from .governance_admin import GOVERNANCE_FIELDSET, SessionGovernanceMixin
-from .memory import MAX_JSON_DEPTH, json_too_deep
-from .models import (
-    ApiKey,
-    ChatMessage,
-    ChatSession,
-    LangGraphBlob,
-    LangGraphCheckpoint,
-    LangGraphWrite,
-    SummaryVersion,
-    SyncState,
-)
+from .. import memory, summaries
+from ..conf import motorhead_settings
+from ..exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from ..memory import MAX_JSON_DEPTH, json_too_deep
+from ..models import ChatSession, SummaryVersion
+from .common import EstimatedCountPaginator, NulSafeChangelist, ago, shortened
+from .governance import GOVERNANCE_FIELDSET, SessionGovernanceMixin
+from .overview import SyncOverviewMixin
+from .session_actions import SessionActions
 
 # Newest messages shown on a session page; older ones are counted, not listed.
 TRANSCRIPT_LIMIT = 500
-# How long the overview page trusts its last health check of the server.
-HEALTH_CACHE_SECONDS = 30
-_HEALTH_CACHE_KEY = "motorhead_django:admin:health"
-# A confirmation page names at most this many of the selected rows (and counts the rest).
-CONFIRM_LIST_LIMIT = 100
-_CONFIRM_TEMPLATE = "admin/motorhead_django/action_confirmation.html"
-# Characters of a session id shown in the changelist (the whole id is its tooltip).
-ID_DISPLAY_LENGTH = 40
 # The session page's request, for the transcript's paging links (a read-only field gets no
 # request; a context variable keeps concurrent requests apart).
 _page_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
@@ -68,31 +45,6 @@ _page_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextV
 _ROLE_KINDS = {"human": "human", "user": "human", "ai": "ai", "assistant": "ai", "system": "system"}
 
 
-class EstimatedCountPaginator(Paginator):
-    """An unfiltered changelist of a large table counts from PostgreSQL's statistics.
-
-    ``COUNT(*)`` reads every row; the planner's estimate is free and close
-    enough to size the page links. Filtered lists and small tables count exactly.
-    """
-
-    estimate_above = 50_000
-
-    @cached_property
-    def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        connection = connections[getattr(self.object_list, "db", "default")]
-        if query is not None and not query.where and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [query.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            if row and row[0] > self.estimate_above:
-                return int(row[0])
-        return super().count
-
-
 class BoundedJSONFormField(forms.JSONField):
     """Django's JSON form field, with the nesting bounded before ``json.loads`` recurses."""
 
@@ -100,41 +52,6 @@ class BoundedJSONFormField(forms.JSONField):
         if isinstance(value, str) and json_too_deep(value):
             raise forms.ValidationError(_("Nested deeper than %d levels.") % MAX_JSON_DEPTH)
         return super().to_python(value)
-
-
-def _confirmed(request: HttpRequest) -> bool:
-    """Whether this is the POST of an action's confirmation page (as Django's *delete selected*)."""
-    return request.method == "POST" and request.POST.get("post") == "yes"
-
-
-def _confirmation_page(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[Any],
-    *,
-    action: str,
-    title: Any,
-    consequences: list[str],
-) -> TemplateResponse:
-    """The intermediate page of a destructive action: what, how many, and what happens to them."""
-    opts = model_admin.model._meta
-    count = queryset.count()
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": title,
-        "opts": opts,
-        "action": action,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "select_across": request.POST.get("select_across", "0"),
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "objects": list(queryset[:CONFIRM_LIST_LIMIT]),
-        "count": count,
-        "more": max(0, count - CONFIRM_LIST_LIMIT),
-        "noun": opts.verbose_name if count == 1 else opts.verbose_name_plural,
-        "consequences": consequences,
-        "cancel_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
-    }
-    return TemplateResponse(request, _CONFIRM_TEMPLATE, context)
 
 
 class ChatSessionForm(forms.ModelForm):
@@ -214,18 +131,10 @@ class SummaryVersionInline(admin.TabularInline):
         return False
 
 
-class NulSafeChangelist(admin.ModelAdmin):
-    """A changelist whose search or filter parameters hold a NUL character is Django's
-    "invalid lookup" redirect (``?e=1``): PostgreSQL cannot compare with NUL (a 500)."""
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        if any("\x00" in value for values in request.GET.lists() for value in values[1]):
-            return HttpResponseRedirect(f"{request.path}?e=1")
-        return super().changelist_view(request, extra_context)
-
-
 @admin.register(ChatSession)
-class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
+class ChatSessionAdmin(
+    SessionGovernanceMixin, SessionActions, SyncOverviewMixin, NulSafeChangelist
+):
     form = ChatSessionForm
     change_list_template = "admin/motorhead_django/chatsession/change_list.html"
     list_display = (
@@ -254,11 +163,15 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
     raw_id_fields = ("owner",)
     date_hierarchy = None
     actions = (
+        "delete_selected",  # Django's, behind the legal-hold check (session_actions)
         "push_now",
         "pull_now",
+        "verify_now",
         "full_resync",
+        "rehydrate_now",
         "delete_on_server",
         "delete_everywhere",
+        "erase_everywhere",
         "export_jsonl",
         "export_markdown",
     )
@@ -277,6 +190,7 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
     readonly_fields = (
         "transcript",
         "tokens",
+        "summary_progress",
         *sync_fields,
         "error_status",
         "drift_status",
@@ -302,7 +216,7 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
         return (
             identity,
             (_("Conversation"), {"fields": conversation}),
-            (_("Summary"), {"fields": ("context", "tokens")}),
+            (_("Summary"), {"fields": ("context", "tokens", "summary_progress")}),
             (
                 _("Sync"),
                 {"fields": (*self._sync_fields_for(request, obj), "created_at", "updated_at")},
@@ -417,15 +331,15 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
 
     @admin.display(description=_("session id"), ordering="session_id")
     def short_session_id(self, obj: ChatSession) -> str:
-        return _shortened(obj.session_id)
+        return shortened(obj.session_id)
 
     @admin.display(description=_("namespace"), ordering="namespace")
     def short_namespace(self, obj: ChatSession) -> str:
-        return _shortened(obj.namespace)
+        return shortened(obj.namespace)
 
     @admin.display(description=_("last activity"), ordering="updated_at")
     def last_activity(self, obj: ChatSession) -> str:
-        return _ago(obj.updated_at)
+        return ago(obj.updated_at)
 
     @admin.display(description=_("sync"), ordering="sync_state")
     def sync_badge(self, obj: ChatSession) -> str:
@@ -451,6 +365,19 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
         return Truncator(obj.context or "").chars(60)
 
     # -- the session page --------------------------------------------------------
+
+    @admin.display(description=_("summarised through"))
+    def summary_progress(self, obj: ChatSession) -> str:
+        """The built-in summariser's high-water mark, and how far it is behind the window."""
+        if not motorhead_settings.BUILTIN_SUMMARIZER:
+            return str(_("the built-in summariser is off"))
+        due = summaries.pending_through(obj)
+        if obj.summarized_through >= due:
+            return str(_("message #%(through)d: up to date") % {"through": obj.summarized_through})
+        return str(
+            _("message #%(through)d: %(left)d message(s) left the window and wait to be summarised")
+            % {"through": obj.summarized_through, "left": due - obj.summarized_through}
+        )
 
     @admin.display(description=_("transcript"))
     def transcript(self, obj: ChatSession) -> str:
@@ -487,369 +414,6 @@ class ChatSessionAdmin(SessionGovernanceMixin, NulSafeChangelist):
             },
         )
 
-    # -- actions -------------------------------------------------------------------
-
-    def _inline_keys(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession], task: Any
-    ) -> list[int]:
-        """The sessions to handle in this request; with a broker they are queued instead."""
-        if not motorhead_settings.SYNC_ENABLED:
-            self.message_user(
-                request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR
-            )
-            return []
-        keys = list(queryset.values_list("pk", flat=True))
-        if tasks.runs_inline():
-            return keys
-        for pk in keys:
-            tasks.schedule(task, pk)
-        self.message_user(
-            request,
-            ngettext(
-                "Queued %d session for a worker.", "Queued %d sessions for a worker.", len(keys)
-            )
-            % len(keys),
-        )
-        return []
-
-    def _report_errors(self, request: HttpRequest, errors: dict[int, tuple[str, str]]) -> None:
-        names = dict(ChatSession.objects.filter(pk__in=errors).values_list("pk", "session_id"))
-        detailed = self.has_change_permission(request)
-        for pk, (state, error) in errors.items():
-            if not detailed:  # a delete-only user learns the outcome, not the server's text
-                error = str(_("the server refused (details need the change permission)"))
-            self.message_user(
-                request,
-                # Not led by the id: the admin capitalises a message's first letter.
-                _("Session “%(session)s” is %(state)s: %(error)s")
-                % {"session": names.get(pk, pk), "state": state, "error": error},
-                messages.ERROR,
-            )
-
-    @admin.action(description=_("Push now"), permissions=["change"])
-    def push_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
-        keys = self._inline_keys(request, queryset, tasks.push_session)
-        if not keys:
-            return
-        results = sync.drain(keys)
-        pushed = sum(result.pushed for result in results)
-        self.message_user(
-            request,
-            ngettext(
-                "Pushed %(messages)d message(s) of %(count)d session.",
-                "Pushed %(messages)d message(s) of %(count)d sessions.",
-                len(results),
-            )
-            % {"messages": pushed, "count": len(results)},
-        )
-        self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
-
-    @admin.action(description=_("Pull now"), permissions=["change"])
-    def pull_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
-        keys = self._inline_keys(request, queryset, tasks.pull_session)
-        if not keys:
-            return
-        results = [pull.pull_session(pk) for pk in keys]
-        found = sum(result.added for result in results)
-        summaries = sum(1 for result in results if result.summary is not None)
-        self.message_user(
-            request,
-            ngettext(
-                "Pulled %(count)d session: %(found)d message(s) found only on the server, "
-                "%(summaries)d new summary version(s).",
-                "Pulled %(count)d sessions: %(found)d message(s) found only on the server, "
-                "%(summaries)d new summary version(s).",
-                len(results),
-            )
-            % {"count": len(results), "found": found, "summaries": summaries},
-        )
-        self._report_errors(
-            request, {r.session_pk: ("not pulled", r.error) for r in results if r.error}
-        )
-
-    def _sync_disabled(self, request: HttpRequest) -> bool:
-        if motorhead_settings.SYNC_ENABLED:
-            return False
-        self.message_user(request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR)
-        return True
-
-    def _confirm_sessions(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession], action: str, what: list[str]
-    ) -> TemplateResponse:
-        total = queryset.aggregate(n=Sum("last_sequence"))["n"] or 0
-        how = (
-            _("It runs now, in this request.")
-            if tasks.runs_inline()
-            else _("One task per session is queued for the workers.")
-        )
-        return _confirmation_page(
-            self,
-            request,
-            queryset.order_by("session_id"),
-            action=action,
-            title=_("Are you sure?"),
-            consequences=[
-                *what,
-                ngettext(
-                    "The selection holds %d message in all.",
-                    "The selection holds %d messages in all.",
-                    total,
-                )
-                % total,
-                str(how),
-            ],
-        )
-
-    @admin.action(
-        description=_("Full resync: push the whole history into a fresh server session"),
-        permissions=["change"],
-    )
-    def full_resync(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession]
-    ) -> TemplateResponse | None:
-        if self._sync_disabled(request):
-            return None
-        if not _confirmed(request):
-            return self._confirm_sessions(
-                request,
-                queryset,
-                "full_resync",
-                [
-                    str(
-                        _(
-                            "The server's copy of each session is deleted, then its whole local "
-                            "history is marked pending and pushed again, paced so that every "
-                            "message passes through the server's summariser."
-                        )
-                    ),
-                    str(_("The local sessions and their messages are kept.")),
-                ],
-            )
-        keys = self._inline_keys(request, queryset, tasks.resync_session)
-        if not keys:
-            return None
-        results = [sync.resync_session(pk) for pk in keys]
-        pushed = sum(result.pushed for result in results)
-        self.message_user(
-            request,
-            ngettext(
-                "Resynced %(count)d session: %(messages)d message(s) pushed, paced.",
-                "Resynced %(count)d sessions: %(messages)d message(s) pushed, paced.",
-                len(results),
-            )
-            % {"count": len(results), "messages": pushed},
-        )
-        self._report_errors(request, {r.session_pk: (r.state, r.error) for r in results if r.error})
-        return None
-
-    @admin.action(description=_("Delete on the server (keep here)"), permissions=["delete"])
-    def delete_on_server(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession]
-    ) -> TemplateResponse | None:
-        if self._sync_disabled(request):
-            return None
-        if not _confirmed(request):
-            return self._confirm_sessions(
-                request,
-                queryset,
-                "delete_on_server",
-                [
-                    str(_("The server's copy of each session (messages and summary) is deleted.")),
-                    str(
-                        _(
-                            "The local sessions and their messages are kept, marked drifted "
-                            "until a full resync."
-                        )
-                    ),
-                ],
-            )
-        keys = self._inline_keys(request, queryset, tasks.delete_on_server)
-        if not keys:
-            return None
-        errors = {pk: error for pk in keys if (error := sync.delete_on_server(pk))}
-        done = len(keys) - len(errors)
-        self.message_user(
-            request,
-            ngettext(
-                "Deleted %d session on the server; the local record is kept.",
-                "Deleted %d sessions on the server; the local records are kept.",
-                done,
-            )
-            % done,
-        )
-        self._report_errors(request, {pk: ("not deleted", error) for pk, error in errors.items()})
-        return None
-
-    @admin.action(
-        description=_("Delete everywhere (here and on the server)"), permissions=["delete"]
-    )
-    def delete_everywhere(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession]
-    ) -> TemplateResponse | None:
-        if not _confirmed(request):
-            remote = (
-                _(
-                    "their copy on the server too; until the server confirms, each stays as a "
-                    "tombstone and the delete is retried"
-                )
-                if motorhead_settings.SYNC_ENABLED
-                else _("sync is not enabled, so a server keeps any copy it has")
-            )
-            return self._confirm_sessions(
-                request,
-                queryset,
-                "delete_everywhere",
-                [
-                    str(_("Each session and all its messages are deleted here, and %s.") % remote),
-                    str(_("This cannot be undone.")),
-                ],
-            )
-        queryset = self.without_held(request, queryset)
-        keys = list(queryset.values_list("pk", flat=True))
-        for session in queryset:
-            memory.delete_session(session, remote=True)
-        waiting = ChatSession.objects.filter(pk__in=keys).count()
-        self.message_user(
-            request,
-            ngettext(
-                "Deleted %(done)d of %(count)d session.",
-                "Deleted %(done)d of %(count)d sessions.",
-                len(keys),
-            )
-            % {"done": len(keys) - waiting, "count": len(keys)}
-            + (
-                " " + _("%d wait for the server to confirm (retried while it is down).") % waiting
-                if waiting
-                else ""
-            ),
-        )
-        return None
-
-    def delete_model(self, request: HttpRequest, obj: ChatSession) -> None:
-        # Through the core: with DELETE_REMOTE (the default) the server's copy goes too.
-        memory.delete_session(obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
-        for session in self.without_held(request, queryset):
-            memory.delete_session(session)
-
-    # -- the sync overview page -----------------------------------------------------
-
-    def get_urls(self) -> list[URLPattern]:
-        overview = path(
-            "sync-overview/",
-            self.admin_site.admin_view(self.sync_overview_view),
-            name="motorhead_django_sync_overview",
-        )
-        return [overview, *super().get_urls()]
-
-    def sync_overview_view(self, request: HttpRequest) -> HttpResponse:
-        # admin_view only checks is_staff: the page itself needs *view*, the import *add*.
-        if request.method == "POST":
-            if not self.has_add_permission(request):
-                raise PermissionDenied
-            self._import(request)
-            return HttpResponseRedirect(request.path)
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        detailed = self.has_change_permission(request)
-        counts = dict(
-            ChatSession.objects.order_by().values_list("sync_state").annotate(n=Count("pk"))
-        )
-        oldest = ChatMessage.objects.pending().aggregate(oldest=Min("created_at"))["oldest"]
-        failures = (
-            ChatSession.objects.filter(
-                sync_state__in=(SyncState.FAILED, SyncState.RETRYING, SyncState.IN_DOUBT)
-            )
-            .order_by("-updated_at")
-            .only("pk", "session_id", "namespace", "sync_state", "last_error", "sync_attempts")[:20]
-        )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Motorhead sync overview"),
-            "opts": self.model._meta,
-            "states": [(state, label, counts.get(state, 0)) for state, label in SyncState.choices],
-            "oldest_pending_age": timezone.now() - oldest if oldest else None,
-            "oldest_pending_since": oldest,
-            "state_chart": charts.bar_chart(
-                charts.state_bars(counts, reverse("admin:motorhead_django_chatsession_changelist")),
-                str(_("Sessions by sync state")),
-            ),
-            "lag_chart": charts.bar_chart(charts.lag_bars(), str(_("Pending messages by age"))),
-            # Causes are read from error texts: only for those who may see them.
-            "cause_chart": (
-                charts.bar_chart(causes, str(_("Failures by cause")))
-                if detailed and (causes := charts.cause_bars())
-                else None
-            ),
-            "failures": failures,
-            "health": upstream_health(),
-            # Error text and the upstream's address, only for those who may act on them.
-            "show_details": detailed,
-            "can_import": self.has_add_permission(request),
-            "upstream": motorhead_settings.URL if detailed else "",
-        }
-        return TemplateResponse(request, "admin/motorhead_django/sync_overview.html", context)
-
-    def _import(self, request: HttpRequest) -> None:
-        if not motorhead_settings.SYNC_ENABLED:
-            self.message_user(
-                request, _("Sync is not enabled: set MOTORHEAD['URL']."), messages.ERROR
-            )
-            return
-        text = request.POST.get("namespaces", "").strip()
-        namespaces = (
-            [ns.strip() for ns in text.split(",")] if text else [motorhead_settings.NAMESPACE]
-        )
-        if not tasks.runs_inline():
-            if tasks.schedule_import(namespaces):
-                self.message_user(request, _("Queued an import from the server for a worker."))
-            else:
-                self.message_user(request, _("The broker refused the import."), messages.ERROR)
-            return
-        try:
-            result = pull.import_sessions(namespaces)
-        except MotorheadError as exc:
-            detail = exc if self.has_change_permission(request) else _("the server refused")
-            self.message_user(
-                request, _("Could not list the server's sessions: %s") % detail, messages.ERROR
-            )
-            return
-        self.message_user(
-            request,
-            _("Imported %(imported)d session(s) from the server; %(skipped)d were here already.")
-            % {"imported": result.imported, "skipped": result.skipped},
-        )
-        problems = [problem for problem in [*result.refused, result.stopped] if problem]
-        if problems and not self.has_change_permission(request):
-            problems = [
-                ngettext(
-                    "%d problem (details need the change permission).",
-                    "%d problems (details need the change permission).",
-                    len(problems),
-                )
-                % len(problems)
-            ]
-        for problem in problems:
-            self.message_user(request, _("Import: %s") % problem, messages.WARNING)
-
-
-def _shortened(text: str) -> str:
-    """``text`` cut to ID_DISPLAY_LENGTH characters, the whole of it on hover."""
-    short = Truncator(text).chars(ID_DISPLAY_LENGTH)
-    if short == text:
-        return text
-    return format_html('<span class="mh-id" title="{}">{}</span>', text, short)
-
-
-def _ago(moment: Any) -> str:
-    """ "3 minutes ago", with the exact time on hover."""
-    if moment is None:
-        return ""
-    exact = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
-    words = _("%(time)s ago") % {"time": timesince(moment)}
-    return format_html('<time datetime="{}" title="{}">{}</time>', moment.isoformat(), exact, words)
-
 
 def _sequence(value: str | None) -> int | None:
     """A ``before`` parameter: a positive whole number, or None (the newest page)."""
@@ -865,236 +429,3 @@ def _page_url(request: HttpRequest | None, before: int | None) -> str:
     if before is not None:
         params["before"] = str(before)
     return f"?{params.urlencode()}" if params else "?"
-
-
-def upstream_health() -> dict[str, Any] | None:
-    """The upstream server's answer to ``GET /``, cached: the page never waits on a slow server."""
-    if not motorhead_settings.URL:
-        return None
-    cached = cache.get(_HEALTH_CACHE_KEY)
-    if cached is not None and cached["url"] == motorhead_settings.URL:
-        return cached
-    client = MotorheadClient(
-        motorhead_settings.URL,
-        api_key=motorhead_settings.API_KEY,
-        client_id=motorhead_settings.CLIENT_ID,
-        connect_timeout=1.0,
-        read_timeout=2.0,
-        user_agent=motorhead_settings.USER_AGENT,
-    )
-    try:
-        client.health()
-        health = {"ok": True, "detail": _("answering")}
-    except MotorheadError as exc:
-        health = {"ok": False, "detail": redaction.error_text(exc)}
-    finally:
-        client.close()
-    health.update(url=motorhead_settings.URL, checked_at=timezone.now())
-    cache.set(_HEALTH_CACHE_KEY, health, HEALTH_CACHE_SECONDS)
-    return health
-
-
-class ApiKeyForm(forms.ModelForm):
-    class Meta:
-        model = ApiKey
-        fields = ("name", "owner", "namespace")
-
-    def clean_namespace(self) -> str | None:
-        # A namespace the memory core refuses would make the key answer 400 everywhere.
-        namespace = self.cleaned_data.get("namespace")
-        if namespace is not None:
-            try:
-                memory.validate_namespace(namespace)
-            except MotorheadValidationError as exc:
-                raise forms.ValidationError(list(exc.errors.values())) from None
-        return namespace
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(NulSafeChangelist):
-    """Keys are issued here and revoked, never edited.
-
-    The full key is shown once, in the body of the page answering the add form
-    (:meth:`response_add`): never in a message (a cookie), the session or a log.
-    """
-
-    form = ApiKeyForm
-
-    list_display = (
-        "name",
-        "display_prefix",
-        "owner",
-        "namespace",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    )
-    list_filter = ("revoked_at",)
-    search_fields = ("name", "prefix", "owner__username")
-    list_select_related = ("owner",)
-    raw_id_fields = ("owner",)
-    fields = (
-        "name",
-        "owner",
-        "namespace",
-        "display_prefix",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    )
-    readonly_fields = ("display_prefix", "created_at", "last_used_at", "revoked_at")
-    actions = ("revoke",)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        # Who and where a key reaches is fixed once issued: revoke and issue anew.
-        fixed = ("owner", "namespace") if obj is not None else ()
-        return fixed + tuple(self.readonly_fields)
-
-    @admin.display(description=_("key starts with"))
-    def display_prefix(self, obj: ApiKey) -> str:
-        return f"{ApiKey.PREFIX}{obj.prefix}_…" if obj.prefix else "-"
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        # A key acts as its owner: only a superuser may issue one for someone else,
-        # or *add* on keys would let a staff member act as any user (a superuser too).
-        if db_field.name == "owner" and not request.user.is_superuser:
-            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk or 0)
-            kwargs["initial"] = request.user.pk
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        if change:
-            obj.save(update_fields=["name"])
-            return
-        # Kept on the instance only until response_add renders it; never saved.
-        obj._issued_key = obj.set_new_secret()  # type: ignore[attr-defined]
-        obj.save()
-
-    def response_add(
-        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        raw = obj.__dict__.pop("_issued_key", None)
-        if raw is None:  # not issued by this request's save_model
-            return super().response_add(request, obj, post_url_continue)
-        opts = self.model._meta
-        if "_addanother" in request.POST:
-            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_add")
-        elif "_continue" in request.POST:
-            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-        else:
-            next_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Copy the new API key"),
-            "opts": opts,
-            "original": obj,
-            "key": raw,
-            "next_url": next_url,
-        }
-        # admin_view already sends never_cache (no-store): the page is not kept by the browser.
-        return TemplateResponse(request, "admin/motorhead_django/apikey/key_issued.html", context)
-
-    @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> TemplateResponse | None:
-        if not _confirmed(request):
-            active = queryset.filter(revoked_at__isnull=True).count()
-            return _confirmation_page(
-                self,
-                request,
-                queryset.select_related("owner"),
-                action="revoke",
-                title=_("Are you sure?"),
-                consequences=[
-                    ngettext(
-                        "%d active key stops working at once: every client using it gets 401.",
-                        "%d active keys stop working at once: every client using them gets 401.",
-                        active,
-                    )
-                    % active,
-                    str(_("A revoked key cannot be restored; issue a new one instead.")),
-                ],
-            )
-        count = 0
-        for key in queryset.filter(revoked_at__isnull=True):
-            key.revoke()
-            count += 1
-        self.message_user(
-            request,
-            ngettext("Revoked %d API key.", "Revoked %d API keys.", count) % count,
-            messages.SUCCESS,
-        )
-        return None
-
-
-# LangGraph checkpoints (motorhead_django.langgraph): written by the saver only, so
-# read-only here; rows may be deleted by those with the delete permission.
-
-
-class ReadOnlyCheckpointAdmin(NulSafeChangelist):
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    search_fields = ("=thread_id",)
-    list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description=_("size"))
-    def size(self, obj: Any) -> str:
-        data = obj.blob if isinstance(obj, LangGraphBlob | LangGraphWrite) else obj.checkpoint
-        return ngettext("%d byte", "%d bytes", len(data)) % len(data)
-
-
-@admin.register(LangGraphCheckpoint)
-class LangGraphCheckpointAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("checkpoint_id", "thread_id", "checkpoint_ns", "source", "step", "created_at")
-    search_fields = ("=thread_id", "=checkpoint_id", "=run_id")  # type: ignore[assignment]
-    readonly_fields = (
-        "thread_id",
-        "checkpoint_ns",
-        "checkpoint_id",
-        "parent_checkpoint_id",
-        "run_id",
-        "metadata",
-        "type",
-        "size",
-        "created_at",
-    )
-    fields = readonly_fields
-
-    @admin.display(description=_("source"))
-    def source(self, obj: LangGraphCheckpoint) -> str:
-        return str(obj.metadata.get("source", "")) if isinstance(obj.metadata, dict) else ""
-
-    @admin.display(description=_("step"))
-    def step(self, obj: LangGraphCheckpoint) -> str:
-        return str(obj.metadata.get("step", "")) if isinstance(obj.metadata, dict) else ""
-
-
-@admin.register(LangGraphBlob)
-class LangGraphBlobAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
-    readonly_fields = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
-    fields = readonly_fields
-
-
-@admin.register(LangGraphWrite)
-class LangGraphWriteAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("thread_id", "checkpoint_id", "task_id", "idx", "channel", "type", "size")
-    search_fields = ("=thread_id", "=checkpoint_id", "=task_id")  # type: ignore[assignment]
-    readonly_fields = (
-        "thread_id",
-        "checkpoint_ns",
-        "checkpoint_id",
-        "task_id",
-        "task_path",
-        "idx",
-        "channel",
-        "type",
-        "size",
-        "created_at",
-    )
-    fields = readonly_fields
