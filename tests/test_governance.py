@@ -166,7 +166,9 @@ def test_the_erase_action_needs_its_own_permission(client, upstream):
     assert b"erase_everywhere" not in page.content
     data = {"action": "erase_everywhere", "_selected_action": [session.pk], "post": "yes"}
     client.post("/admin/motorhead_django/chatsession/", data)
-    assert ChatSession.objects.filter(pk=session.pk).exists() and not ErasureReceipt.objects.exists()
+    assert (
+        ChatSession.objects.filter(pk=session.pk).exists() and not ErasureReceipt.objects.exists()
+    )
     client.force_login(make_user("eraser", "view_chatsession", "erase_sessions"))
     assert b"erase_everywhere" in client.get("/admin/motorhead_django/chatsession/").content
 
