@@ -511,7 +511,9 @@ def test_superusers_and_change_holders_add_sessions_for_anyone(client, principal
 # -- confirmation pages ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["full_resync", "delete_on_server", "delete_everywhere"])
+@pytest.mark.parametrize(
+    "action", ["full_resync", "rehydrate_now", "delete_on_server", "delete_everywhere"]
+)
 def test_a_destructive_action_says_what_happens_to_which_sessions(admin_client, observe, action):
     sessions = [make_targets(ChatSession)[0], memory.get_or_create_session("second")]
     data = {"action": action, "_selected_action": [s.pk for s in sessions]}
@@ -528,6 +530,7 @@ def test_a_destructive_action_says_what_happens_to_which_sessions(admin_client, 
     assert f'name="action" value="{action}"' in body
     what = {
         "full_resync": "whole local history is marked pending and pushed again",
+        "rehydrate_now": "replaced with its latest summary and its newest window",
         "delete_on_server": "The local sessions and their messages are kept, marked drifted",
         "delete_everywhere": "Each session and all its messages are deleted here",
     }[action]

@@ -98,7 +98,7 @@ def test_a_running_job_refreshes_itself_and_says_its_rate(admin_client, admin_us
     assert '<meta http-equiv="refresh" content="2">' in page
     assert "4 of 10 sessions (40%)" in page and 'max="10" value="4"' in page
     assert re.search(r"[\d.]+ sessions a second · about \d+ s left", page)
-    assert 'src="http' not in page and "src=\"//" not in page  # nothing from elsewhere
+    assert 'src="http' not in page and 'src="//' not in page  # nothing from elsewhere
 
 
 def test_a_job_lists_its_errors_for_change_holders_only(client, upstream, small_jobs, act):
@@ -181,7 +181,10 @@ def test_a_job_of_an_unknown_kind_fails_with_a_reason():
 
 @worker_test
 def test_a_real_worker_runs_the_job_and_the_page_follows_it(
-    rig_factory, redis_url, client, monkeypatch
+    rig_factory,  # noqa: F811
+    redis_url,
+    client,
+    monkeypatch,
 ):
     rig = rig_factory(redis_url)
     monkeypatch.setattr("motorhead_django.admin.actions.JOB_THRESHOLD", 5)

@@ -118,7 +118,7 @@ def _schedule(task_name: str, session_pk: int) -> None:
 def check_server() -> tuple[bool, str]:
     """Whether the upstream answers ``GET /`` (short timeouts: a page waits on it)."""
     client = MotorheadClient(
-        motorhead_settings.URL,
+        motorhead_settings.URL or "",
         api_key=motorhead_settings.API_KEY,
         client_id=motorhead_settings.CLIENT_ID,
         connect_timeout=1.0,

@@ -12,8 +12,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -85,7 +84,7 @@ class SessionActions(admin.ModelAdmin):
     @action(description=_("Delete everywhere (here and on the server)"), permission="delete")
     def delete_everywhere(
         self, request: HttpRequest, queryset: QuerySet[ChatSession]
-    ) -> TemplateResponse | None:
+    ) -> HttpResponse | None:
         if self.refuse_held(request, queryset):  # type: ignore[attr-defined]
             return None
         if not actions.confirmed(request):
