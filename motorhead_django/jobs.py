@@ -101,14 +101,15 @@ def run(job_pk: int) -> str:
             outcomes = runner(keys[start_at : start_at + CHUNK])
             failed = [o for o in outcomes if o.error]
             errors.extend(
-                {"session_pk": o.session_pk, "state": o.state, "error": o.error} for o in failed
+                {"session_pk": o.session_pk, "state": o.state, "error": o.error}
+                for o in failed[: max(0, MAX_ERRORS - len(errors))]
             )
             AdminJob.objects.filter(pk=job_pk).update(
                 processed=F("processed") + len(outcomes),
                 failed=F("failed") + len(failed),
                 amount=F("amount") + sum(o.amount for o in outcomes),
                 extra=F("extra") + sum(o.extra for o in outcomes),
-                errors=errors[:MAX_ERRORS],
+                errors=errors,
             )
     except Exception as exc:  # the page says the job stopped, and why
         logger.exception("Admin job %s stopped.", job_pk)

@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 from .. import memory
 from ..exceptions import MotorheadValidationError
 from ..models import ApiKey
+from .actions import action
 from .common import NulSafeChangelist, confirmation_page, confirmed
 
 
@@ -120,7 +121,7 @@ class ApiKeyAdmin(NulSafeChangelist):
         # admin_view already sends never_cache (no-store): the page is not kept by the browser.
         return TemplateResponse(request, "admin/motorhead_django/apikey/key_issued.html", context)
 
-    @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
+    @action(description=_("Revoke the selected API keys"), permission="change")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> TemplateResponse | None:
         if not confirmed(request):
             active = queryset.filter(revoked_at__isnull=True).count()

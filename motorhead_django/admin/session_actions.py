@@ -21,6 +21,7 @@ from ..exceptions import MotorheadLegalHoldError
 from ..models import ChatSession
 from . import actions
 from .actions import action, operation_action
+from .common import confirmed
 
 
 def _held(model_admin: Any, request: HttpRequest, queryset: QuerySet[ChatSession]) -> bool:
@@ -87,7 +88,7 @@ class SessionActions(admin.ModelAdmin):
     ) -> HttpResponse | None:
         if self.refuse_held(request, queryset):  # type: ignore[attr-defined]
             return None
-        if not actions.confirmed(request):
+        if not confirmed(request):
             remote = (
                 _(
                     "their copy on the server too; until the server confirms, each stays as a "
