@@ -272,6 +272,7 @@ def test_a_running_jobs_page_shows_its_progress_and_reloads_itself(example_site,
     assert bar.size["width"] > 200
     text = browser.find_element(By.ID, "mh-job").text
     assert "120 of 400 sessions (30%)" in text and "2 failed" in text and "503" in text
+    assert "Please correct the error" not in browser.page_source  # a read-only page, no form errors
     refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
     assert refresh.get_attribute("content") == "2"
     width = browser.execute_script("return [document.documentElement.scrollWidth, innerWidth];")

@@ -102,7 +102,7 @@ class AdminJobAdmin(admin.ModelAdmin):
                 job=job,
                 refresh=0 if job.finished else REFRESH_SECONDS,
                 report=job_report(job) if job.finished else "",
-                errors=job.errors if detailed else [],
+                job_errors=job.errors if detailed else [],
                 hidden_errors=job.failed if not detailed else 0,
             )
         return super().change_view(request, object_id, form_url, context)
