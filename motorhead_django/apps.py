@@ -17,7 +17,9 @@ class MotorheadConfig(AppConfig):
         import_module(f"{self.name}.job_models")
 
     def ready(self) -> None:
-        from . import checks, jobs, redaction  # noqa: F401  (registers checks and the job task)
+        # Importing checks registers them; history registers its beat task and its checks,
+        # jobs the admin's job task.
+        from . import checks, history, jobs, redaction  # noqa: F401
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()

@@ -113,6 +113,11 @@ DEFAULTS: dict[str, Any] = {
     "READ_AUDIT": True,
     # Days the read audit is kept (purged by the retention run). None: kept forever.
     "READ_AUDIT_DAYS": None,
+    # Seconds between beat's samples of sessions by sync state (the overview's history
+    # chart); keep it equal to beat_schedule(states=...). Samples older than
+    # STATE_SAMPLE_DAYS are pruned by the same task.
+    "STATE_SAMPLE_INTERVAL": 300.0,
+    "STATE_SAMPLE_DAYS": 30,
 }
 
 # Keys of the SUMMARIZER and EMBEDDINGS dicts. MAX_TOKENS and BATCH_TOKENS are
@@ -360,6 +365,14 @@ class MotorheadSettings:
     def READ_AUDIT_DAYS(self) -> int | None:
         days = self._get("READ_AUDIT_DAYS")
         return None if days is None else int(days)
+
+    @property
+    def STATE_SAMPLE_INTERVAL(self) -> float:
+        return float(self._get("STATE_SAMPLE_INTERVAL"))
+
+    @property
+    def STATE_SAMPLE_DAYS(self) -> int:
+        return int(self._get("STATE_SAMPLE_DAYS"))
 
 
 motorhead_settings = MotorheadSettings()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -75,7 +75,13 @@ def sessions_of(user: Any = None, session: ChatSession | None = None) -> QuerySe
     return ChatSession.objects.filter(owner=user)
 
 
-def export_jsonl(sessions: QuerySet[ChatSession], *, subject: str = "") -> Iterator[str]:
+# Called after each session is written, with a line saying so (the command's progress).
+Done = Callable[[str], object]
+
+
+def export_jsonl(
+    sessions: QuerySet[ChatSession], *, subject: str = "", done: Done | None = None
+) -> Iterator[str]:
     """The JSON Lines export of ``sessions``, one line at a time."""
     yield _line(
         {
@@ -90,19 +96,25 @@ def export_jsonl(sessions: QuerySet[ChatSession], *, subject: str = "") -> Itera
         owner = session.owner.get_username() if session.owner is not None else None
         yield _line({"type": "session", "key": session.pk, "owner": owner, **record})
         messages = ChatMessage.objects.filter(session_id=session.pk).order_by("sequence")
+        count = 0
         for row in messages.values_list(*_MESSAGE_FIELDS).iterator(chunk_size=_CHUNK):
             fields = {name: _value(v) for name, v in zip(_MESSAGE_FIELDS, row, strict=True)}
+            count += 1
             yield _line({"type": "message", "session": session.pk, **fields})
         summaries = SummaryVersion.objects.filter(session_id=session.pk).order_by("pulled_at", "pk")
         for row in summaries.values_list(*_SUMMARY_FIELDS).iterator(chunk_size=_CHUNK):
             fields = {name: _value(v) for name, v in zip(_SUMMARY_FIELDS, row, strict=True)}
             yield _line({"type": "summary", "session": session.pk, **fields})
+        if done is not None:
+            done(f"{session}: {count} message(s)")
     if subject:
         for receipt in ErasureReceipt.objects.filter(subject=subject).iterator():
             yield _line({"type": "receipt", **receipt.as_dict()})
 
 
-def export_markdown(sessions: QuerySet[ChatSession], *, subject: str = "") -> Iterator[str]:
+def export_markdown(
+    sessions: QuerySet[ChatSession], *, subject: str = "", done: Done | None = None
+) -> Iterator[str]:
     """A readable transcript of ``sessions``: one section per session, oldest message first."""
     yield f"# Conversation export{f' for {subject}' if subject else ''}\n\n"
     yield f"Exported {timezone.now().isoformat()}.\n"
@@ -116,8 +128,12 @@ def export_markdown(sessions: QuerySet[ChatSession], *, subject: str = "") -> It
         yield "\n"
         messages = ChatMessage.objects.filter(session_id=session.pk).order_by("sequence")
         rows = messages.values_list("sequence", "role", "content", "created_at")
+        count = 0
         for sequence, role, content, created in rows.iterator(chunk_size=_CHUNK):
+            count += 1
             yield f"**{role}** (#{sequence}, {created.isoformat()}):\n\n{_quote(content)}\n\n"
+        if done is not None:
+            done(f"{session}: {count} message(s)")
 
 
 def _quote(text: str) -> str:
@@ -125,12 +141,16 @@ def _quote(text: str) -> str:
 
 
 def export(
-    sessions: QuerySet[ChatSession], fmt: str = "jsonl", *, subject: str = ""
+    sessions: QuerySet[ChatSession],
+    fmt: str = "jsonl",
+    *,
+    subject: str = "",
+    done: Done | None = None,
 ) -> Iterator[str]:
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; one of {FORMATS}.")
     writer = export_jsonl if fmt == "jsonl" else export_markdown
-    return writer(sessions, subject=subject)
+    return writer(sessions, subject=subject, done=done)
 
 
 # -- import --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -185,16 +185,39 @@ class RetentionResult:
     audit_purged: int = 0
 
 
+# Called after each session is handled, with a line saying what happened (a command's progress).
+Done = Callable[[str], object]
+
+
+def _quiet(line: str) -> None:
+    """The :data:`Done` of callers that show no progress."""
+
+
 def apply_retention(
-    *, days: int | None = None, limit: int | None = None, by: Any = None
+    *,
+    days: int | None = None,
+    limit: int | None = None,
+    by: Any = None,
+    plan: RetentionPlan | None = None,
+    done: Done | None = None,
 ) -> RetentionResult:
-    """Delete what :func:`plan_retention` finds, locally and on the server; writes a receipt."""
-    result = RetentionResult(plan_retention(days=days, limit=limit))
+    """Delete what ``plan`` (default: :func:`plan_retention`) holds, here and on the server.
+
+    Writes a receipt. ``done`` hears of each trimmed or deleted session.
+    """
+    done = done or _quiet
+    result = RetentionResult(plan if plan is not None else plan_retention(days=days, limit=limit))
     for session, keep in result.plan.trims:
-        result.trimmed_messages += _trim(session, keep)
+        trimmed = _trim(session, keep)
+        result.trimmed_messages += trimmed
+        done(f"session {session.pk} ({session}): {trimmed} message(s) trimmed")
     if result.plan.sessions:
         erasure = erase_sessions(
-            result.plan.sessions, kind=ErasureReceipt.RETENTION, subject="retention", by=by
+            result.plan.sessions,
+            kind=ErasureReceipt.RETENTION,
+            subject="retention",
+            by=by,
+            done=done,
         )
         result.receipt = erasure.receipt
         result.deleted = erasure.receipt.counts.get("sessions", 0)
@@ -256,6 +279,7 @@ def erase_sessions(
     subject: str,
     by: Any = None,
     api_keys: int = 0,
+    done: Done | None = None,
 ) -> Erasure:
     """Delete ``sessions`` here and on the server, read the server back, and keep a receipt.
 
@@ -266,6 +290,7 @@ def erase_sessions(
     from . import memory, rehydrate
     from .client import get_client
 
+    done = done or _quiet
     counts = {"sessions": 0, "messages": 0, "summaries": 0, "api_keys": api_keys}
     remote_ids: list[tuple[str, str]] = []
     waiting: list[int] = []
@@ -273,6 +298,7 @@ def erase_sessions(
     for session in list(sessions):
         if is_held(session):
             held_count += 1
+            done(f"session {session.pk} ({session}): held, kept")
             continue
         messages = session.messages.count()
         summaries = session.summaries.count()
@@ -284,6 +310,7 @@ def erase_sessions(
             memory.delete_session(session, remote=True)
         except MotorheadLegalHoldError:
             held_count += 1
+            done(f"session {session.pk} ({session}): held, kept")
             continue
         if not _finish_delete(session.pk, rehydrate.delete_remote):
             waiting.append(session.pk)  # the sweep keeps retrying the server
@@ -291,6 +318,7 @@ def erase_sessions(
         counts["messages"] += messages
         counts["summaries"] += summaries
         remote_ids.append((session.namespace, session.remote_id))
+        done(f"session {session.pk} ({session}): deleted, {messages} message(s)")
     confirmed, detail = _read_back(remote_ids, waiting, get_client)
     digest = hashlib.sha256(
         "\n".join(sorted(f"{ns}/{rid}" for ns, rid in remote_ids)).encode("utf-8", "surrogatepass")

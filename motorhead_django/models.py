@@ -598,3 +598,4 @@ class MessageEmbedding(models.Model):
 # The governance models (legal holds, erasure receipts, the read audit) live in
 # their own module; importing them here registers them with this app.
 from .governance_models import ErasureReceipt, LegalHold, ReadAudit  # noqa: E402, F401
+from .history_models import SyncStateSample  # noqa: E402, F401  (the sync states' history)

@@ -286,6 +286,46 @@ def test_overview_in_local_only_mode(admin_client):
     assert "Local-only mode" in page
 
 
+def test_the_overview_reads_its_history_in_one_query_however_many_samples(admin_client):
+    from motorhead_django.models import SyncStateSample
+
+    url = reverse("admin:motorhead_django_sync_overview")
+    now = timezone.now()
+
+    def sample(minutes: int) -> SyncStateSample:
+        return SyncStateSample(taken_at=now - timedelta(minutes=minutes), counts={"synced": 1})
+
+    SyncStateSample.objects.bulk_create(sample(m) for m in range(1, 4))
+    admin_client.get(url)  # the session and the cached health check settle
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    SyncStateSample.objects.bulk_create(sample(m) for m in range(4, 24 * 60, 5))
+    with CaptureQueriesContext(connection) as many:
+        page = admin_client.get(url).content.decode()
+    assert len(many.captured_queries) == len(few.captured_queries)
+    reads = [
+        q["sql"] for q in many.captured_queries if "motorhead_django_syncstatesample" in q["sql"]
+    ]
+    assert len(reads) == 1
+    assert page.count('class="mh-chart-hit"') == 288  # thinned to one point per 5 minutes
+
+
+def test_a_view_only_user_sees_the_history_of_states(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from motorhead_django import history
+
+    user = get_user_model().objects.create_user("viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_chatsession"))
+    client.force_login(user)
+    ChatSession.objects.create(session_id="f", sync_state="failed", last_error="secret: 500")
+    history.record_sample()
+    page = client.get(reverse("admin:motorhead_django_sync_overview")).content.decode()
+    assert "mh-chart-history" in page and "Failed: 1 now, at most 1" in page
+    assert "secret: 500" not in page  # counts only, never the error text
+
+
 def test_app_index_links_to_the_overview(admin_client):
     page = admin_client.get(reverse("admin:app_list", args=["motorhead_django"])).content
     assert reverse("admin:motorhead_django_sync_overview").encode() in page

@@ -44,7 +44,8 @@ URLS = "example_project.urls"
 EXAMPLES = 25  # per operation and per mode (valid, invalid)
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
+# Hypothesis and schemathesis draw hundreds of requests per operation: seconds each.
+pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS), pytest.mark.slow]
 
 # Loaded at collection, so each operation is its own test; the schema view needs no database.
 with override_settings(ROOT_URLCONF=URLS):

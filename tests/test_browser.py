@@ -3,8 +3,9 @@
 Headless Chromium (Debian's ``chromium`` and ``chromium-driver``; ``.ci/run``
 installs them when missing) driven by Selenium. The example project runs as
 ``manage.py runserver`` on a fresh SQLite file, with the package's test server
-as its upstream. Screenshots (the transcript, the overview's charts, a list of long ids at
-1280 px, a 2,000-message transcript paged to its start) go to ``.ci/artifacts/``.
+as its upstream. Screenshots (the transcript, the overview's charts and its history of states, a
+list of long ids at 1280 px, a 2,000-message transcript paged to its start) go to
+``.ci/artifacts/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import IN_CI
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".ci" / "artifacts"
@@ -213,7 +216,19 @@ def test_overview_charts_a_long_transcript_and_long_ids_at_1280_px(example_site,
         "for start in range(0, 2000, 100):\n"
         "    memory.append_messages(s, [('Human' if n % 2 == 0 else 'AI', f'line {n + 1}')"
         " for n in range(start, start + 100)])\n"
-        f"memory.append_messages(memory.get_or_create_session({long_id!r}), [('Human', 'hi')])\n",
+        f"memory.append_messages(memory.get_or_create_session({long_id!r}), [('Human', 'hi')])\n"
+        # A day of samples of sessions by state, one every 5 minutes, with an outage of the
+        # upstream in the afternoon and beat down for an hour (the history chart), then beat's own.
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from motorhead_django import history\n"
+        "from motorhead_django.models import SyncStateSample\n"
+        "now = timezone.now()\n"
+        "SyncStateSample.objects.bulk_create(SyncStateSample(taken_at=now - timedelta(minutes=m),"
+        " counts={'synced': 40 + (1440 - m) // 60, 'pending': 3 + m % 4,"
+        " 'retrying': 12 if 300 < m < 420 else 0, 'failed': 2 if m < 300 else 0})"
+        " for m in range(1440, 0, -5) if not 600 < m < 660)\n"
+        "history.record_sample(now)\n",
     )
     _log_in(browser, example_site)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -223,6 +238,11 @@ def test_overview_charts_a_long_transcript_and_long_ids_at_1280_px(example_site,
     assert charts and charts[0].get_attribute("aria-label") == "Sessions by sync state"
     assert charts[0].size["width"] > 100 and charts[0].size["height"] > 50
     browser.save_screenshot(str(ARTIFACTS / "admin-overview-charts.png"))
+    (over_time,) = browser.find_elements(By.CSS_SELECTOR, "svg.mh-chart-history")
+    assert over_time.get_attribute("aria-label").startswith("Sessions by sync state over the last")
+    assert over_time.size["width"] > 100 and over_time.size["height"] > 100
+    browser.execute_script("arguments[0].scrollIntoView();", over_time)
+    over_time.screenshot(str(ARTIFACTS / "admin-overview-history.png"))
 
     browser.get(f"{example_site}/admin/motorhead_django/chatsession/")
     cell = browser.find_element(By.CSS_SELECTOR, "span.mh-id")

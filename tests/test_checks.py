@@ -44,6 +44,8 @@ def test_a_full_valid_configuration_is_clean():
             SYNC_ENABLED=True,
             ALLOWED_ROLES=["Human", "AI"],
             TASK_QUEUE="motorhead",
+            STATE_SAMPLE_INTERVAL=300,
+            STATE_SAMPLE_DAYS=7,
         )
         == []
     )
@@ -227,3 +229,36 @@ def test_a_url_without_a_broker_or_eager_mode_is_an_error(bare_celery):
 def test_a_broker_or_eager_mode_in_settings_or_on_the_app_passes(bare_celery, settings, configure):
     configure(settings, bare_celery)
     assert messages_for("motorhead_django.E014", URL="http://127.0.0.1:8080") == []
+
+
+# -- the history of sync states (history.py) -----------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -5, "300", None, True])
+def test_bad_state_sample_interval(value):
+    assert ids(STATE_SAMPLE_INTERVAL=value) == ["motorhead_django.E090"]
+    assert ids(STATE_SAMPLE_INTERVAL=60) == ids(STATE_SAMPLE_INTERVAL=30.5) == []
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "30", None, False])
+def test_bad_state_sample_days(value):
+    (error,) = messages_for("motorhead_django.E091", STATE_SAMPLE_DAYS=value)
+    assert repr(value) in error.msg and "bounded" in error.hint
+    assert ids(STATE_SAMPLE_DAYS=1) == []
+
+
+def test_a_beat_entry_sampling_at_another_interval_is_a_warning(settings):
+    from datetime import timedelta
+
+    from motorhead_django.schedule import beat_schedule
+
+    settings.CELERY_BEAT_SCHEDULE = beat_schedule(states=60)
+    (warning,) = messages_for("motorhead_django.W090")
+    assert "every 60 s" in warning.msg and "is 300 s" in warning.msg
+    assert "beat_schedule(states=...)" in warning.hint
+    assert ids(STATE_SAMPLE_INTERVAL=60) == []
+    settings.CELERY_BEAT_SCHEDULE = {
+        "mine": {"task": "motorhead_django.sample_states", "schedule": timedelta(minutes=5)}
+    }
+    assert ids() == []
+    assert ids(STATE_SAMPLE_INTERVAL=120) == ["motorhead_django.W090"]

@@ -17,6 +17,7 @@ The README's Celery path is run for real in tests/test_readme_production.py.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import re
 import shlex
@@ -134,8 +135,43 @@ def test_each_other_documented_command_names_things_that_exist(where, words):
         for extra in extras.rstrip("]").split(","):
             if extra:
                 assert f"\n{extra} =" in declared, f"{where}: no extra [{extra}]"
+    elif program == "python" and words[1:3] == ["-m", "pytest"]:
+        _check_pytest_arguments(where, words[3:])
+    elif program == "pre-commit":
+        assert (ROOT / ".pre-commit-config.yaml").exists(), where
+        assert words[1] in ("install", "run"), where
+    elif program == "nox":
+        if "-s" in words:
+            session = words[words.index("-s") + 1]
+            assert session in nox_sessions(), f"{where}: no nox session {session}"
+        else:
+            assert words[1:] == ["-l"], where
     else:
         pytest.fail(f"{where}: a command this test does not know how to check: {words}")
+
+
+def _check_pytest_arguments(where: str, args: list[str]) -> None:
+    """Paths exist, and every marker a ``-m`` expression names is registered."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    registered = {line.split(":")[0] for line in config["markers"]}
+    for index, arg in enumerate(args):
+        if index > 0 and args[index - 1] == "-m":
+            names = set(re.findall(r"\w+", arg)) - {"not", "and", "or"}
+            assert names and names <= registered, f"{where}: unregistered marker in {arg!r}"
+        elif arg.startswith("tests/"):
+            assert (ROOT / arg).exists(), f"{where}: {arg}"
+
+
+@functools.cache
+def nox_sessions() -> frozenset[str]:
+    import subprocess
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return frozenset(line[2:] for line in listing.splitlines() if line.startswith("* "))
 
 
 def python_blocks() -> list[Block]:

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# Every test runs manage.py or Python in a subprocess of its own (seconds each).
+pytestmark = pytest.mark.slow
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -108,6 +112,7 @@ def test_the_settings_carry_the_beat_schedule_with_intervals_from_the_environmen
         [
             ("motorhead_django.pull_active", 300.0),
             ("motorhead_django.retention", 3600.0),  # a no-op without a retention policy
+            ("motorhead_django.sample_states", 300.0),
             ("motorhead_django.sweep", 2.0),
             ("motorhead_django.verify_active", 3600.0),
         ]

@@ -25,6 +25,7 @@ def test_no_missing_migrations_with_another_auto_field(settings):
     call_command("makemigrations", "motorhead_django", "--check", "--dry-run", verbosity=0)
 
 
+@pytest.mark.slow  # migrates the database backwards and forwards
 @pytest.mark.django_db(transaction=True)
 def test_0004_gives_existing_sessions_their_id_on_the_server():
     """Sessions from before ids were scoped per owner keep the id the server knows them by,
@@ -55,6 +56,7 @@ def test_0004_gives_existing_sessions_their_id_on_the_server():
         MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes(app))
 
 
+@pytest.mark.slow  # migrates the database backwards and forwards
 @pytest.mark.django_db(transaction=True)
 def test_0006_moves_sessions_sharing_a_server_id_to_ids_of_their_own(upstream):
     """Sessions of different namespaces with one server id shared one conversation on the

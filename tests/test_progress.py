@@ -101,3 +101,90 @@ def test_motorhead_import_progress_per_namespace(upstream, monkeypatch):
     verbose = StringIO()
     call_command("motorhead_import", "--refresh", "-v", "2", stdout=verbose)
     assert "imp0: " in verbose.getvalue()
+
+
+# -- export and retention: progress on stderr --------------------------------------------
+
+
+def _owned_sessions(count: int):
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.create_user("ann")
+    for n in range(count):
+        session = memory.create_session(f"x{n}", owner=owner)
+        memory.append_messages(session, [("Human", "hi"), ("AI", "hello")])
+    return owner
+
+
+def test_motorhead_export_progress_goes_to_stderr_so_stdout_stays_an_export(monkeypatch):
+    import json
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    _owned_sessions(3)
+    out, err = StringIO(), StringIO()
+    call_command("motorhead_export", "--user", "ann", stdout=out, stderr=err)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["type"] for r in records].count("session") == 3 and records[0]["type"] == "export"
+    assert "Progress: 1/3 session(s), " in err.getvalue() and "ETA" in err.getvalue()
+    assert "x0: 2 message(s)" not in err.getvalue()  # each session only at -v 2
+    verbose = StringIO()
+    call_command("motorhead_export", "--user", "ann", "-v", "2", stdout=StringIO(), stderr=verbose)
+    assert "x0: 2 message(s)" in verbose.getvalue() and "x2: 2 message(s)" in verbose.getvalue()
+    quiet = StringIO()
+    call_command("motorhead_export", "--user", "ann", "-v", "0", stdout=StringIO(), stderr=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_motorhead_export_draws_its_bar_on_a_terminals_stderr(tmp_path):
+    _owned_sessions(3)
+    err = Terminal()
+    path = tmp_path / "ann.md"
+    call_command(
+        "motorhead_export",
+        "--user",
+        "ann",
+        "--format",
+        "markdown",
+        "--output",
+        str(path),
+        stdout=StringIO(),
+        stderr=err,
+    )
+    assert "3/3" in err.getvalue() and "ETA" in err.getvalue() and "/s" in err.getvalue()
+    assert "\x1b" not in path.read_text() and path.read_text().count("## Session") == 3
+
+
+def test_motorhead_retention_reports_progress_on_stderr(settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from motorhead_django.models import ChatSession
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    settings.MOTORHEAD = {"RETENTION": {"": {"days": 1}}}
+    for n in range(3):
+        memory.append_messages(memory.get_or_create_session(f"old{n}"), [("Human", "hi")])
+    ChatSession.objects.update(updated_at=timezone.now() - timedelta(days=3))
+    out, err = StringIO(), StringIO()
+    call_command("motorhead_retention", "-v", "2", stdout=out, stderr=err)
+    assert out.getvalue().startswith("Deleted 3 session(s)")
+    lines = err.getvalue().splitlines()
+    assert lines[0].endswith("(old0): deleted, 1 message(s)")
+    assert lines[1].startswith("Progress: 1/3 session(s), ") and "ETA" in lines[1]
+    assert not ChatSession.objects.exists()
+
+
+def test_motorhead_retention_at_verbosity_zero_is_silent_on_stderr(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from motorhead_django.models import ChatSession
+
+    settings.MOTORHEAD = {"RETENTION": {"": {"days": 1}}}
+    memory.append_messages(memory.get_or_create_session("old"), [("Human", "hi")])
+    ChatSession.objects.update(updated_at=timezone.now() - timedelta(days=3))
+    err = StringIO()
+    call_command("motorhead_retention", "-v", "0", stdout=StringIO(), stderr=err)
+    assert err.getvalue() == "" and not ChatSession.objects.exists()

@@ -221,6 +221,7 @@ def test_a_langchain_style_reader_sees_the_pulled_window(upstream):
     assert [m["content"] for m in reversed(data["messages"])] == ["one", "two"]
 
 
+@pytest.mark.slow
 def test_import_of_500_sessions_in_two_namespaces_interrupted_and_resumed(upstream, capsys):
     for n in range(500):
         namespace = "alpha" if n % 2 else "beta"

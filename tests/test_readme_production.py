@@ -34,6 +34,9 @@ from motorhead_django.testing import MotorheadTestServer
 from .conftest import IN_CI, REDIS_URL, require_service
 from .docs_blocks import ROOT, Block, commands, section_blocks, split_env
 
+# Each test starts a Celery worker and beat of its own.
+pytestmark = [pytest.mark.workers, pytest.mark.slow]
+
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")

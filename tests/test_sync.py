@@ -69,6 +69,7 @@ def test_batches_are_never_empty_or_larger_than_batch_size(upstream, settings):
     assert sizes and all(1 <= size <= 4 for size in sizes) and sum(sizes) == 10
 
 
+@pytest.mark.slow
 def test_backlog_is_paced_so_every_message_is_summarised(upstream_factory):
     """With a slow summariser, a backlog still passes through it whole, and nothing is dropped."""
     server = upstream_factory(6, {"COMPACTION_TIMEOUT": 10.0}, compaction_delay=0.2)
@@ -426,6 +427,7 @@ def test_when_the_window_cannot_be_read_after_an_ambiguous_post_the_mark_stays(u
     assert applied_lines(upstream, "unsettled") == local(session)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [12, 64])
 def test_passes_through_a_faulty_server_apply_every_message_once(
     upstream_factory, monkeypatch, window
@@ -913,6 +915,7 @@ def test_a_compaction_that_never_comes_times_out_and_is_retried(upstream_factory
 # -- eager mode: a web request never sleeps on the server (issue 15 item 7) -------------------
 
 
+@pytest.mark.slow
 def test_a_push_that_may_not_wait_stops_where_it_would_and_leaves_the_rest_pending(
     upstream_factory,
 ):

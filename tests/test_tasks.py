@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from celery import Celery
@@ -30,7 +30,12 @@ from .conftest import REDIS_URL, require_service
 from .workers import RedisServer, Worker
 
 # Workers read what this process commits: real transactions, on PostgreSQL.
-worker_test = pytest.mark.django_db(transaction=True)
+
+
+def worker_test(test: Callable[..., None]) -> Callable[..., None]:
+    """A test with real worker processes: a transactional database, marked ``workers``."""
+    return pytest.mark.workers(pytest.mark.django_db(transaction=True)(test))
+
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 # Large enough that 20 messages never compact: the server then keeps them all to compare.

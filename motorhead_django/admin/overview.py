@@ -14,7 +14,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import charts
+from .. import charts, history
 from ..conf import motorhead_settings
 from ..models import ChatMessage, ChatSession, SyncState
 from . import actions
@@ -70,6 +70,8 @@ class SyncOverviewMixin(admin.ModelAdmin):
                 str(_("Sessions by sync state")),
             ),
             "lag_chart": charts.bar_chart(charts.lag_bars(), str(_("Pending messages by age"))),
+            # Sessions by state over time (history.py): ?history=1d|7d|30d picks the period.
+            "state_history": history.overview(request.GET.get("history")),
             # Causes are read from error texts: only for those who may see them.
             "cause_chart": (
                 charts.bar_chart(causes, str(_("Failures by cause")))

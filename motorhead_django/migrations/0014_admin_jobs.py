@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("motorhead_django", "0010_governance"),
+        ("motorhead_django", "0015_state_samples"),  # re-chained when main was merged in
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
