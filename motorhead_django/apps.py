@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.core.signals import request_finished, request_started
 from django.db.backends.signals import connection_created
@@ -10,9 +12,15 @@ class MotorheadConfig(AppConfig):
     # Pinned so that our migrations do not depend on the host project's setting.
     default_auto_field = "django.db.models.BigAutoField"
 
+    def import_models(self) -> None:
+        super().import_models()
+        # The admin's job model lives in its own module (models.py is the core's).
+        import_module(f"{self.name}.job_models")
+
     def ready(self) -> None:
-        # Importing checks registers them; history registers its beat task and its checks.
-        from . import checks, history, redaction, search  # noqa: F401
+        # Importing checks registers them; history registers its beat task and its checks,
+        # jobs the admin's job task.
+        from . import checks, history, jobs, redaction, search  # noqa: F401
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: The permission that sets and lifts holds (on sessions and on owners).
 HOLD_PERMISSION = "motorhead_django.set_legal_hold"
+#: The permission that erases sessions everywhere from the admin (and reads the receipts).
+ERASE_PERMISSION = "motorhead_django.erase_sessions"
 
 
 # -- legal hold ----------------------------------------------------------------------
@@ -74,6 +76,10 @@ def refuse_if_held(session: ChatSession) -> None:
 
 def can_set_hold(user: Any) -> bool:
     return bool(user is not None and user.is_active and user.has_perm(HOLD_PERMISSION))
+
+
+def can_erase(user: Any) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm(ERASE_PERMISSION))
 
 
 def set_hold(session: ChatSession, on: bool) -> None:

@@ -91,6 +91,8 @@ class ErasureReceipt(models.Model):
         verbose_name = _("erasure receipt")
         verbose_name_plural = _("erasure receipts")
         ordering = ("-erased_at", "-pk")
+        # Erasing from the admin is its own permission: *delete* leaves a tombstone and no receipt.
+        permissions = [("erase_sessions", _("Can erase sessions everywhere, with a receipt"))]
         indexes = [models.Index(fields=("subject",), name="motorhead_receipt_subject")]
 
     def __str__(self) -> str:

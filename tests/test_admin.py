@@ -139,7 +139,7 @@ def test_transcript_is_chronological_and_marks_the_window(admin_client, settings
 
 
 def test_a_long_history_shows_the_newest_messages_and_counts_the_rest(admin_client, monkeypatch):
-    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 3)
+    monkeypatch.setattr("motorhead_django.admin.sessions.TRANSCRIPT_LIMIT", 3)
     session = memory.get_or_create_session("long")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(10)])
     page = admin_client.get(change_url(session)).content.decode()
@@ -461,7 +461,7 @@ def test_the_state_filter_offers_in_doubt(admin_client):
 
 
 def test_a_transcript_beyond_the_limit_pages_back_to_its_start(admin_client, monkeypatch):
-    monkeypatch.setattr("motorhead_django.admin.TRANSCRIPT_LIMIT", 4)
+    monkeypatch.setattr("motorhead_django.admin.sessions.TRANSCRIPT_LIMIT", 4)
     session = memory.get_or_create_session("paged")
     memory.append_messages(session, [("Human", f"m{n}") for n in range(1, 11)])  # sequences 1..10
     page = admin_client.get(change_url(session)).content.decode()
@@ -548,3 +548,47 @@ def test_the_summary_timeline_is_a_timeline_and_the_page_still_saves(admin_clien
     response = admin_client.post(change_url(session), data)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert memory.history(session)[-1].content == "from the admin"
+
+
+def test_verify_now_marks_a_drifted_session_and_says_what_differs(admin_client, upstream):
+    same, changed = pushed_session("same", 2), pushed_session("changed", 2)
+    upstream.preload("changed", [("Human", "written elsewhere")])
+    page = run_action(admin_client, "verify_now", [same, changed], confirm=False).content.decode()
+    assert "Verified 2 sessions against the server: 1 drifted." in page
+    assert "Session “changed” is drifted:" in page
+    states = dict(ChatSession.objects.values_list("session_id", "sync_state"))
+    assert states == {"same": "synced", "changed": "drifted"}
+
+
+def test_rehydrate_now_confirms_then_gives_the_server_the_summary_and_window(
+    admin_client, upstream, settings
+):
+    session = pushed_session("rehydrated", 4)
+    memory.set_context(session, "what was said")
+    sync.push_session(session.pk)
+    upstream.wipe()
+    page = run_action(admin_client, "rehydrate_now", [session], confirm=False).content.decode()
+    assert "replaced with its latest summary and its newest window" in page
+    assert upstream.stored_messages("rehydrated") == []  # nothing until confirmed
+    page = run_action(admin_client, "rehydrate_now", [session]).content.decode()
+    assert "Rehydrated 1 session: 4 message(s) and its summary sent." in page
+    assert len(upstream.stored_messages("rehydrated")) == 4
+
+
+def test_the_session_page_shows_the_summarisers_progress_read_only(admin_client, settings):
+    url = "http://127.0.0.1:9/v1"
+    settings.MOTORHEAD = {"WINDOW_SIZE": 2, "SUMMARIZER": {"BASE_URL": url, "MODEL": "m"}}
+    (session,) = make_sessions(1, messages=10)
+    ChatSession.objects.filter(pk=session.pk).update(summarized_through=4)
+    change = reverse("admin:motorhead_django_chatsession_change", args=[session.pk])
+    page = admin_client.get(change)
+    body = page.content.decode()
+    # 10 messages, a window of 2 + 1: 7 have left it, 4 are in the summary.
+    assert "message #4: 3 message(s) left the window and wait to be summarised" in body
+    assert 'name="summarized_through"' not in body and "summary_progress" not in str(
+        page.context["adminform"].form.fields
+    )
+    ChatSession.objects.filter(pk=session.pk).update(summarized_through=7)
+    assert "message #7: up to date" in admin_client.get(change).content.decode()
+    settings.MOTORHEAD = {}
+    assert "the built-in summariser is off" in admin_client.get(change).content.decode()

@@ -19,14 +19,17 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.sessions.models import Session
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.views.generic import RedirectView
 
-from motorhead_django import memory
+from motorhead_django import memory, sync
+from motorhead_django.job_models import AdminJob
 from motorhead_django.models import (
     ApiKey,
     ChatMessage,
@@ -50,20 +53,26 @@ SECRET_ERROR = "upstream said: internal-host-10-0-0-7"
 ACTION_POLICY: dict[tuple[str, str], set[str]] = {
     ("chatsession", "push_now"): {"change"},
     ("chatsession", "pull_now"): {"change"},
+    ("chatsession", "verify_now"): {"change"},
     ("chatsession", "full_resync"): {"change"},
+    ("chatsession", "rehydrate_now"): {"change"},
     ("chatsession", "delete_on_server"): {"delete"},
     ("chatsession", "delete_everywhere"): {"delete"},
     ("chatsession", "delete_selected"): {"delete"},
     ("chatsession", "export_jsonl"): {"change"},
     ("chatsession", "export_markdown"): {"change"},
+    # Erasure is its own permission (motorhead_django.erase_sessions): delete is not enough.
+    ("chatsession", "erase_everywhere"): {"erase"},
     ("apikey", "revoke"): {"change"},
     ("apikey", "delete_selected"): {"delete"},
     ("langgraphcheckpoint", "delete_selected"): {"delete"},
     ("langgraphblob", "delete_selected"): {"delete"},
     ("langgraphwrite", "delete_selected"): {"delete"},
+    ("adminjob", "delete_selected"): {"delete"},
 }
 # These show an intermediate page first and act only on its confirmed POST.
-CONFIRMED_ACTIONS = {"full_resync", "delete_on_server", "delete_everywhere", "revoke"}
+CONFIRMED_ACTIONS = {"full_resync", "rehydrate_now", "delete_on_server", "delete_everywhere"}
+CONFIRMED_ACTIONS |= {"erase_everywhere", "revoke"}
 CONFIRMED_ACTIONS |= {"delete_selected"}  # Django's own
 # These answer with a download (and write the read audit) instead of a redirect.
 DOWNLOAD_ACTIONS = {"export_jsonl", "export_markdown"}
@@ -81,8 +90,9 @@ URL_POLICY: dict[str, tuple[set[str], set[str]]] = {
     "change": (VIEW, {"change"}),
     "sync_overview": (VIEW, {"add"}),  # the POST is the import
 }
-# LangGraph's tables are written by its saver only: no add, no change, for anyone.
-READ_ONLY_MODELS = {"langgraphcheckpoint", "langgraphblob", "langgraphwrite"}
+# LangGraph's tables are written by its saver only, admin jobs by their task: no add, no
+# change, for anyone.
+READ_ONLY_MODELS = {"langgraphcheckpoint", "langgraphblob", "langgraphwrite", "adminjob"}
 READ_ONLY_URL_POLICY = {**URL_POLICY, "add": (set(), set()), "change": (VIEW, set())}
 PRINCIPALS: dict[str, set[str] | None] = {
     "anonymous": None,
@@ -91,8 +101,11 @@ PRINCIPALS: dict[str, set[str] | None] = {
     "view+add": {"view", "add"},
     "view+change": {"view", "change"},
     "view+delete": {"view", "delete"},
-    "superuser": {"view", "add", "change", "delete"},
+    "view+erase": {"view", "erase"},
+    "superuser": {"view", "add", "change", "delete", "erase"},
 }
+# Permissions that are not one of a model's four: their codename, whatever the model.
+CODENAMES = {"erase": "erase_sessions"}
 
 
 def registered() -> list[tuple[type, admin.ModelAdmin]]:
@@ -151,7 +164,7 @@ def login(client, name: str, model: type) -> Any:
         user = users.create_superuser("root", "root@example.com", "pw")
     else:
         user = users.create_user(f"staff-{name}", is_staff=True)
-        codenames = [f"{perm}_{model._meta.model_name}" for perm in perms]
+        codenames = [CODENAMES.get(p, f"{p}_{model._meta.model_name}") for p in perms]
         user.user_permissions.set(
             Permission.objects.filter(content_type__app_label=APP, codename__in=codenames)
         )
@@ -165,10 +178,13 @@ def make_targets(model: type) -> list[Any]:
     if model is ChatSession:
         session = memory.get_or_create_session("victim-chat", owner=owner)
         memory.append_messages(session, [("Human", SECRET_CONTENT), ("AI", "noted")])
+        sync.push_session(session.pk)  # on the server: verify and rehydrate have work to do
         ChatSession.objects.filter(pk=session.pk).update(last_error=SECRET_ERROR)
         return [session]
     if model is ApiKey:
         return [ApiKey.issue(owner, "victim-key")[0]]
+    if model is AdminJob:
+        return [AdminJob.objects.create(kind="push", description="victim's job", user=owner)]
     where = {"thread_id": "victim-thread", "checkpoint_ns": ""}
     if model is LangGraphCheckpoint:
         return [
@@ -263,6 +279,7 @@ def test_the_matrix_sees_the_app_models_actions_and_urls():
         LangGraphCheckpoint,
         LangGraphBlob,
         LangGraphWrite,
+        AdminJob,
     }
     assert len(registered_actions()) >= len(ACTION_POLICY)
     assert any(url_kind("chatsession", p) == "sync_overview" for _, p in registered_urls())
@@ -330,6 +347,23 @@ def test_action_matrix(client, observe, principal, model_name, action):
     else:
         assert response.status_code == 302
         assert first.any
+
+
+@pytest.mark.parametrize(
+    ("model_name", "action", "func"),
+    [a for a in registered_actions() if a[2] is not django_delete_selected],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_every_action_checks_its_permission_when_it_runs(rf, observe, model_name, action, func):
+    """Not only when Django lists it: called past the list, it refuses and does nothing."""
+    model = model_named(model_name)
+    targets = make_targets(model)
+    request = rf.post(changelist(model), {"post": "yes"})
+    request.user = get_user_model().objects.create_user("staff-nothing", is_staff=True)
+    model_admin = admin.site._registry[model]
+    with observe() as effect, pytest.raises(PermissionDenied):
+        func(model_admin, request, model._default_manager.filter(pk__in=[t.pk for t in targets]))
+    assert not effect.any, effect
 
 
 # -- URLs ------------------------------------------------------------------------------
@@ -496,7 +530,9 @@ def test_superusers_and_change_holders_add_sessions_for_anyone(client, principal
 # -- confirmation pages ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["full_resync", "delete_on_server", "delete_everywhere"])
+@pytest.mark.parametrize(
+    "action", ["full_resync", "rehydrate_now", "delete_on_server", "delete_everywhere"]
+)
 def test_a_destructive_action_says_what_happens_to_which_sessions(admin_client, observe, action):
     sessions = [make_targets(ChatSession)[0], memory.get_or_create_session("second")]
     data = {"action": action, "_selected_action": [s.pk for s in sessions]}
@@ -513,6 +549,7 @@ def test_a_destructive_action_says_what_happens_to_which_sessions(admin_client, 
     assert f'name="action" value="{action}"' in body
     what = {
         "full_resync": "whole local history is marked pending and pushed again",
+        "rehydrate_now": "replaced with its latest summary and its newest window",
         "delete_on_server": "The local sessions and their messages are kept, marked drifted",
         "delete_everywhere": "Each session and all its messages are deleted here",
     }[action]

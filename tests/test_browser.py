@@ -267,3 +267,34 @@ def test_overview_charts_a_long_transcript_and_long_ids_at_1280_px(example_site,
     assert shown[0].find_element(By.CLASS_NAME, "mh-seq").text == "#1"
     assert browser.find_elements(By.CSS_SELECTOR, "a.mh-newer")
     browser.save_screenshot(str(ARTIFACTS / "admin-transcript-start.png"))
+
+
+def test_a_running_jobs_page_shows_its_progress_and_reloads_itself(example_site, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    _write_local(
+        tmp_path,
+        "from datetime import timedelta\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.utils import timezone\n"
+        "from motorhead_django.job_models import AdminJob\n"
+        "AdminJob.objects.create(kind='push', description='Push now', state='running',"
+        " user=get_user_model().objects.get(username='admin'), total=400, processed=120,"
+        " failed=2, started_at=timezone.now() - timedelta(seconds=60),"
+        " errors=[{'session_pk': 1, 'state': 'retrying', 'error': 'POST /sessions/x: 503'}])\n",
+    )
+    _log_in(browser, example_site)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(f"{example_site}/admin/motorhead_django/adminjob/")
+    browser.find_element(By.XPATH, "//a[starts-with(text(), 'Push now')]").click()
+    bar = browser.find_element(By.CSS_SELECTOR, "progress.mh-progress")
+    assert bar.get_attribute("value") == "120" and bar.get_attribute("max") == "400"
+    assert bar.size["width"] > 200
+    text = browser.find_element(By.ID, "mh-job").text
+    assert "120 of 400 sessions (30%)" in text and "2 failed" in text and "503" in text
+    assert "Please correct the error" not in browser.page_source  # a read-only page, no form errors
+    refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
+    assert refresh.get_attribute("content") == "2"
+    width = browser.execute_script("return [document.documentElement.scrollWidth, innerWidth];")
+    assert width[0] <= width[1], width
+    browser.save_screenshot(str(ARTIFACTS / "admin-job-progress.png"))

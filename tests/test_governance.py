@@ -120,31 +120,94 @@ def test_the_hold_is_shown_in_rest_and_set_only_with_its_permission():
     assert created.status_code == 400 and "read-only" in created.json()["legal_hold"][0]
 
 
-def test_admin_cannot_delete_held_sessions_and_says_so(client):
-    admin_user = make_user("root", superuser=True)
-    client.force_login(admin_user)
+def test_admin_cannot_delete_a_held_session_from_its_page(client):
+    client.force_login(make_user("root", superuser=True))
     held = make_session("held")
-    free = make_session("free")
     governance.set_hold(held, True)
     page = client.get(f"/admin/motorhead_django/chatsession/{held.pk}/delete/", follow=True)
     assert "under a legal hold and cannot be deleted" in page.content.decode()
     client.post(f"/admin/motorhead_django/chatsession/{held.pk}/delete/", {"post": "yes"})
     assert ChatSession.objects.filter(pk=held.pk).exists()
-    response = client.post(
-        "/admin/motorhead_django/chatsession/",
-        {"action": "delete_selected", "_selected_action": [held.pk, free.pk], "post": "yes"},
-        follow=True,
+
+
+ADMIN_DELETES = ["delete_selected", "delete_everywhere", "delete_on_server", "erase_everywhere"]
+
+
+@pytest.mark.parametrize("hold", ["session", "owner"])
+@pytest.mark.parametrize("action", ADMIN_DELETES)
+def test_no_admin_delete_touches_a_selection_holding_a_held_session(client, upstream, action, hold):
+    """Not the free ones either: the user is told which sessions are held, nothing goes."""
+    client.force_login(make_user("root", superuser=True))
+    ann = make_user("ann")
+    held = make_session("held-one", owner=ann)
+    free = make_session("free-one")
+    for session in (held, free):
+        sync.push_session(session.pk)
+    if hold == "session":
+        governance.set_hold(held, True)
+    else:
+        governance.hold_owner(ann, reason="litigation")
+    data = {"action": action, "_selected_action": [held.pk, free.pk]}
+    for body in (data, {**data, "post": "yes"}):  # the first step and a forged confirmation
+        page = client.post("/admin/motorhead_django/chatsession/", body, follow=True)
+        text = page.content.decode()
+        assert "Nothing was deleted: 1 selected session is under a legal hold: “held-one”." in text
+        assert 'name="post" value="yes"' not in text  # no confirmation page either
+    assert set(ChatSession.objects.values_list("session_id", flat=True)) == {"held-one", "free-one"}
+    assert not ChatSession.objects.filter(delete_requested_at__isnull=False).exists()
+    assert upstream.stored_messages(free.remote_id) == [{"role": "Human", "content": "hi"}]
+    assert not ErasureReceipt.objects.exists()
+
+
+def test_the_erase_action_needs_its_own_permission(client, upstream):
+    session = make_session("chat")
+    deleter = make_user("deleter", "view_chatsession", "change_chatsession", "delete_chatsession")
+    client.force_login(deleter)
+    page = client.get("/admin/motorhead_django/chatsession/")
+    assert b"erase_everywhere" not in page.content
+    data = {"action": "erase_everywhere", "_selected_action": [session.pk], "post": "yes"}
+    client.post("/admin/motorhead_django/chatsession/", data)
+    assert (
+        ChatSession.objects.filter(pk=session.pk).exists() and not ErasureReceipt.objects.exists()
     )
-    assert response.status_code == 200
-    assert "under a legal hold and was not deleted" in response.content.decode()
-    assert list(ChatSession.objects.values_list("session_id", flat=True)) == ["held"]
-    response = client.post(
-        "/admin/motorhead_django/chatsession/",
-        {"action": "delete_everywhere", "_selected_action": [held.pk], "post": "yes"},
-        follow=True,
-    )
-    assert "legal hold" in response.content.decode()
-    assert ChatSession.objects.filter(pk=held.pk).exists()
+    client.force_login(make_user("eraser", "view_chatsession", "erase_sessions"))
+    assert b"erase_everywhere" in client.get("/admin/motorhead_django/chatsession/").content
+
+
+def test_erase_everywhere_confirms_then_shows_the_receipt(client, upstream):
+    eraser = make_user("eraser", "view_chatsession", "erase_sessions")
+    client.force_login(eraser)
+    session = make_session("doomed", pairs=[("Human", "secret-words"), ("AI", "ok")])
+    sync.push_session(session.pk)
+    remote_id = session.remote_id
+    data = {"action": "erase_everywhere", "_selected_action": [session.pk]}
+    page = client.post("/admin/motorhead_django/chatsession/", data)
+    assert page.status_code == 200 and 'name="post" value="yes"' in page.content.decode()
+    assert "read back to confirm" in page.content.decode()
+    assert ChatSession.objects.filter(pk=session.pk).exists()
+
+    response = client.post("/admin/motorhead_django/chatsession/", {**data, "post": "yes"})
+    receipt = ErasureReceipt.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/motorhead_django/erasurereceipt/{receipt.pk}/change/"
+    assert not ChatSession.objects.exists() and upstream.stored_messages(remote_id) == []
+    assert receipt.server_confirmed is True and receipt.erased_by == eraser
+    assert receipt.counts["messages"] == 2 and receipt.subject == f"session:{session.pk}"
+    shown = client.get(response["Location"], follow=True).content.decode()
+    assert "Erased 1 session; the server confirmed 1." in shown
+    assert receipt.ids_sha256 in shown and "secret-words" not in shown
+
+
+def test_erasing_several_sessions_lists_their_receipts(client, upstream):
+    client.force_login(make_user("root", superuser=True))
+    sessions = [make_session(f"s{n}") for n in range(3)]
+    data = {"action": "erase_everywhere", "_selected_action": [s.pk for s in sessions]}
+    response = client.post("/admin/motorhead_django/chatsession/", {**data, "post": "yes"})
+    receipts = list(ErasureReceipt.objects.order_by("pk"))
+    assert len(receipts) == 3 and not ChatSession.objects.exists()
+    assert response["Location"].endswith("?id__in=" + ",".join(str(r.pk) for r in receipts))
+    listed = client.get(response["Location"]).content.decode()
+    assert "3 erasure receipts" in listed or "3 results" in listed
 
 
 def test_admin_shows_the_hold_read_only_without_the_permission(client):

@@ -1,5 +1,5 @@
 """Admin for governance: legal holds, erasure receipts (read-only), the read audit
-(superusers only), and the session admin's hold, export and audit behaviour."""
+(superusers only), and the session admin's hold, export, erasure and audit behaviour."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import export, governance
-from .models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
+from .. import export, governance
+from ..exceptions import MotorheadLegalHoldError
+from ..models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
+from .actions import action
+from .common import confirmation_page, confirmed
+
+# A refusal names at most this many held sessions (and counts the rest).
+HELD_NAMES_LIMIT = 10
 
 GOVERNANCE_FIELDSET = (
     _("Governance"),
@@ -44,23 +50,35 @@ class SessionGovernanceMixin(admin.ModelAdmin):
     def hold_readonly(self, request: HttpRequest) -> tuple[str, ...]:
         return () if governance.can_set_hold(request.user) else ("legal_hold",)
 
-    def without_held(
-        self, request: HttpRequest, queryset: QuerySet[ChatSession]
-    ) -> QuerySet[ChatSession]:
-        """``queryset`` less its held sessions, telling the user how many stay."""
-        held = queryset.filter(governance.held()).count()
-        if held:
-            self.message_user(
-                request,
-                ngettext(
-                    "%d session is under a legal hold and was not deleted.",
-                    "%d sessions are under a legal hold and were not deleted.",
-                    held,
-                )
-                % held,
-                messages.WARNING,
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return governance.can_erase(request.user)
+
+    def refuse_held(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> bool:
+        """Whether the selection holds sessions under a legal hold: then say which, and
+        delete none of it (a partial delete of a selection is a surprise, not a help)."""
+        held = list(
+            queryset.filter(governance.held())
+            .order_by("session_id")
+            .values_list("session_id", flat=True)[: HELD_NAMES_LIMIT + 1]
+        )
+        if not held:
+            return False
+        count = queryset.filter(governance.held()).count()
+        names = ", ".join(f"“{name}”" for name in held[:HELD_NAMES_LIMIT])
+        if count > HELD_NAMES_LIMIT:
+            names += " " + str(_("and %d more") % (count - HELD_NAMES_LIMIT))
+        self.message_user(
+            request,
+            ngettext(
+                "Nothing was deleted: %(count)d selected session is under a legal hold: %(names)s.",
+                "Nothing was deleted: %(count)d selected sessions are under a legal hold: "
+                "%(names)s.",
+                count,
             )
-        return queryset.exclude(governance.held())
+            % {"count": count, "names": names},
+            messages.ERROR,
+        )
+        return True
 
     def changeform_view(
         self,
@@ -89,14 +107,76 @@ class SessionGovernanceMixin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="motorhead-export.{suffix}"'
         return response
 
-    # *change*, like every session action: an export is recorded in the read audit.
-    @admin.action(description=_("Export as JSON Lines"), permissions=["change"])
+    # *change*, like every session action: an export is recorded in the read audit. It
+    # streams (constant memory), so a large selection needs no background job.
+    @action(description=_("Export as JSON Lines"), permission="change")
     def export_jsonl(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
         return self._export(request, queryset, "jsonl")
 
-    @admin.action(description=_("Export as a Markdown transcript"), permissions=["change"])
+    @action(description=_("Export as a Markdown transcript"), permission="change")
     def export_markdown(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
         return self._export(request, queryset, "markdown")
+
+    @action(description=_("Erase everywhere, verified, with a receipt"), permission="erase")
+    def erase_everywhere(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> Any:
+        if self.refuse_held(request, queryset):
+            return None
+        if not confirmed(request):
+            return confirmation_page(
+                self,
+                request,
+                queryset.order_by("session_id"),
+                action="erase_everywhere",
+                title=_("Are you sure?"),
+                consequences=[
+                    str(_("Each session, its messages, summaries and embeddings are erased here.")),
+                    str(
+                        _(
+                            "Its copy on the server is deleted, then the server is read back to "
+                            "confirm nothing of it is left."
+                        )
+                    ),
+                    str(
+                        _(
+                            "An erasure receipt is kept (counts, time, who, the server's answer, "
+                            "a hash of the ids; no content). This cannot be undone."
+                        )
+                    ),
+                ],
+            )
+        receipts = []
+        for session in queryset.order_by("pk"):
+            try:
+                receipts.append(governance.erase_session(session, by=request.user).receipt)
+            except MotorheadLegalHoldError:  # held since the check: kept, and said
+                self.message_user(
+                    request,
+                    _("Session “%s” came under a legal hold and was kept.") % session.session_id,
+                    messages.ERROR,
+                )
+        confirmed_count = sum(1 for receipt in receipts if receipt.server_confirmed)
+        self.message_user(
+            request,
+            ngettext(
+                "Erased %(count)d session; the server confirmed %(confirmed)d. The receipt "
+                "follows.",
+                "Erased %(count)d sessions; the server confirmed %(confirmed)d. The receipts "
+                "follow.",
+                len(receipts),
+            )
+            % {"count": len(receipts), "confirmed": confirmed_count},
+            messages.SUCCESS
+            if all(r.server_confirmed is not False for r in receipts)
+            else messages.WARNING,
+        )
+        if not receipts:
+            return None
+        if len(receipts) == 1:
+            url = reverse("admin:motorhead_django_erasurereceipt_change", args=[receipts[0].pk])
+        else:
+            keys = ",".join(str(receipt.pk) for receipt in receipts)
+            url = reverse("admin:motorhead_django_erasurereceipt_changelist") + f"?id__in={keys}"
+        return HttpResponseRedirect(url)
 
 
 def _int(value: str) -> int:
@@ -146,12 +226,19 @@ class _ReadOnly(admin.ModelAdmin):
 
 @admin.register(ErasureReceipt)
 class ErasureReceiptAdmin(_ReadOnly):
-    """Receipts are evidence: nobody edits or deletes them here."""
+    """Receipts are evidence: nobody edits or deletes them here. Those who may erase may
+    read them (the erase action leads here)."""
 
     list_display = ("erased_at", "kind", "subject", "counts", "server_confirmed", "erased_by_name")
     list_filter = ("kind", "server_confirmed")
     search_fields = ("subject", "ids_sha256")
     date_hierarchy = "erased_at"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return governance.can_erase(request.user) or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) or super().has_module_permission(request)
 
 
 @admin.register(ReadAudit)

@@ -1,0 +1,86 @@
+"""Admin for LangGraph checkpoints (motorhead_django.langgraph)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..models import LangGraphBlob, LangGraphCheckpoint, LangGraphWrite
+from .common import EstimatedCountPaginator, NulSafeChangelist
+
+# LangGraph checkpoints (motorhead_django.langgraph): written by the saver only, so
+# read-only here; rows may be deleted by those with the delete permission.
+
+
+class ReadOnlyCheckpointAdmin(NulSafeChangelist):
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    search_fields = ("=thread_id",)
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("size"))
+    def size(self, obj: Any) -> str:
+        data = obj.blob if isinstance(obj, LangGraphBlob | LangGraphWrite) else obj.checkpoint
+        return ngettext("%d byte", "%d bytes", len(data)) % len(data)
+
+
+@admin.register(LangGraphCheckpoint)
+class LangGraphCheckpointAdmin(ReadOnlyCheckpointAdmin):
+    list_display = ("checkpoint_id", "thread_id", "checkpoint_ns", "source", "step", "created_at")
+    search_fields = ("=thread_id", "=checkpoint_id", "=run_id")  # type: ignore[assignment]
+    readonly_fields = (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "parent_checkpoint_id",
+        "run_id",
+        "metadata",
+        "type",
+        "size",
+        "created_at",
+    )
+    fields = readonly_fields
+
+    @admin.display(description=_("source"))
+    def source(self, obj: LangGraphCheckpoint) -> str:
+        return str(obj.metadata.get("source", "")) if isinstance(obj.metadata, dict) else ""
+
+    @admin.display(description=_("step"))
+    def step(self, obj: LangGraphCheckpoint) -> str:
+        return str(obj.metadata.get("step", "")) if isinstance(obj.metadata, dict) else ""
+
+
+@admin.register(LangGraphBlob)
+class LangGraphBlobAdmin(ReadOnlyCheckpointAdmin):
+    list_display = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
+    readonly_fields = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
+    fields = readonly_fields
+
+
+@admin.register(LangGraphWrite)
+class LangGraphWriteAdmin(ReadOnlyCheckpointAdmin):
+    list_display = ("thread_id", "checkpoint_id", "task_id", "idx", "channel", "type", "size")
+    search_fields = ("=thread_id", "=checkpoint_id", "=task_id")  # type: ignore[assignment]
+    readonly_fields = (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "task_id",
+        "task_path",
+        "idx",
+        "channel",
+        "type",
+        "size",
+        "created_at",
+    )
+    fields = readonly_fields
