@@ -59,6 +59,10 @@ LOGGERS = (
     "motorhead_django.summaries",
     "motorhead_django.embeddings",
     "motorhead_django.llm",
+    "motorhead_django.jobs",
+    "motorhead_django.vectors",
+    # A task's return value and its exception are logged by Celery's tracer, not by us.
+    "celery.app.trace",
 )
 
 # Our keys' shape (models.ApiKey): the secret part goes, the prefix stays.
