@@ -18,7 +18,7 @@ from django.test.utils import override_settings
 
 from motorhead_django.job_models import AdminJob
 from motorhead_django.migration_checks import OLD_CHAIN, check_old_migration_chain
-from motorhead_django.models import ApiKey, ChatMessage, ChatSession
+from motorhead_django.models import ApiKey, ChatMessage, ChatSession, MessageEmbedding
 
 APP = "motorhead_django"
 LEGACY = {"MIGRATION_MODULES": {APP: "tests.legacy_migrations"}}
@@ -104,11 +104,15 @@ def legacy_database() -> Iterator[None]:
     try:
         yield
     finally:
-        if check_old_migration_chain(databases=["default"]):
-            with override_settings(**LEGACY):
-                migrate_to([(APP, OLD_CHAIN[-1])])
-        MigrationRecorder.Migration.objects.filter(app=APP, name__in=OLD_CHAIN[1:]).delete()
-        migrate_to([(APP, "0001_initial")])  # a no-op unless the test left the app at zero
+        back_to_a_fresh_install()
+
+
+def back_to_a_fresh_install() -> None:
+    if check_old_migration_chain(databases=["default"]):
+        with override_settings(**LEGACY):
+            migrate_to([(APP, OLD_CHAIN[-1])])
+    MigrationRecorder.Migration.objects.filter(app=APP, name__in=OLD_CHAIN[1:]).delete()
+    migrate_to([(APP, "0001_initial")])  # a no-op unless the test left the app at zero
 
 
 @pytest.mark.slow  # builds the schema three times
@@ -167,6 +171,26 @@ def test_a_database_that_applied_the_old_chain_is_taken_over_as_it_is(legacy_dat
         ChatMessage.objects.create(session=row, sequence=1, role="AI", content="again")
     key, raw = ApiKey.issue(row.owner, "after the upgrade")
     assert ApiKey.find(raw) == key
+
+
+@pytest.mark.slow  # builds the schema twice
+def test_with_pgvector_the_old_chain_also_gives_a_fresh_install_s_schema(
+    pgserver_database, django_db_blocker
+):
+    """On a PostgreSQL with pgvector both chains add the vector column, the same way."""
+    from tests.conftest import _default_database
+
+    with _default_database(pgserver_database), django_db_blocker.unblock():
+        fresh = schema()
+        assert "embedding" in fresh[MessageEmbedding._meta.db_table]["columns"]
+        migrate_to([(APP, None)])
+        try:
+            with override_settings(**LEGACY):
+                migrate_to([(APP, OLD_CHAIN[-1])])
+            assert check_old_migration_chain(databases=["default"]) == []
+            assert schema() == fresh
+        finally:
+            back_to_a_fresh_install()
 
 
 @pytest.mark.slow
