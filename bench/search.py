@@ -44,7 +44,7 @@ from motorhead_django.models import ChatMessage, ChatSession, server_id  # noqa:
 
 SESSIONS = 10_000
 TERMS = {"rare": "zanzibar", "medium": "quokka", "common": "invoice"}
-# What migration 0013 creates, rebuilt after the load as on a live table.
+# What the trigram step of 0001_initial creates, rebuilt after the load as on a live table.
 TRIGRAM_SQL = (
     f"CREATE INDEX IF NOT EXISTS {search.CONTENT_INDEX} ON motorhead_django_chatmessage "
     "USING gin (UPPER(content) gin_trgm_ops)"

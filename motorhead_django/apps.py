@@ -20,7 +20,7 @@ class MotorheadConfig(AppConfig):
     def ready(self) -> None:
         # Importing checks registers them; history registers its beat task and its checks,
         # jobs the admin's job task.
-        from . import checks, history, jobs, redaction, search  # noqa: F401
+        from . import checks, history, jobs, migration_checks, redaction, search  # noqa: F401
 
         # Keys never reach a log record: keyed paths and echoed secrets are redacted first.
         redaction.install()

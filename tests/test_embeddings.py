@@ -303,7 +303,7 @@ def test_erasure_counts_and_removes_the_pgvector_rows(settings, llm, pgvector_db
 
 @pytest.mark.django_db
 def test_without_the_extension_the_migration_and_the_storage_are_portable(settings, llm):
-    """SQLite, and a PostgreSQL without pgvector (this machine's): migration 0012 did nothing."""
+    """SQLite, and a PostgreSQL without pgvector (this machine's): the migration added no column."""
     if vectors.extension_available(connection):
         pytest.skip("this database has pgvector (the pgvector tests above cover it)")
     configure(settings, llm)
