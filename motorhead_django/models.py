@@ -192,7 +192,7 @@ class ChatSession(models.Model):
 
 #: The server id form of a session created by a user: ``u<user pk>:<session id>``.
 OWNED_ID = re.compile(r"u([0-9]+):(.*)", re.DOTALL)
-#: The server id form migration 0006 gave a session that shared its server id with a
+#: The server id form a pre-release upgrade gave a session that shared its server id with a
 #: session of another namespace: ``n<session pk>:<session id>``.
 MOVED_ID = re.compile(r"n([0-9]+):(.*)", re.DOTALL)
 

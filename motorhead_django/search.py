@@ -5,7 +5,7 @@ Two kinds of search, each with one meaning on every database:
 * **Substring search** (:func:`contains`, :func:`sessions_matching`, :func:`admin_sessions`):
   the REST ``?search=`` and the admin's search box. Case-insensitive, ``%`` and ``_``
   are plain characters. On PostgreSQL it is Django's ``icontains``,
-  ``UPPER(content) LIKE UPPER('%text%')``, which migration ``0013_search_indexes``
+  ``UPPER(content) LIKE UPPER('%text%')``, which migration ``0001_initial``
   serves with a pg_trgm GIN index on exactly that expression
   (:data:`CONTENT_INDEX`). SQLite's ``LIKE`` folds ASCII only, so there it compares
   :func:`fold` of both sides (registered as an SQL function by :func:`register_sqlite`):
@@ -32,7 +32,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from .conf import motorhead_settings
 from .models import ChatMessage, ChatSession
 
-#: The trigram index migration 0013 creates on PostgreSQL: its expression is what
+#: The trigram index the initial migration creates on PostgreSQL: its expression is what
 #: ``content__icontains`` compiles to there (``UPPER(content::text)``; the cast is a no-op).
 CONTENT_INDEX = "motorhead_message_content_trgm"
 #: The same for session ids, so a search never tests every session row.

@@ -1,6 +1,6 @@
 """Sync states, in one place: what each mirrored row can be, and which states mean work left.
 
-Stored values and labels are the ones migrations 0001-0010 recorded, so moving
+Stored values and labels are the ones the migrations recorded, so moving
 them here changed no column. Only the sync engine (:mod:`motorhead_django.engine`)
 and the write path (:mod:`motorhead_django.engine.records`) move a row from one
 state to another.

@@ -1,7 +1,7 @@
 """The pgvector storage of embeddings: an HNSW index where PostgreSQL has the ``vector`` extension.
 
 The portable float32 blob (``MessageEmbedding.vector``) stays the record on
-every database. Where the extension is installed, migration 0012 adds a
+every database. Where the extension is installed, the initial migration adds a
 ``vector`` column beside it on the same row (so a deleted message or session
 takes both, and an erasure counts one row), and this module fills it and
 searches it with ``<=>`` (cosine distance). Models differ in dimensions, so the
@@ -56,7 +56,7 @@ def extension_available(connection: BaseDatabaseWrapper) -> bool:
 
 
 def has_column(connection: BaseDatabaseWrapper) -> bool:
-    """Whether migration 0012 added the ``vector`` column (PostgreSQL with the extension)."""
+    """Whether the initial migration added the ``vector`` column (PostgreSQL with the extension)."""
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
@@ -83,8 +83,8 @@ def in_use(using: str = "default") -> bool:
 def install(connection: BaseDatabaseWrapper) -> bool:
     """Add the column, its indexes and the vectors already stored; False where it cannot.
 
-    Run by migration 0012, a no-op on other databases and on a PostgreSQL without
-    the extension. Where the extension was installed after 0012 ran, call it
+    Run by the initial migration, a no-op on other databases and on a PostgreSQL without
+    the extension. Where the extension was installed after the initial migration ran, call it
     once: ``vectors.install(django.db.connection)``. Idempotent.
     """
     if not extension_available(connection):
