@@ -29,6 +29,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import memory
 from .models import ChatMessage, ChatSession, ErasureReceipt, SummaryVersion
 
 VERSION = 1
@@ -197,8 +198,7 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
 
     def flush() -> None:
         if pending:
-            ChatMessage.objects.bulk_create(pending, batch_size=_CHUNK)
-            result.messages += len(pending)
+            result.messages += memory.restore_messages(pending)
             pending.clear()
 
     with _keep_timestamps(), transaction.atomic():
@@ -227,8 +227,7 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
                         owner = users._default_manager.filter(**lookup).first()
                     values = {name: record[name] for name in _SESSION_FIELDS if name in record}
                     updated = values.pop("updated_at", None)
-                    current = ChatSession(owner=owner, **_dates(values, ("created_at",)))
-                    current.save()
+                    current = memory.restore_session(owner, _dates(values, ("created_at",)))
                     session_updated[current.pk] = parse_datetime(updated) if updated else None
                     result.sessions += 1
                 elif kind == "message" and current is not None and not skipping:
@@ -247,7 +246,7 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
         flush()
         for pk, updated in session_updated.items():
             if updated is not None:  # auto_now set it at save: put the exported one back
-                ChatSession.objects.filter(pk=pk).update(updated_at=updated)
+                memory.restore_updated_at(pk, updated)
     return result
 
 

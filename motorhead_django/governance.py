@@ -1,9 +1,9 @@
 """Data governance: legal holds, retention, verified erasure and the audit of reads.
 
 Everything here deletes through the memory core's one delete path
-(:func:`motorhead_django.memory.delete_session`, which refuses held sessions) and
-finishes a remote delete with the sync engine's own step
-(:func:`motorhead_django.rehydrate.delete_remote`). Export and import are in
+(:func:`motorhead_django.memory.delete_session`, which refuses held sessions:
+:func:`refuse_if_held` is the core's) and finishes a remote delete through the
+sync engine's façade (``engine.delete(..., scope=engine.Scope.BOTH)``). Export and import are in
 :mod:`motorhead_django.export`, redaction in :mod:`motorhead_django.redact`.
 See docs/governance.md for the guarantees and their limits.
 """
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import signals
+from . import engine, memory, signals
+from .client import get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadLegalHoldError
+from .memory import refuse_if_held
 from .models import (
     ApiKey,
     ChatMessage,
@@ -61,19 +62,6 @@ def owner_held(owner_pk: Any) -> bool:
     return LegalHold.objects.filter(owner_id=owner_pk).exists()
 
 
-def refuse_if_held(session: ChatSession) -> None:
-    """Raise :class:`MotorheadLegalHoldError` for a held session (every delete path calls it)."""
-    # Re-read: a hold set since this object was loaded counts.
-    fresh = ChatSession.objects.filter(pk=session.pk).values_list("legal_hold", "owner_id").first()
-    if fresh is None:
-        return
-    if fresh[0] or (fresh[1] is not None and owner_held(fresh[1])):
-        raise MotorheadLegalHoldError(
-            "This session is under a legal hold and cannot be deleted.",
-            session_id=session.session_id,
-        )
-
-
 def can_set_hold(user: Any) -> bool:
     return bool(user is not None and user.is_active and user.has_perm(HOLD_PERMISSION))
 
@@ -84,8 +72,7 @@ def can_erase(user: Any) -> bool:
 
 def set_hold(session: ChatSession, on: bool) -> None:
     """Set or lift a session's hold (the caller checked :func:`can_set_hold`)."""
-    ChatSession.objects.filter(pk=session.pk).update(legal_hold=on)
-    session.legal_hold = on
+    memory.set_legal_hold(session, on)
     logger.info("Legal hold %s on session %s.", "set" if on else "lifted", session.pk)
 
 
@@ -242,13 +229,7 @@ def _trim(session: ChatSession, keep: int) -> int:
     )
     if is_held(session):  # a hold set while the run went on
         return 0
-    over.delete()
-    if motorhead_settings.SYNC_ENABLED and keep <= motorhead_settings.WINDOW_SIZE:
-        # The server's window may still hold what went: rebuild it from what is left.
-        from . import tasks
-
-        transaction.on_commit(lambda: tasks.schedule(tasks.resync_session, session.pk))
-    return count
+    return memory.trim_messages(session, keep)
 
 
 # -- verified erasure ----------------------------------------------------------------
@@ -295,9 +276,6 @@ def erase_sessions(
     :func:`memory.delete_session`; a tombstone the task did not finish yet is
     finished inline, so the receipt can say what the server confirmed.
     """
-    from . import memory, rehydrate
-    from .client import get_client
-
     done = done or _quiet
     counts = {
         "sessions": 0,
@@ -330,7 +308,7 @@ def erase_sessions(
         # Vectors are derived from the content: gone now, even from a tombstone that
         # waits for the server (the rest of its rows go when the server confirms).
         MessageEmbedding.objects.filter(session_id=session.pk).delete()
-        if not _finish_delete(session.pk, rehydrate.delete_remote):
+        if not _finish_delete(session.pk):
             waiting.append(session.pk)  # the sweep keeps retrying the server
         counts["sessions"] += 1
         counts["messages"] += messages
@@ -357,7 +335,7 @@ def erase_sessions(
     return Erasure(receipt, waiting)
 
 
-def _finish_delete(session_pk: int, delete_remote: Any, timeout: float = 10.0) -> bool:
+def _finish_delete(session_pk: int, timeout: float = 10.0) -> bool:
     """Finish a tombstone's remote delete inline; whether the row is gone.
 
     The delete task the tombstone enqueued may hold the session's lock meanwhile
@@ -365,8 +343,8 @@ def _finish_delete(session_pk: int, delete_remote: Any, timeout: float = 10.0) -
     """
     deadline = time.monotonic() + timeout
     while ChatSession.objects.filter(pk=session_pk).exists():
-        result = delete_remote(session_pk)  # the sync engine's step, inline
-        if result.deleted:
+        result = engine.delete(session_pk, scope=engine.Scope.BOTH)  # the tombstone's step, inline
+        if result.done:
             return True
         if not result.busy or time.monotonic() > deadline:
             return not ChatSession.objects.filter(pk=session_pk).exists()
