@@ -31,6 +31,9 @@ from .models import (
     ChatMessage,
     ChatSession,
     ErasureReceipt,
+    LangGraphBlob,
+    LangGraphCheckpoint,
+    LangGraphWrite,
     LegalHold,
     MessageEmbedding,
     ReadAudit,
@@ -250,7 +253,12 @@ def erase_user(user: Any, *, by: Any = None) -> Erasure:
     api_keys = keys.count()
     keys.delete()
     return erase_sessions(
-        sessions, kind=ErasureReceipt.USER, subject=f"user:{user.pk}", by=by, api_keys=api_keys
+        sessions,
+        kind=ErasureReceipt.USER,
+        subject=f"user:{user.pk}",
+        by=by,
+        api_keys=api_keys,
+        threads_of=user.pk,
     )
 
 
@@ -269,12 +277,15 @@ def erase_sessions(
     by: Any = None,
     api_keys: int = 0,
     done: Done | None = None,
+    threads_of: Any = None,
 ) -> Erasure:
     """Delete ``sessions`` here and on the server, read the server back, and keep a receipt.
 
     Held sessions are skipped (and counted). Each goes through
     :func:`memory.delete_session`; a tombstone the task did not finish yet is
-    finished inline, so the receipt can say what the server confirmed.
+    finished inline, so the receipt can say what the server confirmed. The
+    LangGraph thread a session mirrors goes too (its checkpoints hold the whole
+    conversation), and with ``threads_of`` (an owner's key) every thread of that owner.
     """
     done = done or _quiet
     counts = {
@@ -282,6 +293,7 @@ def erase_sessions(
         "messages": 0,
         "summaries": 0,
         "embeddings": 0,
+        "checkpoints": 0,
         "api_keys": api_keys,
     }
     remote_ids: list[tuple[str, str]] = []
@@ -308,6 +320,7 @@ def erase_sessions(
         # Vectors are derived from the content: gone now, even from a tombstone that
         # waits for the server (the rest of its rows go when the server confirms).
         MessageEmbedding.objects.filter(session_id=session.pk).delete()
+        counts["checkpoints"] += _erase_threads(session.owner_id, thread_of=session)
         if not _finish_delete(session.pk):
             waiting.append(session.pk)  # the sweep keeps retrying the server
         counts["sessions"] += 1
@@ -316,6 +329,8 @@ def erase_sessions(
         counts["embeddings"] += vectors
         remote_ids.append((session.namespace, session.remote_id))
         done(f"session {session.pk} ({session}): deleted, {messages} message(s)")
+    if threads_of is not None and not held_count:  # a held session keeps its thread too
+        counts["checkpoints"] += _erase_threads(threads_of)
     confirmed, detail = _read_back(remote_ids, waiting, get_client)
     digest = hashlib.sha256(
         "\n".join(sorted(f"{ns}/{rid}" for ns, rid in remote_ids)).encode("utf-8", "surrogatepass")
@@ -333,6 +348,27 @@ def erase_sessions(
     )
     signals.post_erasure.send(sender=ErasureReceipt, receipt=receipt)
     return Erasure(receipt, waiting)
+
+
+_THREAD_TABLES = (LangGraphWrite, LangGraphBlob, LangGraphCheckpoint)
+
+
+def _erase_threads(owner_pk: Any, *, thread_of: ChatSession | None = None) -> int:
+    """Delete LangGraph threads' rows (checkpoints, blobs, writes); how many checkpoints.
+
+    ``thread_of``: only the thread that session mirrors (the saver mirrors thread
+    ``T`` of an owner into that owner's session ``T`` in the default namespace, so a
+    session elsewhere mirrors none); otherwise every thread of ``owner_pk``.
+    """
+    if thread_of is not None and thread_of.namespace != motorhead_settings.NAMESPACE:
+        return 0
+    deleted: dict[str, int] = {}
+    for model in _THREAD_TABLES:
+        rows = model.objects.filter(owner_id=owner_pk)
+        if thread_of is not None:
+            rows = rows.filter(thread_id=thread_of.session_id)
+        deleted.update(rows.delete()[1])
+    return deleted.get(LangGraphCheckpoint._meta.label, 0)
 
 
 def _finish_delete(session_pk: int, timeout: float = 10.0) -> bool:

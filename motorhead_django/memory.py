@@ -204,7 +204,7 @@ def append_messages(
     an oversized message or item; nothing is written then.
     """
     pairs = redact.local(validate_messages(messages))  # REDACT_LOCAL: never store the original
-    kept = validate_items(items, len(pairs))
+    kept = redact.local_items([role for role, _ in pairs], validate_items(items, len(pairs)))
     if context is not _UNSET:
         validate_context(context)
     now = timezone.now()

@@ -162,7 +162,7 @@ def _step(session_pk: int, config: LLMSettings, result: SummaryResult) -> bool:
             spent=spent,
         )
         moved = tokens is not None
-        if moved and lines:
+        if tokens is not None and lines:
             SummaryVersion.objects.create(
                 session_id=session_pk, context=text, tokens=tokens, through_sequence=through
             )

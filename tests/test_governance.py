@@ -361,6 +361,38 @@ def test_export_jsonl_and_markdown_of_a_user_round_trip_through_import(tmp_path)
     assert err.getvalue().count("Skipped") == 2
 
 
+def test_the_export_carries_agent_items_so_an_agent_conversation_round_trips(tmp_path):
+    ann = make_user("ann")
+    session = make_session("agent", owner=ann, pairs=[("Human", "plain")])
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": [1]}'}
+    memory.append_messages(session, [("AI", "[function_call f]")], items=[call])
+    path = tmp_path / "ann.jsonl"
+    call_command("motorhead_export", "--user", "ann", "--output", str(path))
+    assert [r["item"] for r in _records(path.read_text()) if r["type"] == "message"] == [None, call]
+    markdown = "".join(export.export(export.sessions_of(ann), "markdown"))
+    assert "call_id" not in markdown  # the transcript stays readable text
+
+    ChatSession.objects.filter(owner=ann).delete()
+    call_command("motorhead_import", "--from-export", str(path), stdout=io.StringIO())
+    restored = ChatSession.objects.get(owner=ann, session_id="agent")
+    assert [m.item for m in memory.history(restored)] == [None, call]
+
+    # An export made before items were exported still imports (items None); a bad item is refused.
+    lines = path.read_text().splitlines()
+    old = [json.loads(line) for line in lines]
+    for record in old:
+        record.pop("item", None)
+    ChatSession.objects.filter(owner=ann).delete()
+    export.import_export(json.dumps(r) for r in old)
+    restored = ChatSession.objects.get(owner=ann, session_id="agent")
+    assert [m.item for m in memory.history(restored)] == [None, None]
+    ChatSession.objects.filter(owner=ann).delete()
+    old[-1]["item"] = ["not", "an object"]
+    with pytest.raises(export.ExportFormatError, match="item"):
+        export.import_export(json.dumps(r) for r in old)
+    assert not ChatSession.objects.filter(owner=ann).exists()  # nothing half-restored
+
+
 def test_export_and_import_refuse_bad_input(tmp_path):
     with pytest.raises(CommandError, match="no such user"):
         call_command("motorhead_export", "--user", "nobody")
@@ -432,6 +464,7 @@ def test_erasing_a_user_everywhere_prints_a_receipt_confirmed_by_the_server(upst
         "messages": 3,
         "summaries": 1,
         "embeddings": 0,
+        "checkpoints": 0,
         "api_keys": 1,
     }
     assert receipt["server_confirmed"] is True and receipt["subject"] == f"user:{ann.pk}"
@@ -567,6 +600,12 @@ def test_redact_local_stores_the_redacted_text(settings):
     settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default", "REDACT_LOCAL": True}
     session = make_session(pairs=[("Human", "write to bob@example.org")])
     assert session.messages.get().content == "write to [email]"
+    # The agent item is redacted the same way: no original text is kept in it either.
+    item = {"role": "user", "content": [{"type": "input_text", "text": "bob@example.org, ok"}]}
+    (row,) = memory.append_messages(session, [("Human", "bob@example.org, ok")], items=[item])
+    row.refresh_from_db()
+    assert row.content == "[email], ok"
+    assert row.item == {"role": "user", "content": [{"type": "input_text", "text": "[email], ok"}]}
 
 
 def test_the_local_summariser_sees_redacted_text(settings, monkeypatch):
