@@ -25,7 +25,7 @@ from . import engine, memory, signals
 from .client import get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadLegalHoldError
-from .memory import refuse_if_held
+from .memory import held, refuse_if_held  # the core enforces holds; they are named here
 from .models import (
     ApiKey,
     ChatMessage,
@@ -48,11 +48,8 @@ ERASE_PERMISSION = "motorhead_django.erase_sessions"
 
 
 # -- legal hold ----------------------------------------------------------------------
-
-
-def held() -> Q:
-    """Sessions under a hold: their own, or their owner's."""
-    return Q(legal_hold=True) | Q(owner__motorhead_legal_hold__isnull=False)
+# held() and refuse_if_held() live in the memory core, whose delete path refuses held
+# sessions: the core imports nothing from this (outer) module.
 
 
 def is_held(session: ChatSession) -> bool:

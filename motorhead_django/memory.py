@@ -317,12 +317,17 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
         setattr(session, field, value)
 
 
+def held() -> Q:
+    """Sessions under a legal hold: their own, or their owner's."""
+    return Q(legal_hold=True) | Q(owner__motorhead_legal_hold__isnull=False)
+
+
 def refuse_if_held(session: ChatSession) -> None:
     """Raise :class:`MotorheadLegalHoldError` for a session under a legal hold (its own or
     its owner's): every delete path calls it. Re-read, so a hold set since ``session``
     was loaded counts. (The holds themselves are :mod:`motorhead_django.governance`'s.)"""
     fresh = ChatSession.objects.filter(pk=session.pk)
-    if fresh.filter(Q(legal_hold=True) | Q(owner__motorhead_legal_hold__isnull=False)).exists():
+    if fresh.filter(held()).exists():
         raise MotorheadLegalHoldError(
             "This session is under a legal hold and cannot be deleted.",
             session_id=session.session_id,
