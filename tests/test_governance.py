@@ -344,7 +344,7 @@ def test_export_jsonl_and_markdown_of_a_user_round_trip_through_import(tmp_path)
         return [
             (
                 tuple(getattr(s, f) for f in (*export._SESSION_FIELDS, "owner_id")),
-                list(s.messages.order_by("sequence").values_list(*export._MESSAGE_FIELDS)),
+                list(s.messages.order_by("sequence").values_list(*export._EXPORTED_MESSAGE_FIELDS)),
                 list(s.summaries.values_list(*export._SUMMARY_FIELDS)),
             )
             for s in sessions
