@@ -7,7 +7,8 @@ form is one object a line, each with a ``type``:
 
 * ``export``: the header (format version, subject, when);
 * ``session``: a session's fields, including its sync history fields;
-* ``message``: one message with its metadata, ``session`` naming its session's ``key``;
+* ``message``: one message with its metadata and its agent ``item`` (None for a
+  plain message), ``session`` naming its session's ``key``;
 * ``summary``: one entry of the summary timeline;
 * ``receipt``: an erasure receipt about the subject (no content, kept after erasure).
 
@@ -29,6 +30,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import memory
+from .exceptions import MotorheadValidationError
 from .models import ChatMessage, ChatSession, ErasureReceipt, SummaryVersion
 
 VERSION = 1
@@ -57,6 +60,9 @@ _SESSION_FIELDS = (
     "retention_messages",
 )
 _MESSAGE_FIELDS = ("sequence", "role", "content", "created_at", "origin", "sync_state", "synced_at")
+# The agent item (ChatMessage.item) rides along in JSON Lines, so an agent's conversation
+# round-trips; an export written before it had none, so it is optional on import.
+_EXPORTED_MESSAGE_FIELDS = (*_MESSAGE_FIELDS, "item")
 _SUMMARY_FIELDS = ("context", "tokens", "through_sequence", "pulled_at")
 
 
@@ -97,8 +103,11 @@ def export_jsonl(
         yield _line({"type": "session", "key": session.pk, "owner": owner, **record})
         messages = ChatMessage.objects.filter(session_id=session.pk).order_by("sequence")
         count = 0
-        for row in messages.values_list(*_MESSAGE_FIELDS).iterator(chunk_size=_CHUNK):
-            fields = {name: _value(v) for name, v in zip(_MESSAGE_FIELDS, row, strict=True)}
+        rows = messages.values_list(*_EXPORTED_MESSAGE_FIELDS)
+        for row in rows.iterator(chunk_size=_CHUNK):
+            fields = {
+                name: _value(v) for name, v in zip(_EXPORTED_MESSAGE_FIELDS, row, strict=True)
+            }
             count += 1
             yield _line({"type": "message", "session": session.pk, **fields})
         summaries = SummaryVersion.objects.filter(session_id=session.pk).order_by("pulled_at", "pk")
@@ -197,8 +206,7 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
 
     def flush() -> None:
         if pending:
-            ChatMessage.objects.bulk_create(pending, batch_size=_CHUNK)
-            result.messages += len(pending)
+            result.messages += memory.restore_messages(pending)
             pending.clear()
 
     with _keep_timestamps(), transaction.atomic():
@@ -227,12 +235,12 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
                         owner = users._default_manager.filter(**lookup).first()
                     values = {name: record[name] for name in _SESSION_FIELDS if name in record}
                     updated = values.pop("updated_at", None)
-                    current = ChatSession(owner=owner, **_dates(values, ("created_at",)))
-                    current.save()
+                    current = memory.restore_session(owner, _dates(values, ("created_at",)))
                     session_updated[current.pk] = parse_datetime(updated) if updated else None
                     result.sessions += 1
                 elif kind == "message" and current is not None and not skipping:
                     values = {name: record[name] for name in _MESSAGE_FIELDS}
+                    values["item"] = _item(record.get("item"))
                     pending.append(
                         ChatMessage(session=current, **_dates(values, ("created_at", "synced_at")))
                     )
@@ -242,13 +250,22 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
                     values = {name: record[name] for name in _SUMMARY_FIELDS}
                     SummaryVersion.objects.create(session=current, **_dates(values, ("pulled_at",)))
                     result.summaries += 1
+            except MotorheadValidationError as exc:
+                raise ExportFormatError(f"Line {number}: a {kind} record with {exc}") from None
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ExportFormatError(f"Line {number}: a {kind} record without {exc}.") from None
         flush()
         for pk, updated in session_updated.items():
             if updated is not None:  # auto_now set it at save: put the exported one back
-                ChatSession.objects.filter(pk=pk).update(updated_at=updated)
+                memory.restore_updated_at(pk, updated)
     return result
+
+
+def _item(item: Any) -> dict[str, Any] | None:
+    """An exported agent item, checked as the memory core checks one it is given."""
+    if item is not None:
+        memory.validate_metadata(item, field="item")
+    return item
 
 
 def _dates(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

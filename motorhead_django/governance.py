@@ -1,9 +1,9 @@
 """Data governance: legal holds, retention, verified erasure and the audit of reads.
 
 Everything here deletes through the memory core's one delete path
-(:func:`motorhead_django.memory.delete_session`, which refuses held sessions) and
-finishes a remote delete with the sync engine's own step
-(:func:`motorhead_django.rehydrate.delete_remote`). Export and import are in
+(:func:`motorhead_django.memory.delete_session`, which refuses held sessions:
+:func:`refuse_if_held` is the core's) and finishes a remote delete through the
+sync engine's façade (``engine.delete(..., scope=engine.Scope.BOTH)``). Export and import are in
 :mod:`motorhead_django.export`, redaction in :mod:`motorhead_django.redact`.
 See docs/governance.md for the guarantees and their limits.
 """
@@ -18,18 +18,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import signals
+from . import engine, memory, signals
+from .client import get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadLegalHoldError
+from .memory import held, refuse_if_held  # the core enforces holds; they are named here
 from .models import (
     ApiKey,
     ChatMessage,
     ChatSession,
     ErasureReceipt,
+    LangGraphBlob,
+    LangGraphCheckpoint,
+    LangGraphWrite,
     LegalHold,
     MessageEmbedding,
     ReadAudit,
@@ -44,11 +48,8 @@ ERASE_PERMISSION = "motorhead_django.erase_sessions"
 
 
 # -- legal hold ----------------------------------------------------------------------
-
-
-def held() -> Q:
-    """Sessions under a hold: their own, or their owner's."""
-    return Q(legal_hold=True) | Q(owner__motorhead_legal_hold__isnull=False)
+# held() and refuse_if_held() live in the memory core, whose delete path refuses held
+# sessions: the core imports nothing from this (outer) module.
 
 
 def is_held(session: ChatSession) -> bool:
@@ -61,19 +62,6 @@ def owner_held(owner_pk: Any) -> bool:
     return LegalHold.objects.filter(owner_id=owner_pk).exists()
 
 
-def refuse_if_held(session: ChatSession) -> None:
-    """Raise :class:`MotorheadLegalHoldError` for a held session (every delete path calls it)."""
-    # Re-read: a hold set since this object was loaded counts.
-    fresh = ChatSession.objects.filter(pk=session.pk).values_list("legal_hold", "owner_id").first()
-    if fresh is None:
-        return
-    if fresh[0] or (fresh[1] is not None and owner_held(fresh[1])):
-        raise MotorheadLegalHoldError(
-            "This session is under a legal hold and cannot be deleted.",
-            session_id=session.session_id,
-        )
-
-
 def can_set_hold(user: Any) -> bool:
     return bool(user is not None and user.is_active and user.has_perm(HOLD_PERMISSION))
 
@@ -84,8 +72,7 @@ def can_erase(user: Any) -> bool:
 
 def set_hold(session: ChatSession, on: bool) -> None:
     """Set or lift a session's hold (the caller checked :func:`can_set_hold`)."""
-    ChatSession.objects.filter(pk=session.pk).update(legal_hold=on)
-    session.legal_hold = on
+    memory.set_legal_hold(session, on)
     logger.info("Legal hold %s on session %s.", "set" if on else "lifted", session.pk)
 
 
@@ -242,13 +229,7 @@ def _trim(session: ChatSession, keep: int) -> int:
     )
     if is_held(session):  # a hold set while the run went on
         return 0
-    over.delete()
-    if motorhead_settings.SYNC_ENABLED and keep <= motorhead_settings.WINDOW_SIZE:
-        # The server's window may still hold what went: rebuild it from what is left.
-        from . import tasks
-
-        transaction.on_commit(lambda: tasks.schedule(tasks.resync_session, session.pk))
-    return count
+    return memory.trim_messages(session, keep)
 
 
 # -- verified erasure ----------------------------------------------------------------
@@ -269,7 +250,12 @@ def erase_user(user: Any, *, by: Any = None) -> Erasure:
     api_keys = keys.count()
     keys.delete()
     return erase_sessions(
-        sessions, kind=ErasureReceipt.USER, subject=f"user:{user.pk}", by=by, api_keys=api_keys
+        sessions,
+        kind=ErasureReceipt.USER,
+        subject=f"user:{user.pk}",
+        by=by,
+        api_keys=api_keys,
+        threads_of=user.pk,
     )
 
 
@@ -288,22 +274,23 @@ def erase_sessions(
     by: Any = None,
     api_keys: int = 0,
     done: Done | None = None,
+    threads_of: Any = None,
 ) -> Erasure:
     """Delete ``sessions`` here and on the server, read the server back, and keep a receipt.
 
     Held sessions are skipped (and counted). Each goes through
     :func:`memory.delete_session`; a tombstone the task did not finish yet is
-    finished inline, so the receipt can say what the server confirmed.
+    finished inline, so the receipt can say what the server confirmed. The
+    LangGraph thread a session mirrors goes too (its checkpoints hold the whole
+    conversation), and with ``threads_of`` (an owner's key) every thread of that owner.
     """
-    from . import memory, rehydrate
-    from .client import get_client
-
     done = done or _quiet
     counts = {
         "sessions": 0,
         "messages": 0,
         "summaries": 0,
         "embeddings": 0,
+        "checkpoints": 0,
         "api_keys": api_keys,
     }
     remote_ids: list[tuple[str, str]] = []
@@ -330,7 +317,8 @@ def erase_sessions(
         # Vectors are derived from the content: gone now, even from a tombstone that
         # waits for the server (the rest of its rows go when the server confirms).
         MessageEmbedding.objects.filter(session_id=session.pk).delete()
-        if not _finish_delete(session.pk, rehydrate.delete_remote):
+        counts["checkpoints"] += _erase_threads(session.owner_id, thread_of=session)
+        if not _finish_delete(session.pk):
             waiting.append(session.pk)  # the sweep keeps retrying the server
         counts["sessions"] += 1
         counts["messages"] += messages
@@ -338,6 +326,8 @@ def erase_sessions(
         counts["embeddings"] += vectors
         remote_ids.append((session.namespace, session.remote_id))
         done(f"session {session.pk} ({session}): deleted, {messages} message(s)")
+    if threads_of is not None and not held_count:  # a held session keeps its thread too
+        counts["checkpoints"] += _erase_threads(threads_of)
     confirmed, detail = _read_back(remote_ids, waiting, get_client)
     digest = hashlib.sha256(
         "\n".join(sorted(f"{ns}/{rid}" for ns, rid in remote_ids)).encode("utf-8", "surrogatepass")
@@ -357,7 +347,28 @@ def erase_sessions(
     return Erasure(receipt, waiting)
 
 
-def _finish_delete(session_pk: int, delete_remote: Any, timeout: float = 10.0) -> bool:
+_THREAD_TABLES = (LangGraphWrite, LangGraphBlob, LangGraphCheckpoint)
+
+
+def _erase_threads(owner_pk: Any, *, thread_of: ChatSession | None = None) -> int:
+    """Delete LangGraph threads' rows (checkpoints, blobs, writes); how many checkpoints.
+
+    ``thread_of``: only the thread that session mirrors (the saver mirrors thread
+    ``T`` of an owner into that owner's session ``T`` in the default namespace, so a
+    session elsewhere mirrors none); otherwise every thread of ``owner_pk``.
+    """
+    if thread_of is not None and thread_of.namespace != motorhead_settings.NAMESPACE:
+        return 0
+    deleted: dict[str, int] = {}
+    for model in _THREAD_TABLES:
+        rows = model.objects.filter(owner_id=owner_pk)
+        if thread_of is not None:
+            rows = rows.filter(thread_id=thread_of.session_id)
+        deleted.update(rows.delete()[1])
+    return deleted.get(LangGraphCheckpoint._meta.label, 0)
+
+
+def _finish_delete(session_pk: int, timeout: float = 10.0) -> bool:
     """Finish a tombstone's remote delete inline; whether the row is gone.
 
     The delete task the tombstone enqueued may hold the session's lock meanwhile
@@ -365,8 +376,8 @@ def _finish_delete(session_pk: int, delete_remote: Any, timeout: float = 10.0) -
     """
     deadline = time.monotonic() + timeout
     while ChatSession.objects.filter(pk=session_pk).exists():
-        result = delete_remote(session_pk)  # the sync engine's step, inline
-        if result.deleted:
+        result = engine.delete(session_pk, scope=engine.Scope.BOTH)  # the tombstone's step, inline
+        if result.done:
             return True
         if not result.busy or time.monotonic() > deadline:
             return not ChatSession.objects.filter(pk=session_pk).exists()

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -26,6 +27,7 @@ from . import outbox, redact
 from .client import Memory
 from .conf import motorhead_settings
 from .exceptions import (
+    MotorheadLegalHoldError,
     MotorheadSessionDeletingError,
     MotorheadSessionExistsError,
     MotorheadValidationError,
@@ -202,7 +204,7 @@ def append_messages(
     an oversized message or item; nothing is written then.
     """
     pairs = redact.local(validate_messages(messages))  # REDACT_LOCAL: never store the original
-    kept = validate_items(items, len(pairs))
+    kept = redact.local_items([role for role, _ in pairs], validate_items(items, len(pairs)))
     if context is not _UNSET:
         validate_context(context)
     now = timezone.now()
@@ -295,8 +297,6 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     the session is deleted here at once and the server keeps its copy. A session
     under a legal hold (its own or its owner's) raises MotorheadLegalHoldError.
     """
-    from .governance import refuse_if_held
-
     refuse_if_held(session)
     remote = motorhead_settings.DELETE_REMOTE if remote is None else remote
     if not (remote and motorhead_settings.SYNC_ENABLED):
@@ -315,6 +315,168 @@ def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     # Not re-read: with eager Celery the row is already gone once the block commits.
     for field, value in tombstone.items():
         setattr(session, field, value)
+
+
+def held() -> Q:
+    """Sessions under a legal hold: their own, or their owner's."""
+    return Q(legal_hold=True) | Q(owner__motorhead_legal_hold__isnull=False)
+
+
+def refuse_if_held(session: ChatSession) -> None:
+    """Raise :class:`MotorheadLegalHoldError` for a session under a legal hold (its own or
+    its owner's): every delete path calls it. Re-read, so a hold set since ``session``
+    was loaded counts. (The holds themselves are :mod:`motorhead_django.governance`'s.)"""
+    fresh = ChatSession.objects.filter(pk=session.pk)
+    if fresh.filter(held()).exists():
+        raise MotorheadLegalHoldError(
+            "This session is under a legal hold and cannot be deleted.",
+            session_id=session.session_id,
+        )
+
+
+# -- removing messages: the writes that are not appends ------------------------------
+
+
+def pop_message(session: ChatSession, *, drift: str) -> ChatMessage | None:
+    """Remove and return the session's newest message (None when it has none).
+
+    When the server may hold it (synced, or in a batch a push sent and has not
+    confirmed yet), the session is marked drifted for the reason ``drift`` and
+    the server's copy is rebuilt from ours once this commits. Raises
+    ``ChatSession.DoesNotExist`` when the row went meanwhile.
+    """
+    with transaction.atomic():
+        locked = lock_session(session)
+        newest = locked.messages.order_by("-sequence").first()
+        if newest is None:
+            return None
+        newest.delete()
+        sent = locked.inflight_through is not None and newest.sequence <= locked.inflight_through
+        if newest.sync_state == MessageSyncState.SYNCED or sent:
+            _server_copy_is_stale(locked.pk, drift)
+    return newest
+
+
+def clear_messages(session: ChatSession, *, drift: str) -> None:
+    """Remove every message, the context and the tokens; the id can be used again at once.
+
+    Without sync the row goes too (no server copy to replace). With sync it stays:
+    the server's copy is replaced through it (a resync, marked drifted for the
+    reason ``drift``), in order with the writes that follow, so a new
+    conversation never meets the old one.
+    """
+    with transaction.atomic():
+        locked = lock_session(session)
+        if not motorhead_settings.SYNC_ENABLED:
+            ChatSession.objects.filter(pk=locked.pk).delete()
+            return
+        stale = locked.messages.filter(sync_state=MessageSyncState.SYNCED).exists()
+        locked.messages.all().delete()
+        ChatSession.objects.filter(pk=locked.pk).update(
+            context=None, tokens=0, context_pending=False, updated_at=timezone.now()
+        )
+        if stale:
+            _server_copy_is_stale(locked.pk, drift)
+
+
+def trim_messages(session: ChatSession, keep: int) -> int:
+    """Delete all but the newest ``keep`` messages (retention); how many went.
+
+    The server's window may still hold what went: when ``keep`` is within it,
+    the server's copy is rebuilt from what is left once this commits.
+    """
+    with transaction.atomic():
+        count, _ = ChatMessage.objects.filter(
+            session=session, sequence__lte=session.last_sequence - keep
+        ).delete()
+        if motorhead_settings.SYNC_ENABLED and keep <= motorhead_settings.WINDOW_SIZE:
+            outbox.resync_after_commit(session.pk)
+    return count
+
+
+def lock_session(session: ChatSession) -> ChatSession:
+    """The session re-read under its row lock (inside a transaction), which orders a
+    change after (and before) concurrent writes to it; ``DoesNotExist`` if it went."""
+    return ChatSession.objects.select_for_update().get(pk=session.pk)
+
+
+def _server_copy_is_stale(session_pk: int, drift: str) -> None:
+    """Drifted until the resync queued for after the commit replaces the server's copy."""
+    if not motorhead_settings.SYNC_ENABLED:
+        return
+    ChatSession.objects.filter(pk=session_pk).update(sync_state=SyncState.DRIFTED, drift=drift)
+    outbox.resync_after_commit(session_pk)
+
+
+# -- other writes of the session row -------------------------------------------------
+
+
+def set_metadata(session: ChatSession, metadata: dict[str, Any]) -> None:
+    """Replace the session's metadata (the caller validated it; never pushed)."""
+    validate_metadata(metadata)
+    ChatSession.objects.filter(pk=session.pk).update(metadata=metadata)
+    session.metadata = metadata
+
+
+def set_legal_hold(session: ChatSession, on: bool) -> None:
+    """Set or lift the session's own hold (governance decides who may)."""
+    ChatSession.objects.filter(pk=session.pk).update(legal_hold=on)
+    session.legal_hold = on
+
+
+def restore_session(owner: Any, fields: dict[str, Any]) -> ChatSession:
+    """A session exactly as an export recorded it (:mod:`motorhead_django.export`):
+    its fields, sync history included, and ``created_at`` as exported."""
+    session = ChatSession(owner=owner, **fields)
+    session.save()
+    return session
+
+
+def restore_messages(messages: list[ChatMessage]) -> int:
+    """Messages exactly as an export recorded them (unsaved rows, sequences included)."""
+    return len(ChatMessage.objects.bulk_create(messages, batch_size=2000))
+
+
+def restore_updated_at(session_pk: int, updated_at: Any) -> None:
+    """Put the exported last activity back (``auto_now`` set it when the row was restored)."""
+    ChatSession.objects.filter(pk=session_pk).update(updated_at=updated_at)
+
+
+def record_summary(
+    session_pk: int,
+    *,
+    start: int,
+    previous: str | None,
+    context: str | None,
+    through: int,
+    spent: int,
+) -> int | None:
+    """The built-in summariser's result: ``context`` covers messages up to ``through``.
+
+    ``spent`` tokens are counted whatever happens. The context is written only
+    over the one the run started from (``previous``, summarised up to ``start``);
+    returns the session's tokens when it was, None when a concurrent write
+    replaced it (the next run summarises onto that one).
+    """
+    with transaction.atomic():
+        ChatSession.objects.filter(pk=session_pk).update(tokens=F("tokens") + spent)
+        same = ChatSession.objects.filter(pk=session_pk, summarized_through=start)
+        same = (
+            same.filter(context__isnull=True) if previous is None else same.filter(context=previous)
+        )
+        if not same.update(context=context, summarized_through=through, updated_at=timezone.now()):
+            return None
+        return ChatSession.objects.values_list("tokens", flat=True).get(pk=session_pk)
+
+
+def adopt_contexts(sessions: QuerySet[ChatSession]) -> int:
+    """Mark what left the window as summarised, for sessions with a context and no mark
+    (switching from a Motorhead server to the built-in summariser); how many."""
+    return sessions.filter(summarized_through=0, context__isnull=False).update(
+        summarized_through=Greatest(
+            F("last_sequence") - Value(motorhead_settings.WINDOW_SIZE + 1), Value(0)
+        )
+    )
 
 
 def summarize(session_pk: int, first: int, last: int) -> str | None:

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from . import memory
 from .conf import motorhead_settings
-from .models import ChatMessage, ChatSession, MessageSyncState, SyncState
+from .models import ChatMessage, ChatSession
 
 __all__ = ["DjangoSession", "item_role_and_text"]
 
@@ -140,45 +140,19 @@ class DjangoSession(SessionABC):
         return _again_if_cleared(self._pop_newest)
 
     def _pop_newest(self) -> TResponseInputItem | None:
-        with transaction.atomic():
-            session = self._locked_session()
-            newest = session.messages.order_by("-sequence").first()
-            if newest is None:
-                return None
-            newest.delete()
-            # Synced, or in a batch a push sent and has not confirmed yet: maybe on the server.
-            sent = (
-                session.inflight_through is not None and newest.sequence <= session.inflight_through
-            )
-            if newest.sync_state == MessageSyncState.SYNCED or sent:
-                _server_copy_is_stale(session)
-        return stored_item(newest)
+        newest = memory.pop_message(self._session(), drift=_DRIFT)
+        return None if newest is None else stored_item(newest)
 
     def _clear_session(self) -> None:
         _again_if_cleared(self._clear)
 
     def _clear(self) -> None:
         with transaction.atomic():
-            session = self._locked_session()
+            session = self._session()
             if self.archive_on_clear:
-                self._archive(session)
-            if not motorhead_settings.SYNC_ENABLED:
-                ChatSession.objects.filter(pk=session.pk).delete()  # no rows left at all
-                return
-            # Kept: the server's copy is replaced through this row (a resync), in order
-            # with the writes that follow, so a new conversation never meets the old one.
-            stale = session.messages.filter(sync_state=MessageSyncState.SYNCED).exists()
-            session.messages.all().delete()
-            ChatSession.objects.filter(pk=session.pk).update(
-                context=None, tokens=0, context_pending=False, updated_at=timezone.now()
-            )
-            if stale:
-                _server_copy_is_stale(session)
-
-    def _locked_session(self) -> ChatSession:
-        pk = self._session().pk
-        # The row lock orders this change after (and before) concurrent writes to the session.
-        return ChatSession.objects.select_for_update().get(pk=pk)
+                # Under the row lock, so no write lands between the copy and the clear.
+                self._archive(memory.lock_session(session))
+            memory.clear_messages(session, drift=_DRIFT)
 
     def _archive(self, session: ChatSession) -> ChatSession | None:
         rows = list(session.messages.chronological())
@@ -227,23 +201,6 @@ async def _settled(change: Awaitable[_T]) -> _T:
         task.exception()  # retrieved: a failed change is not logged as never awaited
         raise cancelled
     return task.result()
-
-
-def _server_copy_is_stale(session: ChatSession) -> None:
-    """Mark the session drifted and, once this transaction commits, rebuild the server's
-    copy from the local record (``resync``: the server's session is deleted and every
-    local message pushed again, in order)."""
-    if not motorhead_settings.SYNC_ENABLED:
-        return
-    ChatSession.objects.filter(pk=session.pk).update(sync_state=SyncState.DRIFTED, drift=_DRIFT)
-    pk = session.pk
-
-    def resync() -> None:
-        from . import tasks
-
-        tasks.schedule(tasks.resync_session, pk)
-
-    transaction.on_commit(resync)
 
 
 def stored_item(message: ChatMessage) -> TResponseInputItem:

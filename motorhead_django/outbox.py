@@ -95,3 +95,11 @@ def summarize_pending_after_commit(session_pk: int) -> None:
 
 def embed_pending_after_commit(session_pk: int) -> None:
     transaction.on_commit(lambda: _task_function("schedule_embed_pending")(session_pk))
+
+
+def resync_after_commit(session_pk: int) -> None:
+    """Rebuild the server's copy from ours once this transaction commits (messages the
+    server holds were removed here: a push of what is left could not undo that)."""
+    transaction.on_commit(
+        lambda: _task_function("schedule")(_task_function("resync_session"), session_pk)
+    )

@@ -91,3 +91,33 @@ def local(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     if redact is None or not motorhead_settings.REDACT_LOCAL:
         return items
     return [(role, redact(role, content)) for role, content in items]
+
+
+def local_items(
+    roles: list[str], items: list[dict[str, Any] | None]
+) -> list[dict[str, Any] | None]:
+    """The agent items as stored: with ``REDACT_LOCAL``, every string value inside each
+    (keys stay) redacted with its message's role, so no original text is kept there either.
+
+    The redactor must be deterministic, so ids that point at each other (a tool call
+    and its output) still match after it; one that rewrites short words such as
+    ``"message"`` would break the items for their framework (the default never does).
+    """
+    redact = redactor()
+    if redact is None or not motorhead_settings.REDACT_LOCAL:
+        return items
+    return [
+        None if item is None else _redacted(item, role, redact)
+        for role, item in zip(roles, items, strict=True)
+    ]
+
+
+def _redacted(value: Any, role: str, redact: Redactor) -> Any:
+    # Items are at most memory.MAX_METADATA_DEPTH deep (validated first): recursion is safe.
+    if isinstance(value, str):
+        return redact(role, value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, role, redact) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item, role, redact) for item in value]
+    return value

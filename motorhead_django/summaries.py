@@ -24,10 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connections, transaction
-from django.db.models import F
-from django.utils import timezone
 
-from . import llm, redact
+from . import llm, memory, redact
 from .conf import LLMSettings, motorhead_settings
 from .models import ChatSession, SummaryVersion
 
@@ -155,16 +153,16 @@ def _step(session_pk: int, config: LLMSettings, result: SummaryResult) -> bool:
         text, spent = session.context, 0  # only deleted messages in the stretch
     with transaction.atomic():
         # The tokens were spent whether or not this summary is kept.
-        ChatSession.objects.filter(pk=session_pk).update(tokens=F("tokens") + spent)
-        same = ChatSession.objects.filter(pk=session_pk, summarized_through=start)
-        same = (
-            same.filter(context__isnull=True)
-            if session.context is None
-            else same.filter(context=session.context)
+        tokens = memory.record_summary(
+            session_pk,
+            start=start,
+            previous=session.context,
+            context=text,
+            through=through,
+            spent=spent,
         )
-        moved = same.update(context=text, summarized_through=through, updated_at=timezone.now())
-        if moved and lines:
-            tokens = ChatSession.objects.values_list("tokens", flat=True).get(pk=session_pk)
+        moved = tokens is not None
+        if tokens is not None and lines:
             SummaryVersion.objects.create(
                 session_id=session_pk, context=text, tokens=tokens, through_sequence=through
             )

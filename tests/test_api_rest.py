@@ -137,13 +137,17 @@ def test_messages_show_the_agent_item_read_only(api, ann, client, settings):
     key = ApiKey.issue(ann, "k")[1]
     window = client.get("/motorhead/sessions/agent/memory", HTTP_X_METAL_API_KEY=key).json()
     assert [set(m) for m in window["messages"]] == [{"role", "content"}] * 2
-    # REDACT_LOCAL: the item is not redacted by the core, so it never leaves through REST.
+    # REDACT_LOCAL: the core stores the item redacted, as it does content; REST shows it.
     settings.MOTORHEAD = {
         **getattr(settings, "MOTORHEAD", {}),
         "REDACT": "motorhead_django.redact.default",
         "REDACT_LOCAL": True,
     }
-    assert [m["item"] for m in api.get(url).json()["results"]] == [None, None]
+    mailed = {"type": "function_call", "call_id": "c2", "name": "mail", "arguments": "ann@ex.org"}
+    memory.append_messages(session, [("AI", "[function_call mail] ann@ex.org")], items=[mailed])
+    newest = api.get(url).json()["results"][-1]
+    assert newest["content"] == "[function_call mail] [email]"
+    assert newest["item"] == {**mailed, "arguments": "[email]"}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from motorhead_django import export, governance, memory, redact, signals, sync
+from motorhead_django import engine, export, governance, memory, redact, signals
 from motorhead_django.exceptions import MotorheadLegalHoldError
 from motorhead_django.models import (
     ApiKey,
@@ -142,7 +142,7 @@ def test_no_admin_delete_touches_a_selection_holding_a_held_session(client, upst
     held = make_session("held-one", owner=ann)
     free = make_session("free-one")
     for session in (held, free):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     if hold == "session":
         governance.set_hold(held, True)
     else:
@@ -178,7 +178,7 @@ def test_erase_everywhere_confirms_then_shows_the_receipt(client, upstream):
     eraser = make_user("eraser", "view_chatsession", "erase_sessions")
     client.force_login(eraser)
     session = make_session("doomed", pairs=[("Human", "secret-words"), ("AI", "ok")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     remote_id = session.remote_id
     data = {"action": "erase_everywhere", "_selected_action": [session.pk]}
     page = client.post("/admin/motorhead_django/chatsession/", data)
@@ -241,7 +241,7 @@ def test_retention_by_days_per_namespace_with_dry_run_signal_receipt_and_hold(up
     other = make_session("other", namespace="long")
     held = make_session("held", namespace="short")
     for session in (old, recent, other, held):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     for session in (old, other, held):
         age(session, 31)
     governance.set_hold(held, True)
@@ -344,7 +344,7 @@ def test_export_jsonl_and_markdown_of_a_user_round_trip_through_import(tmp_path)
         return [
             (
                 tuple(getattr(s, f) for f in (*export._SESSION_FIELDS, "owner_id")),
-                list(s.messages.order_by("sequence").values_list(*export._MESSAGE_FIELDS)),
+                list(s.messages.order_by("sequence").values_list(*export._EXPORTED_MESSAGE_FIELDS)),
                 list(s.summaries.values_list(*export._SUMMARY_FIELDS)),
             )
             for s in sessions
@@ -359,6 +359,38 @@ def test_export_jsonl_and_markdown_of_a_user_round_trip_through_import(tmp_path)
     err = io.StringIO()
     call_command("motorhead_import", "--from-export", str(path), stdout=io.StringIO(), stderr=err)
     assert err.getvalue().count("Skipped") == 2
+
+
+def test_the_export_carries_agent_items_so_an_agent_conversation_round_trips(tmp_path):
+    ann = make_user("ann")
+    session = make_session("agent", owner=ann, pairs=[("Human", "plain")])
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": [1]}'}
+    memory.append_messages(session, [("AI", "[function_call f]")], items=[call])
+    path = tmp_path / "ann.jsonl"
+    call_command("motorhead_export", "--user", "ann", "--output", str(path))
+    assert [r["item"] for r in _records(path.read_text()) if r["type"] == "message"] == [None, call]
+    markdown = "".join(export.export(export.sessions_of(ann), "markdown"))
+    assert "call_id" not in markdown  # the transcript stays readable text
+
+    ChatSession.objects.filter(owner=ann).delete()
+    call_command("motorhead_import", "--from-export", str(path), stdout=io.StringIO())
+    restored = ChatSession.objects.get(owner=ann, session_id="agent")
+    assert [m.item for m in memory.history(restored)] == [None, call]
+
+    # An export made before items were exported still imports (items None); a bad item is refused.
+    lines = path.read_text().splitlines()
+    old = [json.loads(line) for line in lines]
+    for record in old:
+        record.pop("item", None)
+    ChatSession.objects.filter(owner=ann).delete()
+    export.import_export(json.dumps(r) for r in old)
+    restored = ChatSession.objects.get(owner=ann, session_id="agent")
+    assert [m.item for m in memory.history(restored)] == [None, None]
+    ChatSession.objects.filter(owner=ann).delete()
+    old[-1]["item"] = ["not", "an object"]
+    with pytest.raises(export.ExportFormatError, match="item"):
+        export.import_export(json.dumps(r) for r in old)
+    assert not ChatSession.objects.filter(owner=ann).exists()  # nothing half-restored
 
 
 def test_export_and_import_refuse_bad_input(tmp_path):
@@ -422,7 +454,7 @@ def test_erasing_a_user_everywhere_prints_a_receipt_confirmed_by_the_server(upst
     SummaryVersion.objects.create(session=one, context="s")
     keep = make_session("bob's", owner=get_user_model().objects.get(username="bob"))
     for session in (one, two, keep):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     ApiKey.issue(ann, "k")
     out = io.StringIO()
     call_command("motorhead_erase", "--user", "ann", stdout=out)
@@ -432,6 +464,7 @@ def test_erasing_a_user_everywhere_prints_a_receipt_confirmed_by_the_server(upst
         "messages": 3,
         "summaries": 1,
         "embeddings": 0,
+        "checkpoints": 0,
         "api_keys": 1,
     }
     assert receipt["server_confirmed"] is True and receipt["subject"] == f"user:{ann.pk}"
@@ -457,7 +490,7 @@ def test_erasure_refuses_held_data_and_reports_an_unconfirmed_server(upstream):
     with pytest.raises(CommandError, match="legal hold"):
         call_command("motorhead_erase", "--session", str(session.pk))
     LegalHold.objects.all().delete()
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     upstream.stop()
     out, err = io.StringIO(), io.StringIO()
     call_command("motorhead_erase", "--session", str(session.pk), stdout=out, stderr=err)
@@ -552,21 +585,25 @@ def test_luhn():
 def test_redaction_applies_to_the_push_and_keeps_the_original_locally(upstream, settings):
     settings.MOTORHEAD = settings.MOTORHEAD | {"REDACT": "motorhead_django.redact.default"}
     session = make_session("pii", pairs=[("Human", "I am ann@example.com, 4111111111111111")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     assert upstream.stored_messages("pii") == [{"role": "Human", "content": "I am [email], [card]"}]
     assert session.messages.get().content == "I am ann@example.com, 4111111111111111"
     # The pull and verify compare what was sent: no drift, nothing foreign.
-    from motorhead_django import pull
-
-    pull.pull_session(session.pk)
+    engine.pull(session.pk)
     assert session.messages.count() == 1
-    assert pull.verify_session(session.pk) == ""
+    assert engine.verify(session.pk).drift == ""
 
 
 def test_redact_local_stores_the_redacted_text(settings):
     settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default", "REDACT_LOCAL": True}
     session = make_session(pairs=[("Human", "write to bob@example.org")])
     assert session.messages.get().content == "write to [email]"
+    # The agent item is redacted the same way: no original text is kept in it either.
+    item = {"role": "user", "content": [{"type": "input_text", "text": "bob@example.org, ok"}]}
+    (row,) = memory.append_messages(session, [("Human", "bob@example.org, ok")], items=[item])
+    row.refresh_from_db()
+    assert row.content == "[email], ok"
+    assert row.item == {"role": "user", "content": [{"type": "input_text", "text": "[email], ok"}]}
 
 
 def test_the_local_summariser_sees_redacted_text(settings, monkeypatch):
@@ -628,7 +665,7 @@ def test_good_governance_settings_pass_the_checks(settings):
 def test_erasure_on_a_long_term_memory_server_is_not_confirmed(upstream_factory):
     upstream = upstream_factory(long_term_memory=True, motorhead={"LONG_TERM_MEMORY": True})
     session = make_session("ltm", pairs=[("Human", "remember my address")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     receipt = governance.erase_session(session).receipt
     # The window and summary are gone; the server's long-term hashes are not.
     assert upstream.stored_messages("ltm") == []
@@ -742,7 +779,7 @@ def test_erasure_deletes_and_counts_the_embeddings_even_of_a_tombstone(upstream,
         embeddings.embed_pending(session.pk)  # (the on-commit task needs a committed write)
     assert MessageEmbedding.objects.count() == 5
     for session in (one, two, kept):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     erasure = governance.erase_user(ann)
     assert erasure.receipt.counts["embeddings"] == 4
     assert set(MessageEmbedding.objects.values_list("session_id", flat=True)) == {kept.pk}

@@ -612,3 +612,74 @@ def test_text_no_column_holds_is_cleaned_in_the_mirror_not_in_the_checkpoint():
     assert mirrored("lg-nul") == [("Human", "ab"), ("AI", "c ?")]
     # The checkpoint (bytes) keeps the NUL; the lone surrogate is the serializer's to handle.
     assert saver.get_tuple(config).checkpoint["channel_values"]["messages"][0] == messages[0]
+
+
+# -- verified erasure reaches the checkpoints (their blobs hold the whole conversation) --
+
+
+def thread_rows(thread_id: str, owner=None) -> int:
+    return sum(
+        model.objects.filter(thread_id=thread_id, owner=owner).count()
+        for model in (LangGraphCheckpoint, LangGraphBlob, LangGraphWrite)
+    )
+
+
+def test_erasing_a_mirrored_session_erases_its_threads_checkpoints(django_user_model):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    ann = django_user_model.objects.create_user("ann")
+    bob = django_user_model.objects.create_user("bob")
+    ours, theirs = chat_graph(DjangoSaver(owner=ann)), chat_graph(DjangoSaver(owner=bob))
+    for graph in (ours, theirs):
+        graph.invoke({"messages": [HumanMessage("secret")]}, {"configurable": {"thread_id": "t"}})
+    ours.invoke({"messages": [HumanMessage("other")]}, {"configurable": {"thread_id": "t2"}})
+    checkpoints = LangGraphCheckpoint.objects.filter(owner=ann, thread_id="t").count()
+    assert checkpoints and thread_rows("t", ann) > checkpoints  # blobs and writes too
+
+    session = ChatSession.objects.get(owner=ann, session_id="t")
+    out = io.StringIO()
+    call_command("motorhead_erase", "--session", str(session.pk), stdout=out)
+
+    assert json.loads(out.getvalue())["counts"]["checkpoints"] == checkpoints
+    assert thread_rows("t", ann) == 0
+    assert ours.get_state({"configurable": {"thread_id": "t"}}).values == {}
+    assert thread_rows("t2", ann) and thread_rows("t", bob)  # another thread, another owner
+
+
+def test_erasing_a_user_erases_every_thread_of_theirs_even_without_a_session(django_user_model):
+    from motorhead_django import governance
+
+    ann = django_user_model.objects.create_user("ann")
+    bob = django_user_model.objects.create_user("bob")
+    graph = chat_graph(DjangoSaver(owner=ann))
+    for thread in ("a", "b"):
+        graph.invoke({"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": thread}})
+    chat_graph(DjangoSaver(owner=bob)).invoke(
+        {"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "a"}}
+    )
+    # The mirror of "b" was deleted alone: its checkpoints still hold the conversation.
+    memory.delete_session(ChatSession.objects.get(owner=ann, session_id="b"), remote=False)
+    expected = LangGraphCheckpoint.objects.filter(owner=ann).count()
+
+    receipt = governance.erase_user(ann).receipt
+
+    assert receipt.counts["checkpoints"] == expected and receipt.counts["sessions"] == 1
+    assert thread_rows("a", ann) == thread_rows("b", ann) == 0
+    assert thread_rows("a", bob)
+
+
+def test_a_held_user_keeps_their_threads(django_user_model):
+    from motorhead_django import governance
+    from motorhead_django.exceptions import MotorheadLegalHoldError
+
+    ann = django_user_model.objects.create_user("ann")
+    chat_graph(DjangoSaver(owner=ann)).invoke(
+        {"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "a"}}
+    )
+    governance.hold_owner(ann)
+    with pytest.raises(MotorheadLegalHoldError):
+        governance.erase_user(ann)
+    assert thread_rows("a", ann)

@@ -686,10 +686,10 @@ def test_pop_of_an_item_never_sent_leaves_the_server_alone(
 
 
 def test_a_resync_that_meets_a_push_in_progress_is_tried_again(settings, monkeypatch):
-    from motorhead_django import sync, tasks
+    from motorhead_django import engine, tasks
 
     settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
-    monkeypatch.setattr(sync, "resync_session", lambda pk: sync.PushResult(pk, busy=True))
+    monkeypatch.setattr(engine, "resync", lambda pk: engine.Result("resync", pk, busy=True))
     again: list[tuple[Any, tuple[Any, ...], Any]] = []
     monkeypatch.setattr(
         tasks, "_enqueue", lambda task, *args, eta=None: again.append((task, args, eta)) or True
@@ -810,3 +810,29 @@ def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_or
         .values_list("sequence", flat=True)
     )
     assert sequences == list(range(1, total + 1))
+
+
+def test_redact_local_keeps_no_original_text_in_the_items(settings):
+    settings.MOTORHEAD = {"REDACT": "motorhead_django.redact.default", "REDACT_LOCAL": True}
+    session = make_session("redacted")
+    said = {"role": "user", "content": [{"type": "input_text", "text": "I am ann@example.org"}]}
+    call = {
+        "type": "function_call",
+        "call_id": "call_7",
+        "name": "email",
+        "arguments": '{"to": "ann@example.org"}',
+    }
+    output = {
+        "type": "function_call_output",
+        "call_id": "call_7",
+        "output": "sent to ann@example.org",
+    }
+    run(lambda: session.add_items([said, call, output]))
+    stored = ChatMessage.objects.filter(session__session_id="redacted").order_by("sequence")
+    assert not any("ann@example.org" in json.dumps(m.item) + m.content for m in stored)
+    items = run(session.get_items)
+    assert items[0]["content"][0]["text"] == "I am [email]"
+    assert items[1]["arguments"] == '{"to": "[email]"}'
+    # The structure the SDK needs is intact: types, names, the call and its output still pair.
+    assert [i.get("type") for i in items] == [None, "function_call", "function_call_output"]
+    assert items[1]["call_id"] == items[2]["call_id"] == "call_7"

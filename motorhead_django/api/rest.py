@@ -489,7 +489,7 @@ def _update(session: ChatSession, data: dict[str, Any]) -> None:
     if "context" in data:
         memory.set_context(session, data["context"])
     if "metadata" in data:
-        ChatSession.objects.filter(pk=session.pk).update(metadata=data["metadata"])
+        memory.set_metadata(session, data["metadata"])
 
 
 def _pk(value: str, field: str | None = None) -> int:

@@ -10,7 +10,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import memory, policy
-from ..conf import motorhead_settings
 from ..exceptions import MotorheadValidationError
 from ..models import SyncState
 
@@ -152,8 +151,7 @@ class ItemField(serializers.JSONField):
     """``ChatMessage.item``, read-only: the message exactly as an agent framework gave it
     (an Agents SDK item, a serialized LangChain message), null for a plain message.
 
-    With ``REDACT_LOCAL`` only redacted text may leave the database, and the memory
-    core redacts ``content``, not the item: then it is always null here.
+    With ``REDACT_LOCAL`` the memory core stores it redacted, as it does ``content``.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -162,15 +160,10 @@ class ItemField(serializers.JSONField):
         kwargs.setdefault(
             "help_text",
             "The message exactly as an agent framework gave it (an Agents SDK item, a "
-            "serialized LangChain message); null for a plain message, and always null "
-            "with REDACT_LOCAL. content is its readable text.",
+            "serialized LangChain message); null for a plain message. content is its "
+            "readable text.",
         )
         super().__init__(**kwargs)
-
-    def get_attribute(self, instance: Any) -> Any:
-        if motorhead_settings.REDACT_LOCAL:
-            return None
-        return super().get_attribute(instance)
 
     def to_representation(self, value: Any) -> Any:
         return None if value is None else super().to_representation(value)

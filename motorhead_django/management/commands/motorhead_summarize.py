@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 
-from ... import embeddings, summaries
+from ... import embeddings, memory, summaries
 from ...conf import motorhead_settings
 from ...llm import LLMError
 from ...models import ChatSession
@@ -45,11 +43,7 @@ class Command(BaseCommand):
         if options["session"]:
             sessions = sessions.filter(pk__in=options["session"])
         if options["adopt"]:
-            adopted = sessions.filter(summarized_through=0, context__isnull=False).update(
-                summarized_through=Greatest(
-                    F("last_sequence") - Value(motorhead_settings.WINDOW_SIZE + 1), Value(0)
-                )
-            )
+            adopted = memory.adopt_contexts(sessions)
             self.stdout.write(f"{adopted} session(s) adopted their context.")
         calls = summarised = embedded = failed = 0
         for pk in sessions.values_list("pk", flat=True).iterator():
