@@ -347,6 +347,7 @@ def pop_message(session: ChatSession, *, drift: str) -> ChatMessage | None:
     """
     with transaction.atomic():
         locked = lock_session(session)
+        refuse_if_held(locked)  # removing a message is a delete, and a hold stops every delete
         newest = locked.messages.order_by("-sequence").first()
         if newest is None:
             return None
@@ -367,6 +368,7 @@ def clear_messages(session: ChatSession, *, drift: str) -> None:
     """
     with transaction.atomic():
         locked = lock_session(session)
+        refuse_if_held(locked)
         if not motorhead_settings.SYNC_ENABLED:
             ChatSession.objects.filter(pk=locked.pk).delete()
             return

@@ -29,7 +29,10 @@ from agents.memory import Session, SessionSettings  # noqa: E402
 from agents.testing import ScriptedModel, assistant_message, function_call  # noqa: E402
 
 from motorhead_django import memory  # noqa: E402
-from motorhead_django.exceptions import MotorheadValidationError  # noqa: E402
+from motorhead_django.exceptions import (  # noqa: E402
+    MotorheadLegalHoldError,
+    MotorheadValidationError,
+)
 from motorhead_django.models import ChatMessage, ChatSession, SyncState  # noqa: E402
 from motorhead_django.openai_agents import DjangoSession, item_role_and_text  # noqa: E402
 
@@ -315,6 +318,20 @@ def test_pop_from_empty_session():
         assert await session.pop_item() is None
 
     run(flow)
+
+
+def test_a_session_under_legal_hold_refuses_pop_and_clear_and_keeps_its_items():
+    async def flow() -> list[Any]:
+        session = make_session("held")
+        await session.add_items(ITEMS[:3])
+        await sync_to_async(ChatSession.objects.filter(session_id="held").update)(legal_hold=True)
+        with pytest.raises(MotorheadLegalHoldError):
+            await session.pop_item()
+        with pytest.raises(MotorheadLegalHoldError):
+            await session.clear_session()
+        return await session.get_items()
+
+    assert run(flow) == ITEMS[:3]
 
 
 def test_add_empty_items_list_is_a_no_op(django_assert_num_queries):
