@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from motorhead_django import memory, sync
+from motorhead_django import engine, memory
 from motorhead_django.models import ChatMessage, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -364,7 +364,7 @@ def pushed_session(name: str, count: int) -> ChatSession:
     memory.append_messages(
         session, [("Human" if n % 2 else "AI", f"{name} {n}") for n in range(count)]
     )
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     return session
 
 
@@ -565,7 +565,7 @@ def test_rehydrate_now_confirms_then_gives_the_server_the_summary_and_window(
 ):
     session = pushed_session("rehydrated", 4)
     memory.set_context(session, "what was said")
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     upstream.wipe()
     page = run_action(admin_client, "rehydrate_now", [session], confirm=False).content.decode()
     assert "replaced with its latest summary and its newest window" in page

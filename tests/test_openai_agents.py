@@ -686,10 +686,10 @@ def test_pop_of_an_item_never_sent_leaves_the_server_alone(
 
 
 def test_a_resync_that_meets_a_push_in_progress_is_tried_again(settings, monkeypatch):
-    from motorhead_django import sync, tasks
+    from motorhead_django import engine, tasks
 
     settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
-    monkeypatch.setattr(sync, "resync_session", lambda pk: sync.PushResult(pk, busy=True))
+    monkeypatch.setattr(engine, "resync", lambda pk: engine.Result("resync", pk, busy=True))
     again: list[tuple[Any, tuple[Any, ...], Any]] = []
     monkeypatch.setattr(
         tasks, "_enqueue", lambda task, *args, eta=None: again.append((task, args, eta)) or True
