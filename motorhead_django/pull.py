@@ -1,4 +1,4 @@
-"""Temporary: the old import path of the pull, until admin, commands and governance use the engine.
+"""Temporary: the old import path of the pull; nothing in the package imports it any more.
 
 Not part of the design: every name here lives in :mod:`motorhead_django.engine`
 (docs/architecture.md); the merge repoints the callers and deletes this file.

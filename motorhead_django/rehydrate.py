@@ -1,4 +1,4 @@
-"""Temporary: the old import path of rehydration and remote deletes, until callers use the engine.
+"""Temporary: the old import path of remote deletes, until governance uses the engine.
 
 Not part of the design: every name here lives in :mod:`motorhead_django.engine`
 (docs/architecture.md); the merge repoints the callers and deletes this file.

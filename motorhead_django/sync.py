@@ -1,4 +1,4 @@
-"""Temporary: the old import path of the push, until admin, commands and bench use the engine.
+"""Temporary: the old import path of the push; nothing in the package imports it any more.
 
 Not part of the design: every name here lives in :mod:`motorhead_django.engine`
 (docs/architecture.md); the merge repoints the callers and deletes this file.

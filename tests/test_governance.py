@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from motorhead_django import export, governance, memory, redact, signals, sync
+from motorhead_django import engine, export, governance, memory, redact, signals
 from motorhead_django.exceptions import MotorheadLegalHoldError
 from motorhead_django.models import (
     ApiKey,
@@ -142,7 +142,7 @@ def test_no_admin_delete_touches_a_selection_holding_a_held_session(client, upst
     held = make_session("held-one", owner=ann)
     free = make_session("free-one")
     for session in (held, free):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     if hold == "session":
         governance.set_hold(held, True)
     else:
@@ -178,7 +178,7 @@ def test_erase_everywhere_confirms_then_shows_the_receipt(client, upstream):
     eraser = make_user("eraser", "view_chatsession", "erase_sessions")
     client.force_login(eraser)
     session = make_session("doomed", pairs=[("Human", "secret-words"), ("AI", "ok")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     remote_id = session.remote_id
     data = {"action": "erase_everywhere", "_selected_action": [session.pk]}
     page = client.post("/admin/motorhead_django/chatsession/", data)
@@ -241,7 +241,7 @@ def test_retention_by_days_per_namespace_with_dry_run_signal_receipt_and_hold(up
     other = make_session("other", namespace="long")
     held = make_session("held", namespace="short")
     for session in (old, recent, other, held):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     for session in (old, other, held):
         age(session, 31)
     governance.set_hold(held, True)
@@ -422,7 +422,7 @@ def test_erasing_a_user_everywhere_prints_a_receipt_confirmed_by_the_server(upst
     SummaryVersion.objects.create(session=one, context="s")
     keep = make_session("bob's", owner=get_user_model().objects.get(username="bob"))
     for session in (one, two, keep):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     ApiKey.issue(ann, "k")
     out = io.StringIO()
     call_command("motorhead_erase", "--user", "ann", stdout=out)
@@ -457,7 +457,7 @@ def test_erasure_refuses_held_data_and_reports_an_unconfirmed_server(upstream):
     with pytest.raises(CommandError, match="legal hold"):
         call_command("motorhead_erase", "--session", str(session.pk))
     LegalHold.objects.all().delete()
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     upstream.stop()
     out, err = io.StringIO(), io.StringIO()
     call_command("motorhead_erase", "--session", str(session.pk), stdout=out, stderr=err)
@@ -552,15 +552,14 @@ def test_luhn():
 def test_redaction_applies_to_the_push_and_keeps_the_original_locally(upstream, settings):
     settings.MOTORHEAD = settings.MOTORHEAD | {"REDACT": "motorhead_django.redact.default"}
     session = make_session("pii", pairs=[("Human", "I am ann@example.com, 4111111111111111")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     assert upstream.stored_messages("pii") == [{"role": "Human", "content": "I am [email], [card]"}]
     assert session.messages.get().content == "I am ann@example.com, 4111111111111111"
     # The pull and verify compare what was sent: no drift, nothing foreign.
-    from motorhead_django import pull
-
-    pull.pull_session(session.pk)
+    engine.pull(session.pk)
     assert session.messages.count() == 1
-    assert pull.verify_session(session.pk) == ""
+    verified = engine.verify(session.pk)
+    assert verified.done and verified.drift == ""
 
 
 def test_redact_local_stores_the_redacted_text(settings):
@@ -628,7 +627,7 @@ def test_good_governance_settings_pass_the_checks(settings):
 def test_erasure_on_a_long_term_memory_server_is_not_confirmed(upstream_factory):
     upstream = upstream_factory(long_term_memory=True, motorhead={"LONG_TERM_MEMORY": True})
     session = make_session("ltm", pairs=[("Human", "remember my address")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     receipt = governance.erase_session(session).receipt
     # The window and summary are gone; the server's long-term hashes are not.
     assert upstream.stored_messages("ltm") == []
@@ -742,7 +741,7 @@ def test_erasure_deletes_and_counts_the_embeddings_even_of_a_tombstone(upstream,
         embeddings.embed_pending(session.pk)  # (the on-commit task needs a committed write)
     assert MessageEmbedding.objects.count() == 5
     for session in (one, two, kept):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     erasure = governance.erase_user(ann)
     assert erasure.receipt.counts["embeddings"] == 4
     assert set(MessageEmbedding.objects.values_list("session_id", flat=True)) == {kept.pk}
