@@ -20,7 +20,7 @@ figures measured in this one run:
    thread is. Each figure is the best of 3 rounds (1 with --quick), the
    three sides taking turns within a round, so a busy spell on a shared
    machine weighs on all of them.
-2. An idle sweep (``sync.due_sessions``) over 100,000 synced sessions: its
+2. An idle sweep (``engine.due_pushes``) over 100,000 synced sessions: its
    time and its query count, and whether it used the partial index.
 """
 
@@ -43,7 +43,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from motorhead_django import memory, signals, sync  # noqa: E402
+from motorhead_django import engine, memory, signals  # noqa: E402
 from motorhead_django.models import ChatMessage, ChatSession, SyncState  # noqa: E402
 
 BATCH_SIZE = 6
@@ -103,7 +103,7 @@ def engine_run(window: int, latency: float, keys: list[int], threads: int) -> tu
 
     def push(keys: list[int]) -> None:
         try:
-            for result in sync.drain(keys):
+            for result in engine.drain(keys):
                 if result.error:
                     raise SystemExit(f"push failed: {result.error}")
         finally:
@@ -116,7 +116,7 @@ def engine_run(window: int, latency: float, keys: list[int], threads: int) -> tu
             push(keys)
         else:
             # Each worker takes passes of its own, as the sweep's push_sessions tasks do.
-            passes = [keys[n : n + sync.PASS_SIZE] for n in range(0, len(keys), sync.PASS_SIZE)]
+            passes = [keys[n : n + engine.PASS_SIZE] for n in range(0, len(keys), engine.PASS_SIZE)]
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(push, passes))
         elapsed = time.perf_counter() - started
@@ -181,12 +181,12 @@ def idle_sweep(count: int) -> None:
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE motorhead_django_chatsession")
-    sync.due_sessions(1000)  # warm the cache
+    engine.due_pushes(1000)  # warm the cache
     timings = []
     for _ in range(5):
         with CaptureQueriesContext(connection) as queries:
             started = time.perf_counter()
-            due = sync.due_sessions(1000)
+            due = engine.due_pushes(1000)
             timings.append(time.perf_counter() - started)
     assert due == []
     uses_index = "motorhead_session_due" in ChatSession.objects.due().explain()

@@ -37,6 +37,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
+from langchain_core.messages import message_to_dict
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -56,7 +57,6 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from . import memory
 from .conf import motorhead_settings
 from .exceptions import MotorheadValidationError
-from .langchain import serialize
 from .models import (
     LangGraphBlob,
     LangGraphCheckpoint,
@@ -760,7 +760,7 @@ def _item(message: Any) -> dict[str, Any] | None:
     stores one (``messages_to_dict``), so ``to_langchain`` reads it back equal; None
     for a value no JSON column holds (the checkpoint still has it exactly)."""
     try:
-        item = serialize(message)
+        item = message_to_dict(message)
         memory.validate_items([item], 1)
     except (TypeError, ValueError, AttributeError, MotorheadValidationError):
         return None

@@ -75,6 +75,22 @@ def delete_remotely(session_pk: int) -> None:
     _task_function("schedule_delete")(session_pk)
 
 
+def run(task: str, session_pk: int) -> None:
+    """Enqueue one of the per-session tasks by name (``"resync_session"``, an admin action
+    handed to a worker); never raises."""
+    _task_function("schedule")(_task_function(task), session_pk)
+
+
+def import_sessions(namespaces: list[str]) -> bool:
+    """Enqueue an import of the server's sessions; False when the broker refused it."""
+    return bool(_task_function("schedule_import")(namespaces))
+
+
+def runs_inline() -> bool:
+    """Whether the queue runs its tasks in this process (eager mode) rather than on a worker."""
+    return bool(_task_function("runs_inline")())
+
+
 def push_after_commit(session_pk: int) -> None:
     transaction.on_commit(lambda: push(session_pk))
 

@@ -58,6 +58,8 @@ LOGGERS = (
     "motorhead_django.health",
     "motorhead_django.summaries",
     "motorhead_django.embeddings",
+    "motorhead_django.vectors",
+    "motorhead_django.jobs",
     "motorhead_django.llm",
     "motorhead_django.jobs",
     "motorhead_django.vectors",

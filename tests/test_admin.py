@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from motorhead_django import memory, sync
+from motorhead_django import engine, memory
 from motorhead_django.models import ChatMessage, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -364,7 +365,7 @@ def pushed_session(name: str, count: int) -> ChatSession:
     memory.append_messages(
         session, [("Human" if n % 2 else "AI", f"{name} {n}") for n in range(count)]
     )
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     return session
 
 
@@ -565,7 +566,7 @@ def test_rehydrate_now_confirms_then_gives_the_server_the_summary_and_window(
 ):
     session = pushed_session("rehydrated", 4)
     memory.set_context(session, "what was said")
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     upstream.wipe()
     page = run_action(admin_client, "rehydrate_now", [session], confirm=False).content.decode()
     assert "replaced with its latest summary and its newest window" in page
@@ -592,3 +593,33 @@ def test_the_session_page_shows_the_summarisers_progress_read_only(admin_client,
     assert "message #7: up to date" in admin_client.get(change).content.decode()
     settings.MOTORHEAD = {}
     assert "the built-in summariser is off" in admin_client.get(change).content.decode()
+
+
+def test_checkpoints_show_their_owner_and_filter_by_it(admin_client, django_user_model):
+    from motorhead_django.models import LangGraphBlob, LangGraphCheckpoint, LangGraphWrite
+
+    ann = django_user_model.objects.create_user("ann")
+    django_user_model.objects.create_user("bob")  # owns nothing: not a choice
+    for owner, thread in ((ann, "ann-thread"), (None, "loose-thread")):
+        where = {"owner": owner, "thread_id": thread, "checkpoint_ns": ""}
+        LangGraphCheckpoint.objects.create(
+            **where, checkpoint_id="1", type="msgpack", checkpoint=b"", metadata={}
+        )
+        LangGraphBlob.objects.create(**where, channel="c", version="1", type="msgpack", blob=b"")
+        LangGraphWrite.objects.create(
+            **where, checkpoint_id="1", task_id="t", idx=0, channel="c", type="msgpack"
+        )
+    for model in ("langgraphcheckpoint", "langgraphblob", "langgraphwrite"):
+        url = reverse(f"admin:motorhead_django_{model}_changelist")
+        page = admin_client.get(url).content.decode()
+        assert re.search(r'<td class="field-owner[^"]*">ann</td>', page) and "?owner=none" in page
+        assert f"?owner={ann.pk}" in page and "bob" not in page
+        mine = admin_client.get(url, {"owner": ann.pk}).content.decode()
+        assert "ann-thread" in mine and "loose-thread" not in mine
+        loose = admin_client.get(url, {"owner": "none"}).content.decode()
+        assert "loose-thread" in loose and "ann-thread" not in loose
+        assert "ann-thread" not in admin_client.get(url, {"owner": "x"}).content.decode()
+    checkpoint = LangGraphCheckpoint.objects.get(owner=ann)
+    change = reverse("admin:motorhead_django_langgraphcheckpoint_change", args=[checkpoint.pk])
+    page = admin_client.get(change).content.decode()
+    assert re.search(r'<div class="readonly">(<a href="[^"]*">)?ann(</a>)?</div>', page)

@@ -28,7 +28,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.views.generic import RedirectView
 
-from motorhead_django import memory, sync
+from motorhead_django import engine, memory
 from motorhead_django.job_models import AdminJob
 from motorhead_django.models import (
     ApiKey,
@@ -178,7 +178,7 @@ def make_targets(model: type) -> list[Any]:
     if model is ChatSession:
         session = memory.get_or_create_session("victim-chat", owner=owner)
         memory.append_messages(session, [("Human", SECRET_CONTENT), ("AI", "noted")])
-        sync.push_session(session.pk)  # on the server: verify and rehydrate have work to do
+        engine.push(session.pk)  # on the server: verify and rehydrate have work to do
         ChatSession.objects.filter(pk=session.pk).update(last_error=SECRET_ERROR)
         return [session]
     if model is ApiKey:

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from motorhead_django import jobs, memory, sync
+from motorhead_django import engine, jobs, memory
 from motorhead_django.job_models import AdminJob, JobState
 from motorhead_django.models import ChatSession
 
@@ -104,7 +104,7 @@ def test_a_running_job_refreshes_itself_and_says_its_rate(admin_client, admin_us
 def test_a_job_lists_its_errors_for_change_holders_only(client, upstream, small_jobs, act):
     sessions = make_sessions(3)
     for session in sessions:
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     upstream.faults.fail_next(10, mode="error", methods={"GET"})
     operator = staff("operator", "view_chatsession", "change_chatsession")
     client.force_login(operator)
@@ -143,7 +143,7 @@ def test_with_a_broker_an_operation_without_a_task_is_a_job(
     admin_client, upstream, monkeypatch, act
 ):
     (session,) = make_sessions(1)
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     sent = []
     monkeypatch.setattr("motorhead_django.tasks.runs_inline", lambda: False)
     monkeypatch.setattr(jobs.run_admin_job, "apply_async", lambda args, **kw: sent.append(args))

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from motorhead_django import memory, rehydrate
+from motorhead_django import engine, memory
 from motorhead_django.models import ApiKey, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,7 @@ def test_rest_tombstone_is_a_404_everywhere_and_a_write_to_its_id_is_a_409(upstr
     assert ChatSession.objects.filter(session_id="s1").count() == 1
 
     # Once the server confirmed the delete, the id is free again: a fresh, empty session.
-    rehydrate.delete_remote(session.pk)
+    engine.delete(session.pk, scope=engine.Scope.BOTH)
     assert not ChatSession.objects.filter(pk=session.pk).exists()
     fresh = api.post("/api/sessions/", {"session_id": "s1"}, format="json")
     assert fresh.status_code == 201
@@ -103,7 +103,7 @@ def test_compat_tombstone_reads_empty_and_a_write_is_a_409_with_retry_after(upst
     tombstone = ChatSession.objects.get(session_id="chat")
     assert [m.content for m in tombstone.messages.all()] == [SECRET]  # "new" not added
 
-    rehydrate.delete_remote(tombstone.pk)
+    engine.delete(tombstone.pk, scope=engine.Scope.BOTH)
     written = compat.post(
         url, {"messages": [{"role": "Human", "content": "new"}]}, format="json", **keyed
     )

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from motorhead_django import memory, sync
+from motorhead_django import engine, memory
 from motorhead_django.models import ChatSession, SyncState
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_push_exits_1_when_a_session_is_left_unsynced(upstream):
 
 def test_pull_brings_the_servers_new_messages(upstream):
     session = write("chat", "hi")
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     upstream.preload("chat", [("AI", "hello")])
     assert "[1/1] chat: 1 new message(s)" in run("motorhead_pull")
     assert [m.content for m in memory.history(session)][-1] == "hello"
@@ -58,7 +58,7 @@ def test_pull_brings_the_servers_new_messages(upstream):
 
 def test_verify_exits_1_naming_the_drifted_sessions(upstream):
     for name in ("kept", "lost"):
-        sync.push_session(write(name, "x", namespace="team").pk)
+        engine.push(write(name, "x", namespace="team").pk)
     assert "kept: in step" in run("motorhead_verify")
     upstream.wipe()
     with pytest.raises(CommandError, match=r"2 session\(s\) drifted: team/kept, team/lost\."):
@@ -69,7 +69,7 @@ def test_verify_exits_1_naming_the_drifted_sessions(upstream):
 def test_rehydrate_drifted_only_rebuilds_those_alone(upstream):
     drifted, fine = write("drifted", "a", "b"), write("fine", "c")
     for session in (drifted, fine):
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     upstream.wipe()
     ChatSession.objects.filter(pk=drifted.pk).update(sync_state=SyncState.DRIFTED)
     out = run("motorhead_rehydrate", "--drifted-only")
@@ -119,7 +119,7 @@ def test_each_needs_a_server(settings, name):
 )
 def test_motorhead_sync_is_an_alias_that_says_so(upstream, old, new):
     session = write("s", "hi")
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     expected = run(*new)
     out, err = StringIO(), StringIO()
     call_command("motorhead_sync", *old, stdout=out, stderr=err)
@@ -131,7 +131,7 @@ def test_motorhead_sync_is_an_alias_that_says_so(upstream, old, new):
 
 
 def test_motorhead_sync_verify_keeps_its_exit_status_and_names_the_drift(upstream):
-    sync.push_session(write("gone", "x").pk)
+    engine.push(write("gone", "x").pk)
     upstream.wipe()
     with pytest.raises(CommandError, match=r"1 session\(s\) drifted: gone\.") as caught:
         call_command("motorhead_sync", "--verify", stdout=StringIO(), stderr=StringIO())

@@ -591,7 +591,8 @@ def test_redaction_applies_to_the_push_and_keeps_the_original_locally(upstream, 
     # The pull and verify compare what was sent: no drift, nothing foreign.
     engine.pull(session.pk)
     assert session.messages.count() == 1
-    assert engine.verify(session.pk).drift == ""
+    verified = engine.verify(session.pk)
+    assert verified.done and verified.drift == ""
 
 
 def test_redact_local_stores_the_redacted_text(settings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from motorhead_django import memory, sync
+from motorhead_django import engine, memory
 from motorhead_django.checks import check_metrics
 from motorhead_django.models import ChatSession
 
@@ -63,9 +63,9 @@ def test_push_counters_move_in_one_process(client, upstream_factory, settings, m
     assert value(before, "motorhead_messages_pending") == 3
     assert value(before, "motorhead_sync_lag_seconds") > 0
     server.faults.fail_next(1, methods={"POST"})
-    sync.push_session(session.pk)  # fails, schedules a retry
+    engine.push(session.pk)  # fails, schedules a retry
     ChatSession.objects.filter(pk=session.pk).update(next_attempt_at=None)
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     after = scrape(client)
     assert (
         value(after, "motorhead_messages_pushed_total")

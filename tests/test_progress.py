@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import OutputWrapper
 
-from motorhead_django import memory, progress, sync
+from motorhead_django import engine, memory, progress
 from motorhead_django.progress import Progress
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,7 @@ def test_motorhead_sync_verify_reports_progress_when_not_a_terminal(upstream, mo
     for n in range(3):
         session = memory.get_or_create_session(f"p{n}")
         memory.append_messages(session, [("Human", "hi")])
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     out = StringIO()
     call_command("motorhead_sync", "--verify", stdout=out)
     text = out.getvalue()

@@ -22,7 +22,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from motorhead_django import memory, redaction, sync
+from motorhead_django import engine, memory, redaction
 from motorhead_django.client import MotorheadClient
 from motorhead_django.exceptions import MotorheadServerError
 from motorhead_django.models import ApiKey
@@ -190,7 +190,7 @@ def test_a_failed_push_stores_and_logs_no_form_of_the_key(echoing, caplog):
     session = memory.get_or_create_session("echoed")
     memory.append_messages(session, [("Human", "hi")])
     with caplog.at_level(logging.DEBUG):
-        result = sync.push_session(session.pk)
+        result = engine.push(session.pk)
     session.refresh_from_db()
     assert result.error and session.last_error and redaction.REDACTED in session.last_error
     assert len(session.last_error) <= redaction.ERROR_TEXT_LENGTH
@@ -203,7 +203,7 @@ def test_sync_errors_in_rest_need_the_change_permission(echoing):
     owner = get_user_model().objects.create_user("owner")
     session = memory.get_or_create_session("mine", owner=owner)
     memory.append_messages(session, [("Human", "hi")])
-    sync.push_session(session.pk)
+    engine.push(session.pk)
     api = APIClient()
     api.force_authenticate(owner)
     url = f"/api/sessions/{session.pk}/sync/"
@@ -366,7 +366,7 @@ def test_credentials_in_the_url_are_in_no_error_log_or_answer(settings, caplog):
     memory.append_messages(session, [("Human", "hi")])
     caplog.set_level(logging.DEBUG)
     try:
-        sync.push_session(session.pk)
+        engine.push(session.pk)
     except Exception as exc:  # the server is down: what it says is checked below
         caplog.handler.handle(logging.makeLogRecord({"msg": repr(exc)}))
     session.refresh_from_db()

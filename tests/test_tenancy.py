@@ -14,11 +14,9 @@ from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
-from motorhead_django import memory
+from motorhead_django import engine, memory
 from motorhead_django.exceptions import MotorheadSessionExistsError, MotorheadValidationError
 from motorhead_django.models import ApiKey, ChatSession, parse_server_id, server_id
-from motorhead_django.pull import import_sessions
-from motorhead_django.sync import push_session
 
 pytestmark = pytest.mark.django_db
 
@@ -134,7 +132,7 @@ def test_the_server_sees_the_owner_scoped_id_and_sync_uses_it(upstream):
     fresh = memory.create_session("fresh", owner=ann)
     for session in (legacy, fresh):
         memory.append_messages(session, [("Human", f"to {session.session_id}")])
-        assert push_session(session.pk).error == ""
+        assert engine.push(session.pk).error == ""
     # An existing (or imported) session keeps its server id; a new one is scoped.
     assert upstream.stored_messages("legacy") == [{"role": "Human", "content": "to legacy"}]
     assert upstream.stored_messages(f"u{ann.pk}:fresh") == [
@@ -280,7 +278,7 @@ def test_import_decodes_owner_ids_and_gives_the_rest_to_owner(upstream, capsys):
     got = compat(client, key, "/sessions/plain/memory").json()
     assert [m["content"] for m in got["messages"]] == ["old history"]
     assert compat(client, key, "/sessions/plain/memory", write([("AI", "new")])).status_code == 200
-    assert push_session(plain.pk).error == ""
+    assert engine.push(plain.pk).error == ""
     assert [m["content"] for m in upstream.stored_messages("plain")] == ["old history", "new"]
     # A rerun finds them by their server id: nothing twice.
     call_command("motorhead_import", "--owner", "ann")
@@ -296,8 +294,8 @@ def test_claim_gives_ownerless_sessions_to_a_user(upstream, capsys):
     ann = make_user("ann")
     upstream.preload("one", [("Human", "1")])
     upstream.preload("two", [("Human", "2")])
-    result = import_sessions([""])
-    assert result.imported == 2 and not ChatSession.objects.filter(owner__isnull=False).exists()
+    result = engine.import_sessions([""])
+    assert result.sessions == 2 and not ChatSession.objects.filter(owner__isnull=False).exists()
     mine = memory.create_session("two", owner=ann)  # ann already has a "two" of her own
     key = ApiKey.issue(ann, "k")[1]
     client = Client()
@@ -416,21 +414,19 @@ def test_motorhead_sync_names_a_session_by_its_server_id(upstream, capsys):
 def test_every_server_call_for_an_owned_session_uses_its_server_id(upstream, settings):
     """Push, pull, verify, rehydration, full resync, delete on the server, retrieval and the
     remote delete all address the server by remote_id: none by the owner's bare id."""
-    from motorhead_django import pull, rehydrate, sync
-
     settings.MOTORHEAD = {**settings.MOTORHEAD, "LONG_TERM_MEMORY": True}
     ann = make_user("ann")
     session = memory.create_session("chat_1", owner=ann)
     memory.append_messages(session, [("Human", "hello there")])
-    assert sync.push_session(session.pk).error == ""
-    pull.pull_session(session.pk)
-    pull.verify_session(session.pk)
-    rehydrate.rehydrate_session(session.pk)
-    sync.resync_session(session.pk)
-    sync.delete_on_server(session.pk)
+    assert engine.push(session.pk).error == ""
+    assert engine.pull(session.pk).done
+    assert engine.verify(session.pk).done
+    assert engine.rehydrate(session.pk).done
+    assert engine.resync(session.pk).done
+    assert engine.delete(session.pk, scope=engine.Scope.REMOTE).done
     memory.retrieve(session, "hello")
     memory.delete_session(session, remote=True)
-    rehydrate.delete_remote(session.pk)
+    engine.delete(session.pk, scope=engine.Scope.BOTH)
     paths = {r.path for r in upstream.requests if r.path.startswith("/sessions/")}
     scoped = f"/sessions/u{ann.pk}%3Achat_1"  # the path segment of u<pk>:chat_1
     expected = {f"{scoped}/memory", f"{scoped}/retrieval"}
@@ -456,7 +452,7 @@ def test_a_server_id_is_held_once_across_namespaces(upstream):
     ann = make_user("ann")
     first = memory.create_session("chat", namespace="app-a", owner=ann)
     memory.append_messages(first, [("Human", "secret of app A")])
-    assert push_session(first.pk).error == ""
+    assert engine.push(first.pk).error == ""
     with pytest.raises(MotorheadSessionExistsError):
         memory.create_session("chat", namespace="app-b", owner=ann)
     with pytest.raises(MotorheadSessionExistsError):
@@ -478,7 +474,7 @@ def test_an_anonymous_write_in_another_namespace_cannot_reach_a_claimed_session(
     ann = make_user("ann")
     legacy = memory.create_session("chat")
     memory.append_messages(legacy, [("Human", "ann private")])
-    assert push_session(legacy.pk).error == ""
+    assert engine.push(legacy.pk).error == ""
     memory.claim_sessions([legacy], ann)
     settings.MOTORHEAD = {**settings.MOTORHEAD, "COMPAT_ALLOW_ANONYMOUS": True}
     response = client.post(

@@ -34,85 +34,82 @@ from ..models import ChatSession
 from .common import confirmation_page, confirmed
 
 # ENGINE imports: used only in the ENGINE block below.
-from .. import memory, pull, rehydrate, sync, tasks  # isort: skip
+from .. import engine, outbox  # isort: skip
 from ..client import MotorheadClient  # isort: skip
+
 
 # A selection at least this large runs as a background job with a progress page.
 JOB_THRESHOLD = 50
 
 # -- ENGINE: the admin's calls into the sync engine ------------------------------------
-# Repoint these to motorhead_django.engine at merge; nothing else in the admin calls
-# memory's delete, sync, pull, rehydrate, tasks or the client.
+# Only the façade (motorhead_django.engine) and the outbox: nothing else in the admin
+# deletes, pushes, pulls, enqueues or talks to the server.
+
+
+def _outcome(result: engine.Result, amount: int, state: str, *, extra: int = 0) -> Outcome:
+    error = result.error or ("busy: a worker holds the session" if result.busy else "")
+    return Outcome(result.session_pk, amount=amount, extra=extra, error=error, state=state)
 
 
 def _push(keys: list[int]) -> list[Outcome]:
-    return [
-        Outcome(r.session_pk, amount=r.pushed, error=r.error, state=r.state)
-        for r in sync.drain(keys)
-    ]
+    return [_outcome(r, r.pushed, r.state) for r in engine.drain(keys)]
 
 
 def _pull(keys: list[int]) -> list[Outcome]:
-    results = [pull.pull_session(pk) for pk in keys]
-    return [
-        Outcome(
-            r.session_pk,
-            amount=r.added,
-            extra=int(r.summary is not None),
-            error=r.error,
-            state="not pulled",
-        )
-        for r in results
-    ]
+    results = [engine.pull(pk) for pk in keys]
+    return [_outcome(r, r.pulled, "not pulled", extra=int(r.summary)) for r in results]
 
 
 def _resync(keys: list[int]) -> list[Outcome]:
-    results = [sync.resync_session(pk) for pk in keys]
-    return [Outcome(r.session_pk, amount=r.pushed, error=r.error, state=r.state) for r in results]
+    return [_outcome(r, r.pushed, r.state) for r in map(engine.resync, keys)]
 
 
 def _verify(keys: list[int]) -> list[Outcome]:
     outcomes = []
-    for pk in keys:
-        try:
-            drift = pull.verify_session(pk)
-        except MotorheadError as exc:
-            outcomes.append(Outcome(pk, error=redaction.error_text(exc), state="not verified"))
-            continue
-        outcomes.append(Outcome(pk, amount=int(bool(drift)), error=drift, state="drifted"))
+    for result in map(engine.verify, keys):
+        if result.error:
+            outcomes.append(_outcome(result, 0, "not verified"))
+        else:
+            outcomes.append(
+                Outcome(
+                    result.session_pk,
+                    amount=int(bool(result.drift)),
+                    error=result.drift,
+                    state="drifted",
+                )
+            )
     return outcomes
 
 
 def _rehydrate(keys: list[int]) -> list[Outcome]:
-    results = [rehydrate.rehydrate_session(pk) for pk in keys]
-    return [
-        Outcome(r.session_pk, amount=r.sent, error=r.error, state="not rehydrated") for r in results
-    ]
+    return [_outcome(r, r.pushed, "not rehydrated") for r in map(engine.rehydrate, keys)]
 
 
 def _delete_remote(keys: list[int]) -> list[Outcome]:
-    return [Outcome(pk, error=sync.delete_on_server(pk), state="not deleted") for pk in keys]
+    results = [engine.delete(pk, scope=engine.Scope.REMOTE) for pk in keys]
+    return [_outcome(r, 0, "not deleted") for r in results]
 
 
 def delete_session(session: ChatSession, *, remote: bool | None = None) -> None:
     """Delete here, and with ``remote`` (default: DELETE_REMOTE) on the server too."""
-    memory.delete_session(session, remote=remote)
+    scope = None if remote is None else engine.Scope.BOTH if remote else engine.Scope.LOCAL
+    engine.delete(session, scope=scope)
 
 
-def import_sessions(namespaces: list[str]) -> Any:
-    return pull.import_sessions(namespaces)
+def import_sessions(namespaces: list[str]) -> engine.Result:
+    return engine.import_sessions(namespaces)
 
 
 def schedule_import(namespaces: list[str]) -> bool:
-    return tasks.schedule_import(namespaces)
+    return outbox.import_sessions(namespaces)
 
 
 def runs_inline() -> bool:
-    return tasks.runs_inline()
+    return outbox.runs_inline()
 
 
 def _schedule(task_name: str, session_pk: int) -> None:
-    tasks.schedule(getattr(tasks, task_name), session_pk)
+    outbox.run(task_name, session_pk)
 
 
 def check_server() -> tuple[bool, str]:
@@ -360,9 +357,9 @@ def import_from_server(model_admin: admin.ModelAdmin, request: HttpRequest) -> N
     model_admin.message_user(
         request,
         _("Imported %(imported)d session(s) from the server; %(skipped)d were here already.")
-        % {"imported": result.imported, "skipped": result.skipped},
+        % {"imported": result.sessions, "skipped": result.skipped},
     )
-    problems = [problem for problem in [*result.refused, result.stopped] if problem]
+    problems = [problem for problem in [*result.notes, result.error] if problem]
     if problems and not detailed:
         problems = [
             ngettext(

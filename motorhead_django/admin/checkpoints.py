@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -15,12 +17,44 @@ from .common import EstimatedCountPaginator, NulSafeChangelist
 # LangGraph checkpoints (motorhead_django.langgraph): written by the saver only, so
 # read-only here; rows may be deleted by those with the delete permission.
 
+NO_OWNER = "none"
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    """The thread's owner (``DjangoSaver(owner=...)``), or none.
+
+    Its choices are the users owning a row, found per user through the owner's
+    index: a ``DISTINCT owner`` (``RelatedOnlyFieldListFilter``) would read every
+    row of a table that grows by a checkpoint per step.
+    """
+
+    title = _("owner")
+    parameter_name = "owner"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        users = get_user_model()._default_manager
+        rows = model_admin.model._default_manager.filter(owner=OuterRef("pk"))
+        owners = users.filter(Exists(rows)).order_by(get_user_model().USERNAME_FIELD)
+        return [(NO_OWNER, _("No owner")), *((str(u.pk), str(u)) for u in owners)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == NO_OWNER:
+            return queryset.filter(owner__isnull=True)
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(owner_id=int(value))
+
 
 class ReadOnlyCheckpointAdmin(NulSafeChangelist):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     search_fields = ("=thread_id",)
     list_per_page = 50
+    list_filter = (OwnerFilter,)
+    list_select_related = ("owner",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -36,10 +70,19 @@ class ReadOnlyCheckpointAdmin(NulSafeChangelist):
 
 @admin.register(LangGraphCheckpoint)
 class LangGraphCheckpointAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("checkpoint_id", "thread_id", "checkpoint_ns", "source", "step", "created_at")
+    list_display = (
+        "checkpoint_id",
+        "thread_id",
+        "owner",
+        "checkpoint_ns",
+        "source",
+        "step",
+        "created_at",
+    )
     search_fields = ("=thread_id", "=checkpoint_id", "=run_id")  # type: ignore[assignment]
     readonly_fields = (
         "thread_id",
+        "owner",
         "checkpoint_ns",
         "checkpoint_id",
         "parent_checkpoint_id",
@@ -62,17 +105,35 @@ class LangGraphCheckpointAdmin(ReadOnlyCheckpointAdmin):
 
 @admin.register(LangGraphBlob)
 class LangGraphBlobAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
-    readonly_fields = ("thread_id", "checkpoint_ns", "channel", "version", "type", "size")
+    list_display = ("thread_id", "owner", "checkpoint_ns", "channel", "version", "type", "size")
+    readonly_fields = (
+        "thread_id",
+        "owner",
+        "checkpoint_ns",
+        "channel",
+        "version",
+        "type",
+        "size",
+    )
     fields = readonly_fields
 
 
 @admin.register(LangGraphWrite)
 class LangGraphWriteAdmin(ReadOnlyCheckpointAdmin):
-    list_display = ("thread_id", "checkpoint_id", "task_id", "idx", "channel", "type", "size")
+    list_display = (
+        "thread_id",
+        "owner",
+        "checkpoint_id",
+        "task_id",
+        "idx",
+        "channel",
+        "type",
+        "size",
+    )
     search_fields = ("=thread_id", "=checkpoint_id", "=task_id")  # type: ignore[assignment]
     readonly_fields = (
         "thread_id",
+        "owner",
         "checkpoint_ns",
         "checkpoint_id",
         "task_id",

@@ -101,6 +101,7 @@ def _push_result(run: PushResult, pending: int, action: str = "push") -> Result:
         more=run.more,
         deferred=run.deferred,
         notes=tuple(run.resolved),
+        batches=run.batches,
     )
 
 
@@ -159,6 +160,7 @@ def pull(session: SessionRef, *, client: MotorheadClient | None = None) -> Resul
         busy=run.busy,
         drift=run.drift,
         notes=(f"skipped: {run.skipped}",) if run.skipped else (),
+        summary=run.summary is not None,
     )
 
 
@@ -193,6 +195,7 @@ def rehydrate(session: SessionRef, *, client: MotorheadClient | None = None) -> 
         pending=_pending_counts([pk]).get(pk, 0),
         error=run.error,
         busy=run.busy,
+        summary=run.context_sent,
     )
 
 
@@ -283,6 +286,7 @@ def import_sessions(
         sessions=run.imported,
         error=run.stopped,
         notes=tuple(run.refused),
+        skipped=run.skipped,
     )
 
 

@@ -70,7 +70,7 @@ def send_window(
     batches, the context with the first, so no compaction runs and the
     summary arrives as sent. A failure half-way is repaired by running it
     again (it starts with the DELETE). Shared by the push's rebuild of a
-    session in doubt and :func:`motorhead_django.rehydrate.rehydrate_session`.
+    session in doubt and :func:`motorhead_django.engine.rehydrate`.
     """
     namespace = session.namespace or None
     client.delete_memory(session.remote_id, namespace=namespace)

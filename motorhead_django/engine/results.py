@@ -41,6 +41,9 @@ class Result:
     deferred: bool = False  # a push that may not wait met a compaction: the rest is left
     drift: str = ""  # a pull or verify: what differs on the server
     notes: tuple[str, ...] = ()  # how ambiguous writes were settled, ids an import refused
+    batches: int = 0  # a push: the POSTs it took
+    summary: bool = False  # a pull: a new summary version came; a rehydrate: the summary went
+    skipped: int = 0  # an import: sessions an earlier run imported (not pulled again)
 
 
 @dataclass

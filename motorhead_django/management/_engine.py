@@ -1,11 +1,8 @@
 """The sync engine as the management commands call it: the one place they reach it.
 
-REPOINT AT MERGE: everything below wraps today's functions (``sync.drain``,
-``pull.pull_session`` / ``verify_session`` / ``active_sessions``,
-``rehydrate.rehydrate_session``) and the sync states the selections read. When
-``motorhead_django.engine`` lands, only this module changes: each verb becomes
-a call to the façade's, each selection its queryset. The commands see
-:class:`Outcome` and nothing of the engine's own result types.
+Each verb is a call to the façade (:mod:`motorhead_django.engine`), each
+selection a queryset or a façade query. The commands see :class:`Outcome` and
+nothing of the engine's :class:`~motorhead_django.engine.Result`.
 """
 
 from __future__ import annotations
@@ -15,11 +12,9 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from ..exceptions import MotorheadError
-from ..models import ChatSession, SyncState
-from ..pull import active_sessions, pull_session, verify_session
-from ..rehydrate import rehydrate_session
-from ..sync import PushResult, drain
+from .. import engine
+from ..models import ChatSession
+from ..states import SyncState
 
 
 @dataclass(frozen=True)
@@ -49,7 +44,7 @@ def to_push(*, include_failed: bool = False) -> list[int]:
 
 def to_pull() -> list[int]:
     """The active sessions (pull and verify)."""
-    return active_sessions()
+    return engine.active_sessions()
 
 
 def to_rehydrate(*, drifted_only: bool = False) -> list[int]:
@@ -71,7 +66,7 @@ def _keys(query: QuerySet[ChatSession]) -> list[int]:
 def push(keys: list[int], each: Each) -> None:
     """Push synchronously, in order, ignoring back-off times."""
 
-    def pushed(index: int, total: int, result: PushResult) -> None:
+    def pushed(index: int, total: int, result: engine.Result) -> None:
         if result.busy:
             said = "busy (another worker is pushing it)"
         elif result.error:
@@ -82,14 +77,14 @@ def push(keys: list[int], each: Each) -> None:
         left = failed or result.state == SyncState.PENDING
         each(Outcome(result.session_pk, said, failed, left, pushed=result.pushed))
 
-    drain(keys, progress=pushed)
+    engine.drain(keys, progress=pushed)
 
 
 def pull(keys: list[int], each: Each) -> None:
     for pk in keys:
-        result = pull_session(pk)
+        result = engine.pull(pk)
         error = result.error or ("busy" if result.busy else "")
-        said = error or f"{result.added} new message(s)" + (
+        said = error or f"{result.pulled} new message(s)" + (
             f"; drift: {result.drift}" if result.drift else ""
         )
         each(Outcome(pk, said, failed=bool(error), left=bool(error)))
@@ -98,20 +93,20 @@ def pull(keys: list[int], each: Each) -> None:
 def verify(keys: list[int], each: Each) -> None:
     """Compare with the server; a session that differs is marked drifted."""
     for pk in keys:
-        try:
-            drift = verify_session(pk)
-        except MotorheadError as exc:
-            each(Outcome(pk, str(exc), failed=True, left=True))
+        result = engine.verify(pk)
+        if result.error:
+            each(Outcome(pk, result.error, failed=True, left=True))
             continue
+        drift = result.drift
         each(Outcome(pk, f"drifted: {drift}" if drift else "in step", drift=drift))
 
 
 def rehydrate(keys: list[int], each: Each) -> None:
     """Rebuild each session on the server from its latest summary and newest window."""
     for pk in keys:
-        result = rehydrate_session(pk)
+        result = engine.rehydrate(pk)
         error = result.error or ("busy" if result.busy else "")
         said = error or (
-            f"{result.sent} message(s)" + (" and the summary" if result.context_sent else "")
+            f"{result.pushed} message(s)" + (" and the summary" if result.summary else "")
         )
         each(Outcome(pk, said, failed=bool(error), left=bool(error)))

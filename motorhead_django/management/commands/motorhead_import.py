@@ -7,11 +7,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import memory
+from ... import engine, memory
 from ...conf import motorhead_settings
 from ...exceptions import MotorheadError, MotorheadValidationError
 from ...progress import Progress
-from ...pull import import_sessions
 
 
 class Command(BaseCommand):
@@ -95,7 +94,7 @@ class Command(BaseCommand):
                 bars[namespace].close()
 
         try:
-            result = import_sessions(
+            result = engine.import_sessions(
                 namespaces,
                 page_size=options["page_size"],
                 refresh=options["refresh"],
@@ -107,15 +106,15 @@ class Command(BaseCommand):
         finally:
             for bar in bars.values():
                 bar.close()
-        for refused in result.refused:
+        for refused in result.notes:
             self.stderr.write(f"Skipped {refused}")
-        if result.stopped:
+        if result.error:
             raise CommandError(
-                f"Stopped after {result.imported} session(s) this run, {result.stopped}. "
+                f"Stopped after {result.sessions} session(s) this run, {result.error}. "
                 "Run the command again to resume."
             )
         self.stdout.write(
-            f"Done: {result.imported} session(s) imported, {result.skipped} already there."
+            f"Done: {result.sessions} session(s) imported, {result.skipped} already there."
         )
 
     def _from_export(self, path: str) -> None:
