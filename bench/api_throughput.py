@@ -97,7 +97,7 @@ class Gunicorn:
 
     def __init__(self, database_url: str, workers: int) -> None:
         self.port = free_port()
-        self.log = tempfile.TemporaryFile("w+")
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (read and closed by stop())
         env = {**os.environ, "DATABASE_URL": database_url}
         self.process = subprocess.Popen(
             [

@@ -35,7 +35,8 @@ def child(mode: str, path: str) -> None:
     if mode == "export":
         call_command("motorhead_export", "--user", "bench", "--output", path)
     elif mode == "import":
-        call_command("motorhead_import", "--from-export", path, stdout=open(os.devnull, "w"))
+        with open(os.devnull, "w") as sink:
+            call_command("motorhead_import", "--from-export", path, stdout=sink)
     else:
         from motorhead_django.models import ChatMessage
 

@@ -138,12 +138,10 @@ def plan_retention(*, days: int | None = None, limit: int | None = None) -> Rete
         query = query.filter(_maybe_due(motorhead_settings.RETENTION, now))
     plan.held = query.filter(held()).count()
     candidates = query.exclude(held()).order_by("updated_at", "pk")
-    visited = 0
-    for session in candidates.iterator(chunk_size=200):
+    for visited, session in enumerate(candidates.iterator(chunk_size=200)):
         if len(plan.sessions) + len(plan.trims) >= limit or visited >= limit * 10:
             plan.more = True
             break
-        visited += 1
         policy = Policy(days=days) if days is not None else policy_for(session)
         if policy.days is not None and session.updated_at < now - timedelta(days=policy.days):
             plan.sessions.append(session)

@@ -508,9 +508,10 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 .exclude(type=_EMPTY)
             )
             for channel in builtins.list(deltas):
-                if channel not in versions:
-                    deltas.discard(channel)
-                elif stored.filter(channel=channel, version=str(versions[channel])).exists():
+                if (
+                    channel not in versions
+                    or stored.filter(channel=channel, version=str(versions[channel])).exists()
+                ):
                     deltas.discard(channel)
             parent = row.parent_checkpoint_id
             row = rows.filter(checkpoint_id=parent).first() if parent else None

@@ -225,7 +225,6 @@ def pgvector_db(pgserver_database, django_db_blocker) -> Iterator[None]:
     """The test's default database is pgserver's (pgvector installed), rolled back after."""
     from django.db import transaction
 
-    with _default_database(pgserver_database), django_db_blocker.unblock():
-        with transaction.atomic():
-            yield
-            transaction.set_rollback(True)
+    with _default_database(pgserver_database), django_db_blocker.unblock(), transaction.atomic():
+        yield
+        transaction.set_rollback(True)

@@ -114,7 +114,7 @@ def test_many_samples_stack_and_each_point_has_a_title():
     # The y axis tops at the highest total; the synced area sits on the failed one.
     assert root.findall(f"{SVG}text")[0].text == "55"  # the last point: 0 failed + 55
     failed, synced = root.iter(f"{SVG}polygon")
-    top_of_failed = [xy for xy in failed.get("points").split()][: len(points)]
+    top_of_failed = failed.get("points").split()[: len(points)]
     bottom_of_synced = synced.get("points").split()[len(points) :][::-1]
     assert top_of_failed == bottom_of_synced
     assert "Synced: 55 now, at most 55" in svg

@@ -38,5 +38,5 @@ def test_sync_needs_a_url_even_when_enabled(settings):
 
 def test_roles_and_timeouts_are_coerced(settings):
     settings.MOTORHEAD = {"ALLOWED_ROLES": ["Human", "AI"], "READ_TIMEOUT": 5}
-    assert motorhead_settings.ALLOWED_ROLES == frozenset({"Human", "AI"})
+    assert frozenset({"Human", "AI"}) == motorhead_settings.ALLOWED_ROLES
     assert motorhead_settings.READ_TIMEOUT == 5.0

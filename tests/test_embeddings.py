@@ -17,10 +17,33 @@ from .test_api_compat import alice  # noqa: F401  (fixture)
 from .test_api_rest import make_user
 
 KEY = "sk-embeddings-secret-77aa"
-WORDS = (
-    "apple banana cherry diesel engine forest guitar harbour island jungle kettle lemon "
-    "marble needle orange piano quartz river saddle tiger umbrella violin walnut yacht zebra"
-).split()
+WORDS = [
+    "apple",
+    "banana",
+    "cherry",
+    "diesel",
+    "engine",
+    "forest",
+    "guitar",
+    "harbour",
+    "island",
+    "jungle",
+    "kettle",
+    "lemon",
+    "marble",
+    "needle",
+    "orange",
+    "piano",
+    "quartz",
+    "river",
+    "saddle",
+    "tiger",
+    "umbrella",
+    "violin",
+    "walnut",
+    "yacht",
+    "zebra",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -340,9 +340,11 @@ def test_a_token_is_redacted_from_the_sql_log(caplog):
     token = "f" * 8 + "0123456789abcdef0123456789abcdef"
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    with caplog.at_level(logging.DEBUG, logger="django.db.backends"):
-        with CaptureQueriesContext(connection) as queries:
-            assert api.get("/api/sessions/").status_code == 401
+    with (
+        caplog.at_level(logging.DEBUG, logger="django.db.backends"),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        assert api.get("/api/sessions/").status_code == 401
     assert any(token in query["sql"] for query in queries.captured_queries)  # it was queried
     sql_records = [r for r in caplog.records if r.name == "django.db.backends"]
     assert sql_records

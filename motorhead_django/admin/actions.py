@@ -26,16 +26,17 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import jobs, redaction
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError
-from ..jobs import Outcome
-from ..models import ChatSession
+from motorhead_django import jobs, redaction
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError
+from motorhead_django.jobs import Outcome
+from motorhead_django.models import ChatSession
+
 from .common import confirmation_page, confirmed
 
 # ENGINE imports: used only in the ENGINE block below.
-from .. import engine, outbox  # isort: skip
-from ..client import MotorheadClient  # isort: skip
+from motorhead_django import engine, outbox  # isort: skip
+from motorhead_django.client import MotorheadClient  # isort: skip
 
 
 # A selection at least this large runs as a background job with a progress page.

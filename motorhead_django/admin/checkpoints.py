@@ -11,7 +11,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..models import LangGraphBlob, LangGraphCheckpoint, LangGraphWrite
+from motorhead_django.models import LangGraphBlob, LangGraphCheckpoint, LangGraphWrite
+
 from .common import EstimatedCountPaginator, NulSafeChangelist
 
 # LangGraph checkpoints (motorhead_django.langgraph): written by the saver only, so

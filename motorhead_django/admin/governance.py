@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import export, governance
-from ..exceptions import MotorheadLegalHoldError
-from ..models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
+from motorhead_django import export, governance
+from motorhead_django.exceptions import MotorheadLegalHoldError
+from motorhead_django.models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
+
 from .actions import action
 from .common import confirmation_page, confirmed
 

@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from ..job_models import AdminJob
+from motorhead_django.job_models import AdminJob
+
 from .actions import job_report
 from .common import ago
 

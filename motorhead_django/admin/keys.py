@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import memory
-from ..exceptions import MotorheadValidationError
-from ..models import ApiKey
+from motorhead_django import memory
+from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.models import ApiKey
+
 from .actions import action
 from .common import NulSafeChangelist, confirmation_page, confirmed
 

@@ -14,9 +14,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import charts, history
-from ..conf import motorhead_settings
-from ..models import ChatMessage, ChatSession, SyncState
+from motorhead_django import charts, history
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.models import ChatMessage, ChatSession, SyncState
+
 from . import actions
 
 # How long the overview page trusts its last health check of the server.

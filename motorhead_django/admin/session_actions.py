@@ -16,9 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadLegalHoldError
-from ..models import ChatSession
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadLegalHoldError
+from motorhead_django.models import ChatSession
+
 from . import actions
 from .actions import action, operation_action
 from .common import confirmed

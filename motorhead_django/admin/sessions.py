@@ -25,11 +25,12 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from .. import memory, search, summaries
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadSessionExistsError, MotorheadValidationError
-from ..memory import MAX_JSON_DEPTH, json_too_deep
-from ..models import ChatSession, SummaryVersion
+from motorhead_django import memory, search, summaries
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadSessionExistsError, MotorheadValidationError
+from motorhead_django.memory import MAX_JSON_DEPTH, json_too_deep
+from motorhead_django.models import ChatSession, SummaryVersion
+
 from .common import EstimatedCountPaginator, NulSafeChangelist, ago, shortened
 from .governance import GOVERNANCE_FIELDSET, SessionGovernanceMixin
 from .overview import SyncOverviewMixin

@@ -18,8 +18,9 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.request import Request
 
-from .. import redaction
-from ..models import ApiKey
+from motorhead_django import redaction
+from motorhead_django.models import ApiKey
+
 from .throttling import FailedAuthentication
 
 KEY_HEADER = "HTTP_X_METAL_API_KEY"

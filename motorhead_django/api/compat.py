@@ -26,9 +26,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import engine, memory, policy
-from ..conf import motorhead_settings
-from ..models import ApiKey, ChatSession
+from motorhead_django import engine, memory, policy
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.models import ApiKey, ChatSession
+
 from .authentication import ApiKeyAuthentication
 from .errors import CoreErrors
 from .parsers import MotorheadJSONParser

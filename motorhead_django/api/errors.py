@@ -9,8 +9,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..conf import motorhead_settings
-from ..exceptions import (
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import (
     MotorheadLegalHoldError,
     MotorheadSessionDeletingError,
     MotorheadSessionExistsError,

@@ -11,8 +11,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from .. import export, governance, policy
-from ..models import ChatSession, ReadAudit
+from motorhead_django import export, governance, policy
+from motorhead_django.models import ChatSession, ReadAudit
+
 from .rest import RestView
 from .serializers import validate_text_param
 

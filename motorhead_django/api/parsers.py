@@ -17,8 +17,9 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from ..conf import motorhead_settings
-from ..memory import MAX_JSON_DEPTH, json_too_deep
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.memory import MAX_JSON_DEPTH, json_too_deep
+
 from .errors import RequestTooLarge
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from .. import policy
-from ..conf import motorhead_settings
-from ..models import ApiKey
+from motorhead_django import policy
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.models import ApiKey
 
 
 class HasApiKeyOrAnonymousAllowed(BasePermission):

@@ -31,10 +31,11 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import engine, governance, memory, outbox, policy, search
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadSessionExistsError
-from ..models import ChatMessage, ChatSession, MessageSyncState, ReadAudit, SyncState
+from motorhead_django import engine, governance, memory, outbox, policy, search
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadSessionExistsError
+from motorhead_django.models import ChatMessage, ChatSession, MessageSyncState, ReadAudit, SyncState
+
 from .authentication import NulSafeTokenAuthentication
 from .errors import CoreErrors, SessionConflict
 from .parsers import MotorheadJSONParser
@@ -390,8 +391,8 @@ class SearchView(RestView):
         responses=SearchResultSerializer(many=True),
     )
     def post(self, request: Request) -> Response:
-        from .. import embeddings
-        from ..llm import LLMError
+        from motorhead_django import embeddings
+        from motorhead_django.llm import LLMError
 
         body = RestRetrievalSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -9,9 +9,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import memory, policy
-from ..exceptions import MotorheadValidationError
-from ..models import SyncState
+from motorhead_django import memory, policy
+from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.models import SyncState
 
 # For the schema: what validate_text_param and memory.validate_session_id accept.
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f]*$"

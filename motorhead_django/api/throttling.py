@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, ScopedRateThrottle, SimpleRateThrottle
 
-from ..conf import motorhead_settings
+from motorhead_django.conf import motorhead_settings
 
 # The DRF scope names of the two request throttles, and the settings key of each.
 _REQUEST_SCOPES = {"motorhead-rest": "rest", "motorhead-compat": "compat"}

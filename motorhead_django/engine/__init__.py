@@ -23,10 +23,11 @@ from typing import Any
 
 from django.db.models import Count
 
-from .. import memory, redaction
-from ..client import MotorheadClient
-from ..exceptions import MotorheadError
-from ..models import ChatMessage, ChatSession
+from motorhead_django import memory, redaction
+from motorhead_django.client import MotorheadClient
+from motorhead_django.exceptions import MotorheadError
+from motorhead_django.models import ChatMessage, ChatSession
+
 from . import deletion as _delete
 from . import imports as _imports
 from . import passes as _passes

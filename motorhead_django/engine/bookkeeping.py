@@ -28,11 +28,12 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from .. import redaction, signals
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError, is_retryable
-from ..models import ChatMessage, ChatSession
-from ..states import SyncState
+from motorhead_django import redaction, signals
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError, is_retryable
+from motorhead_django.models import ChatMessage, ChatSession
+from motorhead_django.states import SyncState
+
 from . import records
 from .pacing import backoff_delay
 from .results import PushResult

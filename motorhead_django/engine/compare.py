@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import redact
-from ..models import ChatMessage
+from motorhead_django import redact
+from motorhead_django.models import ChatMessage
+
 from .settle import Pair
 
 

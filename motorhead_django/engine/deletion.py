@@ -15,12 +15,13 @@ from typing import Any
 
 from django.utils import timezone
 
-from .. import redaction
-from ..client import MotorheadClient, get_client
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError, is_retryable
-from ..models import ChatSession
-from ..states import SyncState
+from motorhead_django import redaction
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError, is_retryable
+from motorhead_django.models import ChatSession
+from motorhead_django.states import SyncState
+
 from . import records
 from .locks import locked_session
 from .pacing import backoff_delay

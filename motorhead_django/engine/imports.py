@@ -8,10 +8,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from .. import memory
-from ..client import MotorheadClient, get_client
-from ..exceptions import MotorheadError, MotorheadSessionExistsError, MotorheadValidationError
-from ..models import ChatSession, parse_server_id
+from motorhead_django import memory
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.exceptions import (
+    MotorheadError,
+    MotorheadSessionExistsError,
+    MotorheadValidationError,
+)
+from motorhead_django.models import ChatSession, parse_server_id
+
 from .pulling import pull_session
 
 

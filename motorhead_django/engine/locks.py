@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 if TYPE_CHECKING:
-    from ..models import ChatSession
+    from motorhead_django.models import ChatSession
 
 # High bits that mark our keys in pg_locks, so they do not collide with other
 # apps' advisory locks on small integers.
@@ -101,7 +101,7 @@ def locked_session(session_pk: int) -> Iterator[tuple[bool, ChatSession | None]]
     the row is gone. Every sync step that talks to the server for one session
     goes through here, so none of them interleave and none acts on a stale row.
     """
-    from ..models import ChatSession
+    from motorhead_django.models import ChatSession
 
     with session_lock(session_pk) as acquired:
         yield acquired, ChatSession.objects.filter(pk=session_pk).first() if acquired else None

@@ -12,10 +12,11 @@ import logging
 import random
 import uuid
 
-from ..client import MotorheadClient
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError, WindowTooLarge
-from ..models import ChatSession
+from motorhead_django.client import MotorheadClient
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError, WindowTooLarge
+from motorhead_django.models import ChatSession
+
 from .settle import Pair
 
 # The name operators' logging settings know, and redaction.LOGGERS filters.

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable
 from django.db.models import Case, F, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from .. import signals
-from ..client import MotorheadClient, get_client
-from ..conf import motorhead_settings
-from ..models import ChatMessage, ChatSession
+from motorhead_django import signals
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.models import ChatMessage, ChatSession
+
 from . import bookkeeping, records
 from .locks import SessionLocks
 from .pusher import _Pusher

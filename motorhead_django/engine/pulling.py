@@ -27,14 +27,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .. import memory, redaction, signals, states
-from ..client import Memory as RemoteMemory
-from ..client import MotorheadClient, get_client
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError
-from ..models import ChatMessage, ChatSession, SummaryVersion
-from ..querysets import ChatMessageQuerySet
-from ..states import MessageSyncState, SyncState
+from motorhead_django import memory, redaction, signals, states
+from motorhead_django.client import Memory as RemoteMemory
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError
+from motorhead_django.models import ChatMessage, ChatSession, SummaryVersion
+from motorhead_django.querysets import ChatMessageQuerySet
+from motorhead_django.states import MessageSyncState, SyncState
+
 from . import records
 from .compare import Comparison, compare
 from .locks import locked_session

@@ -13,13 +13,19 @@ from collections.abc import Generator, Iterator
 from datetime import datetime
 from typing import Any
 
-from .. import redact, signals
-from ..client import Memory as RemoteMemory
-from ..client import MotorheadClient
-from ..conf import motorhead_settings
-from ..exceptions import CompactionTimeout, MotorheadError, WindowTooLarge, may_have_applied
-from ..models import ChatMessage, ChatSession
-from ..states import MessageSyncState, SyncState
+from motorhead_django import redact, signals
+from motorhead_django.client import Memory as RemoteMemory
+from motorhead_django.client import MotorheadClient
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import (
+    CompactionTimeout,
+    MotorheadError,
+    WindowTooLarge,
+    may_have_applied,
+)
+from motorhead_django.models import ChatMessage, ChatSession
+from motorhead_django.states import MessageSyncState, SyncState
+
 from . import bookkeeping
 from .pacing import check_server_window, send_window
 from .results import PushResult

@@ -16,8 +16,8 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import F, Q
 
-from ..models import ChatMessage, ChatSession
-from ..states import MessageOrigin, MessageSyncState, SyncState
+from motorhead_django.models import ChatMessage, ChatSession
+from motorhead_django.states import MessageOrigin, MessageSyncState, SyncState
 
 # Messages marked synced per statement (a bound on its parameters).
 _UPDATE_BATCH = 5000

@@ -18,11 +18,12 @@ from typing import Any
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from .. import redact, redaction
-from ..client import MotorheadClient, get_client
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError
-from ..states import MessageSyncState, SyncState
+from motorhead_django import redact, redaction
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError
+from motorhead_django.states import MessageSyncState, SyncState
+
 from . import records
 from .locks import locked_session
 from .pacing import send_window

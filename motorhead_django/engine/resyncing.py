@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..client import MotorheadClient, get_client
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadError
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError
+
 from . import bookkeeping, records
 from .locks import locked_session
 from .passes import push_session

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..exceptions import MotorheadAPIError, MotorheadError, MotorheadResponseError
+from motorhead_django.exceptions import MotorheadAPIError, MotorheadError, MotorheadResponseError
 
 Pair = tuple[str, str]
 

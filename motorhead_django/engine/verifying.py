@@ -7,9 +7,10 @@ import logging
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import signals, states
-from ..client import MotorheadClient, get_client
-from ..models import ChatSession
+from motorhead_django import signals, states
+from motorhead_django.client import MotorheadClient, get_client
+from motorhead_django.models import ChatSession
+
 from . import records
 from .compare import compare
 from .locks import locked_session

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from .. import engine
-from ..models import ChatSession
-from ..states import SyncState
+from motorhead_django import engine
+from motorhead_django.models import ChatSession
+from motorhead_django.states import SyncState
 
 
 @dataclass(frozen=True)

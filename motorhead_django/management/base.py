@@ -13,11 +13,12 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db.models import Q
 
-from .. import memory
-from ..conf import motorhead_settings
-from ..exceptions import MotorheadValidationError
-from ..models import ChatSession
-from ..progress import Progress
+from motorhead_django import memory
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.models import ChatSession
+from motorhead_django.progress import Progress
+
 from . import _engine
 from ._engine import Each, Outcome
 

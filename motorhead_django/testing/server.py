@@ -14,6 +14,7 @@ or as a process: ``python -m motorhead_django.testing --port 8080``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import socket
@@ -136,10 +137,8 @@ class MotorheadTestServer:
         with self._connections_lock:
             connections, self._connections = self._connections, set()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
@@ -350,10 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # A dropped connection: no status line at all.
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _echo(self) -> bytes:
         # On the /v1 routes the key is the Bearer token.

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 
-from ...models import ChatSession
+from motorhead_django.models import ChatSession
 
 
 def add_subject_arguments(parser: CommandParser) -> None:

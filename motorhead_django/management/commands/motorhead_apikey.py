@@ -16,9 +16,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import memory
-from ...exceptions import MotorheadValidationError
-from ...models import ApiKey
+from motorhead_django import memory
+from motorhead_django.exceptions import MotorheadValidationError
+from motorhead_django.models import ApiKey
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import memory
-from ...models import ChatSession
+from motorhead_django import memory
+from motorhead_django.models import ChatSession
 
 
 class Command(BaseCommand):

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import governance
-from ...exceptions import MotorheadLegalHoldError
+from motorhead_django import governance
+from motorhead_django.exceptions import MotorheadLegalHoldError
+
 from ._subject import add_subject_arguments, subject
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import export
-from ..base import progress_on_stderr
+from motorhead_django import export
+from motorhead_django.management.base import progress_on_stderr
+
 from ._subject import add_subject_arguments, subject
 
 

@@ -7,10 +7,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import engine, memory
-from ...conf import motorhead_settings
-from ...exceptions import MotorheadError, MotorheadValidationError
-from ...progress import Progress
+from motorhead_django import engine, memory
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.exceptions import MotorheadError, MotorheadValidationError
+from motorhead_django.progress import Progress
 
 
 class Command(BaseCommand):
@@ -118,7 +118,7 @@ class Command(BaseCommand):
         )
 
     def _from_export(self, path: str) -> None:
-        from ...export import ExportFormatError, import_export
+        from motorhead_django.export import ExportFormatError, import_export
 
         try:
             with open(path, encoding="utf-8") as lines:

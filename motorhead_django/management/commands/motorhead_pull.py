@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _engine
-from ..base import SessionsCommand
+from motorhead_django.management import _engine
+from motorhead_django.management.base import SessionsCommand
 
 
 class Command(SessionsCommand):

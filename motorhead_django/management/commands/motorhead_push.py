@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from ...conf import motorhead_settings
-from .. import _engine
-from .._engine import Outcome
-from ..base import SessionsCommand
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.management import _engine
+from motorhead_django.management._engine import Outcome
+from motorhead_django.management.base import SessionsCommand
 
 
 class Command(SessionsCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from .. import _engine
-from ..base import SessionsCommand
+from motorhead_django.management import _engine
+from motorhead_django.management.base import SessionsCommand
 
 
 class Command(SessionsCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import governance
-from ..base import progress_on_stderr
+from motorhead_django import governance
+from motorhead_django.management.base import progress_on_stderr
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils.timesince import timesince
 
-from ... import health, redaction, status
-from ...conf import motorhead_settings
+from motorhead_django import health, redaction, status
+from motorhead_django.conf import motorhead_settings
 
 
 class Command(BaseCommand):

@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import embeddings, memory, summaries
-from ...conf import motorhead_settings
-from ...llm import LLMError
-from ...models import ChatSession
+from motorhead_django import embeddings, memory, summaries
+from motorhead_django.conf import motorhead_settings
+from motorhead_django.llm import LLMError
+from motorhead_django.models import ChatSession
 
 
 class Command(BaseCommand):
