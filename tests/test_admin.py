@@ -224,8 +224,7 @@ def run_action(admin_client, action: str, sessions: list[ChatSession], confirm: 
     )
 
 
-def test_push_now_runs_inline_and_reports(admin_client, settings, motorhead_server, monkeypatch):
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
+def test_push_now_runs_inline_and_reports(admin_client, settings, motorhead_server, no_autopush):
     settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
     good = memory.get_or_create_session("good")
     memory.append_messages(good, [("Human", "a"), ("AI", "b")])
@@ -235,9 +234,8 @@ def test_push_now_runs_inline_and_reports(admin_client, settings, motorhead_serv
 
 
 def test_push_now_reports_what_failed_and_why(
-    admin_client, settings, motorhead_server, monkeypatch
+    admin_client, settings, motorhead_server, no_autopush
 ):
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     settings.MOTORHEAD = {"URL": motorhead_server.url, "RETRY_BACKOFF": 0.01}
     session = memory.get_or_create_session("flaky")
     memory.append_messages(session, [("Human", "a")])

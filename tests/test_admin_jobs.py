@@ -185,10 +185,10 @@ def test_a_real_worker_runs_the_job_and_the_page_follows_it(
     redis_url,
     client,
     monkeypatch,
+    no_autopush,
 ):
     rig = rig_factory(redis_url)
     monkeypatch.setattr("motorhead_django.admin.actions.JOB_THRESHOLD", 5)
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk, eta=None: None)
     sessions = rig.write(8, 4)
     user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(user)

@@ -682,10 +682,9 @@ def test_safe_in_a_running_event_loop_without_async_unsafe(monkeypatch):
 
 
 def test_pop_of_an_item_never_sent_leaves_the_server_alone(
-    settings, monkeypatch, django_capture_on_commit_callbacks
+    settings, monkeypatch, django_capture_on_commit_callbacks, no_autopush
 ):
     settings.MOTORHEAD = {"URL": "http://127.0.0.1:9"}
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
     scheduled: list[Any] = []
     monkeypatch.setattr("motorhead_django.tasks.schedule", lambda task, pk: scheduled.append(task))
     session = make_session("unsent")
@@ -768,7 +767,7 @@ def test_archive_on_clear_with_a_server_pushes_the_archive_and_replaces_the_sess
 
 WRITER = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, pathlib, sys, time
     import django
     django.setup()
     from motorhead_django.openai_agents import DjangoSession
@@ -776,7 +775,12 @@ WRITER = textwrap.dedent(
     async def main():
         session = DjangoSession("two-processes")
         await session.get_items(limit=1)  # connected: both start writing together
-        await asyncio.sleep(max(0, float(sys.argv[2]) - time.time()))
+        # A barrier, not a clock: on a loaded machine one process may take seconds to start.
+        ready = pathlib.Path(sys.argv[2])
+        (ready / sys.argv[1]).touch()
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         for batch in range(BATCHES):
             await session.add_items(
                 [{"role": "user", "content": f"{sys.argv[1]}-{batch}-{n}"} for n in range(5)]
@@ -789,9 +793,9 @@ BATCHES = 40
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_order(postgres):
-    import time
-
+def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_order(
+    postgres, tmp_path
+):
     memory.get_or_create_session("two-processes")
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
@@ -800,10 +804,9 @@ def test_concurrent_add_items_from_two_processes_keep_each_batch_whole_and_in_or
         "MOTORHEAD_TEST_BROKER": "memory://",
         "PYTHONPATH": str(ROOT),
     }
-    start = str(time.time() + 4)
     code = WRITER.replace("BATCHES", str(BATCHES))
     writers = [
-        subprocess.Popen([sys.executable, "-c", code, name, start], env=env, cwd=ROOT)
+        subprocess.Popen([sys.executable, "-c", code, name, str(tmp_path)], env=env, cwd=ROOT)
         for name in ("a", "b")
     ]
     assert [writer.wait(120) for writer in writers] == [0, 0]

@@ -118,8 +118,7 @@ def test_a_context_set_meanwhile_is_built_upon(settings, llm):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_a_server_motorhead_owns_the_context_unless_told(settings, llm, monkeypatch):
-    monkeypatch.setattr("motorhead_django.tasks.schedule_push", lambda pk: None)
+def test_with_a_server_motorhead_owns_the_context_unless_told(settings, llm, no_autopush):
     configure(settings, llm)
     settings.MOTORHEAD["URL"] = "http://127.0.0.1:9"
     session = memory.get_or_create_session("o")
