@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -209,55 +209,70 @@ def import_export(lines: Iterable[str] | IO[str]) -> ImportResult:
             result.messages += memory.restore_messages(pending)
             pending.clear()
 
-    with _keep_timestamps(), transaction.atomic():
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-                kind = record["type"]
-            except (ValueError, KeyError, TypeError):
-                raise ExportFormatError(f"Line {number}: not an export record.") from None
-            if number == 1 and (kind != "export" or record.get("version") != VERSION):
-                raise ExportFormatError("Line 1: not a motorhead-django export (version 1).")
-            try:
-                if kind == "session":
-                    flush()
-                    skipping = ChatSession.objects.filter(
-                        namespace=record["namespace"], remote_id=record["remote_id"]
-                    ).exists()
-                    if skipping:
-                        result.skipped.append(f"{record['namespace']}/{record['session_id']}")
-                        continue
-                    owner = None
-                    if record.get("owner") is not None:
-                        lookup = {users.USERNAME_FIELD: record["owner"]}
-                        owner = users._default_manager.filter(**lookup).first()
-                    values = {name: record[name] for name in _SESSION_FIELDS if name in record}
-                    updated = values.pop("updated_at", None)
-                    current = memory.restore_session(owner, _dates(values, ("created_at",)))
-                    session_updated[current.pk] = parse_datetime(updated) if updated else None
-                    result.sessions += 1
-                elif kind == "message" and current is not None and not skipping:
-                    values = {name: record[name] for name in _MESSAGE_FIELDS}
-                    values["item"] = _item(record.get("item"))
-                    pending.append(
-                        ChatMessage(session=current, **_dates(values, ("created_at", "synced_at")))
-                    )
-                    if len(pending) >= _CHUNK:
+    try:
+        with _keep_timestamps(), transaction.atomic():
+            for number, text in enumerate(lines, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    record = json.loads(text)
+                    kind = record["type"]
+                except (ValueError, KeyError, TypeError):
+                    raise ExportFormatError(f"Line {number}: not an export record.") from None
+                if number == 1 and (kind != "export" or record.get("version") != VERSION):
+                    raise ExportFormatError("Line 1: not a motorhead-django export (version 1).")
+                try:
+                    if kind == "session":
                         flush()
-                elif kind == "summary" and current is not None and not skipping:
-                    values = {name: record[name] for name in _SUMMARY_FIELDS}
-                    SummaryVersion.objects.create(session=current, **_dates(values, ("pulled_at",)))
-                    result.summaries += 1
-            except MotorheadValidationError as exc:
-                raise ExportFormatError(f"Line {number}: a {kind} record with {exc}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise ExportFormatError(f"Line {number}: a {kind} record without {exc}.") from None
-        flush()
-        for pk, updated in session_updated.items():
-            if updated is not None:  # auto_now set it at save: put the exported one back
-                memory.restore_updated_at(pk, updated)
+                        skipping = ChatSession.objects.filter(
+                            namespace=record["namespace"], remote_id=record["remote_id"]
+                        ).exists()
+                        if skipping:
+                            result.skipped.append(f"{record['namespace']}/{record['session_id']}")
+                            continue
+                        owner = None
+                        if record.get("owner") is not None:
+                            lookup = {users.USERNAME_FIELD: record["owner"]}
+                            owner = users._default_manager.filter(**lookup).first()
+                        values = {name: record[name] for name in _SESSION_FIELDS if name in record}
+                        updated = values.pop("updated_at", None)
+                        current = memory.restore_session(owner, _dates(values, ("created_at",)))
+                        session_updated[current.pk] = parse_datetime(updated) if updated else None
+                        result.sessions += 1
+                    elif kind == "message" and current is not None and not skipping:
+                        values = {name: record[name] for name in _MESSAGE_FIELDS}
+                        values["item"] = _item(record.get("item"))
+                        pending.append(
+                            ChatMessage(
+                                session=current, **_dates(values, ("created_at", "synced_at"))
+                            )
+                        )
+                        if len(pending) >= _CHUNK:
+                            flush()
+                    elif kind == "summary" and current is not None and not skipping:
+                        values = {name: record[name] for name in _SUMMARY_FIELDS}
+                        SummaryVersion.objects.create(
+                            session=current, **_dates(values, ("pulled_at",))
+                        )
+                        result.summaries += 1
+                except MotorheadValidationError as exc:
+                    raise ExportFormatError(f"Line {number}: a {kind} record with {exc}") from None
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise ExportFormatError(
+                        f"Line {number}: a {kind} record without {exc}."
+                    ) from None
+            flush()
+            for pk, updated in session_updated.items():
+                if updated is not None:  # auto_now set it at save: put the exported one back
+                    memory.restore_updated_at(pk, updated)
+    except UnicodeDecodeError as exc:
+        raise ExportFormatError(f"Not UTF-8 text (byte {exc.start}): not an export.") from None
+    except (IntegrityError, DataError):
+        # Rolled back whole. The database's text may quote content: it is not repeated here.
+        raise ExportFormatError(
+            "A record the database refused (a message sequence twice in one session, or a value "
+            "it cannot store): nothing was imported."
+        ) from None
     return result
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import engine, memory, signals
+from . import engine, memory, redaction, signals
 from .client import get_client
 from .conf import motorhead_settings
 from .exceptions import MotorheadError, MotorheadLegalHoldError
@@ -397,7 +397,7 @@ def _read_back(
         try:
             found = client.get_memory(remote_id)
         except MotorheadError as exc:
-            return False, f"The server could not be read back: {exc}"
+            return False, f"The server could not be read back: {redaction.error_text(exc)}"
         if found.messages or found.context:
             left += 1
     if left:
@@ -409,7 +409,8 @@ def _read_back(
             try:
                 indexed += bool(client.retrieve(remote_id, "erased"))
             except MotorheadError as exc:
-                return False, f"The server's long-term memory could not be read back: {exc}"
+                detail = redaction.error_text(exc)
+                return False, f"The server's long-term memory could not be read back: {detail}"
         if indexed:
             return False, (
                 f"Long-term memory still holds entries of {indexed} session(s): Motorhead's "

@@ -56,12 +56,13 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import memory
 from .conf import motorhead_settings
-from .exceptions import MotorheadValidationError
+from .exceptions import MotorheadLegalHoldError, MotorheadValidationError
 from .models import (
     LangGraphBlob,
     LangGraphCheckpoint,
     LangGraphMessage,
     LangGraphWrite,
+    LegalHold,
 )
 
 logger = logging.getLogger(__name__)
@@ -436,6 +437,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, and its mirrored conversation."""
         with transaction.atomic():
+            self._refuse_if_held(thread_id)
             for model in _THREAD_TABLES:
                 self._scoped(model).filter(thread_id=thread_id).delete()
             # The owner's session with this id (ids are scoped per owner), as the mirror wrote it.
@@ -452,6 +454,8 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         with transaction.atomic():
             doomed = self._scoped(LangGraphCheckpoint).filter(run_id__in=run_ids)
             threads = set(doomed.values_list("thread_id", flat=True))
+            for thread_id in threads:
+                self._refuse_if_held(thread_id)
             self._delete_checkpoints(doomed)
             for thread_id in threads:
                 self._collect_blobs(thread_id)
@@ -479,6 +483,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             raise ValueError(f'Unknown strategy {strategy!r}: use "keep_latest" or "delete".')
         with transaction.atomic():
             for thread_id in thread_ids:
+                self._refuse_if_held(thread_id)
                 if strategy == "delete":
                     for model in _THREAD_TABLES:
                         self._scoped(model).filter(thread_id=thread_id).delete()
@@ -489,6 +494,18 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                     keep |= self._latest_chain(rows.filter(checkpoint_ns=ns))
                 self._delete_checkpoints(rows.exclude(pk__in=keep))
                 self._collect_blobs(thread_id)
+
+    def _refuse_if_held(self, thread_id: str) -> None:
+        """A thread's checkpoints hold its whole conversation: a legal hold on its mirrored
+        session, or on its owner, keeps them as it keeps the session (no delete, no prune)."""
+        session = memory.find_session(thread_id, owner=self.owner)
+        if session is not None:
+            memory.refuse_if_held(session)
+        elif self.owner is not None and LegalHold.objects.filter(owner=self.owner).exists():
+            raise MotorheadLegalHoldError(
+                "This thread's owner is under a legal hold: its checkpoints cannot be deleted.",
+                session_id=thread_id,
+            )
 
     def _latest_chain(self, rows: QuerySet[LangGraphCheckpoint]) -> set[int]:
         """The newest checkpoint's pk, and its ancestors' back to a snapshot of every

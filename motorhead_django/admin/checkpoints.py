@@ -11,12 +11,20 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from motorhead_django.models import LangGraphBlob, LangGraphCheckpoint, LangGraphWrite
+from motorhead_django import memory
+from motorhead_django.models import (
+    ChatSession,
+    LangGraphBlob,
+    LangGraphCheckpoint,
+    LangGraphWrite,
+    LegalHold,
+)
 
 from .common import EstimatedCountPaginator, NulSafeChangelist
 
 # LangGraph checkpoints (motorhead_django.langgraph): written by the saver only, so
-# read-only here; rows may be deleted by those with the delete permission.
+# read-only here; rows may be deleted by those with the delete permission, unless their
+# thread is under a legal hold (its checkpoints hold the whole conversation).
 
 NO_OWNER = "none"
 
@@ -44,9 +52,17 @@ class OwnerFilter(admin.SimpleListFilter):
             return queryset
         if value == NO_OWNER:
             return queryset.filter(owner__isnull=True)
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             return queryset.none()
         return queryset.filter(owner_id=int(value))
+
+
+def thread_is_held(row: Any) -> bool:
+    """Whether a legal hold covers this row's thread: its mirrored session's, or its owner's."""
+    if row.owner_id is not None and LegalHold.objects.filter(owner_id=row.owner_id).exists():
+        return True
+    mirror = ChatSession.objects.filter(session_id=row.thread_id, owner_id=row.owner_id)
+    return mirror.filter(memory.held()).exists()
 
 
 class ReadOnlyCheckpointAdmin(NulSafeChangelist):
@@ -62,6 +78,13 @@ class ReadOnlyCheckpointAdmin(NulSafeChangelist):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django asks this per row on the delete page and for *delete selected*
+        # (get_deleted_objects), so a held thread's rows are refused on both.
+        if obj is not None and thread_is_held(obj):
+            return False
+        return super().has_delete_permission(request, obj)
 
     @admin.display(description=_("size"))
     def size(self, obj: Any) -> str:

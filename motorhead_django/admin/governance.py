@@ -18,7 +18,7 @@ from motorhead_django.exceptions import MotorheadLegalHoldError
 from motorhead_django.models import ChatSession, ErasureReceipt, LegalHold, ReadAudit
 
 from .actions import action
-from .common import confirmation_page, confirmed
+from .common import NulSafeChangelist, confirmation_page, confirmed
 
 # A refusal names at most this many held sessions (and counts the rest).
 HELD_NAMES_LIMIT = 10
@@ -181,11 +181,11 @@ class SessionGovernanceMixin(admin.ModelAdmin):
 
 
 def _int(value: str) -> int:
-    return int(value) if value.isdigit() else -1
+    return int(value) if value.isascii() and value.isdigit() else -1
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(admin.ModelAdmin):
+class LegalHoldAdmin(NulSafeChangelist):
     """Holds on owners: added and lifted (deleted) with ``set_legal_hold`` only."""
 
     list_display = ("owner", "reason", "set_by", "created_at")
@@ -214,7 +214,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class _ReadOnly(admin.ModelAdmin):
+class _ReadOnly(NulSafeChangelist):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from motorhead_django.job_models import AdminJob
 
 from .actions import job_report
-from .common import ago
+from .common import NulSafeChangelist, ago
 
 # Seconds between two refreshes of a running job's page.
 REFRESH_SECONDS = 2
@@ -23,7 +23,7 @@ VIEW_ALL = "motorhead_django.view_adminjob"
 
 
 @admin.register(AdminJob)
-class AdminJobAdmin(admin.ModelAdmin):
+class AdminJobAdmin(NulSafeChangelist):
     change_form_template = "admin/motorhead_django/adminjob/change_form.html"
     list_display = ("description", "state", "progress", "user", "started")
     list_filter = ("state", "kind")
@@ -43,7 +43,7 @@ class AdminJobAdmin(admin.ModelAdmin):
     ) -> AdminJob | None:
         # Not the list's filter: another user's job is then refused (403) by the
         # permission methods, on every page alike.
-        if not str(object_id).isdigit():
+        if not (str(object_id).isascii() and str(object_id).isdigit()):
             return None
         return AdminJob.objects.filter(pk=int(object_id)).first()
 
@@ -64,6 +64,12 @@ class AdminJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The delete permission alone does not reach another user's job (its page shows it).
+        if obj is not None and not self._sees_all(request) and obj.user_id != request.user.pk:
+            return False
+        return super().has_delete_permission(request, obj)
 
     @admin.display(description=_("progress"))
     def progress(self, obj: AdminJob) -> str:

@@ -427,7 +427,7 @@ class ChatSessionAdmin(
 
 def _sequence(value: str | None) -> int | None:
     """A ``before`` parameter: a positive whole number, or None (the newest page)."""
-    if value is None or not value.isdigit() or len(value) > 18:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         return None
     return int(value) or None
 

@@ -28,7 +28,7 @@ def subject(options: dict[str, Any]) -> tuple[Any, ChatSession | None]:
             raise CommandError(f"--user {name!r}: no such user.")
         return user, None
     raw = options["session"]
-    if not str(raw).isdigit():
+    if not (str(raw).isascii() and str(raw).isdigit()):
         raise CommandError(f"--session {raw!r}: a session's primary key (a number).")
     session = ChatSession.objects.filter(pk=int(raw)).first()
     if session is None:
