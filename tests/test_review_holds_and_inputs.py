@@ -148,3 +148,26 @@ def test_an_export_with_a_sequence_twice_is_a_command_error_and_imports_nothing(
     with pytest.raises(CommandError, match="nothing was imported"):
         call_command("motorhead_import", "--from-export", str(path))
     assert not ChatSession.objects.exists()
+
+
+def test_a_remote_delete_queued_before_a_hold_leaves_the_servers_copy(settings, motorhead_server):
+    from motorhead_django import engine, memory
+
+    settings.MOTORHEAD = {"URL": motorhead_server.url}
+    session = memory.get_or_create_session("queued")
+    with outbox_suspended():
+        memory.append_messages(session, [("Human", "keep me")])
+    assert engine.push(session.pk).pushed == 1
+    ChatSession.objects.filter(pk=session.pk).update(legal_hold=True)  # set after the choice
+    result = engine.delete(session.pk, scope=engine.Scope.REMOTE)
+    assert result.error and result.error.startswith("held")
+    session.refresh_from_db()
+    assert [m["content"] for m in motorhead_server.stored_messages(session.remote_id)] == [
+        "keep me"
+    ]
+
+
+def outbox_suspended():
+    from motorhead_django import outbox
+
+    return outbox.suspended()

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from motorhead_django import redaction
+from motorhead_django import memory, redaction
 from motorhead_django.client import MotorheadClient, get_client
 from motorhead_django.conf import motorhead_settings
 from motorhead_django.exceptions import MotorheadError, is_retryable
@@ -95,6 +95,9 @@ def delete_on_server(session_pk: int, *, client: MotorheadClient | None = None) 
             return "busy: a worker is pushing this session"
         if session is None:
             return ""
+        # Re-read under the lock: a hold set since the action was chosen (a queued job) wins.
+        if ChatSession.objects.filter(pk=session.pk).filter(memory.held()).exists():
+            return "held: the session is under a legal hold; the server's copy stays"
         try:
             client.delete_memory(session.remote_id, namespace=session.namespace or None)
         except MotorheadError as exc:
